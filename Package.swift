@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// DiTKit: Diffusion Transformer and SD-VAE checkpoints out of PyTorch into a
+// memory-mapped native format, with verification. See README.md.
+import PackageDescription
+
+/// Swift settings shared by every first-party target.
+let common: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "DiTKit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ditkit", targets: ["ditkit"]),
+        .library(name: "DiTKitCore", targets: ["DiTKitCore"]),
+        .library(name: "DiTKitFormats", targets: ["DiTKitFormats"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (`make deps` installs the apt providers).
+        .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // System calls Swift cannot import directly (renameat2).
+        .target(name: "CDiTKitSupport"),
+
+        .target(
+            name: "DiTKitCore",
+            dependencies: ["CDiTKitSupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: common),
+        .target(
+            name: "DiTKitFormats",
+            dependencies: ["DiTKitCore", "CZip"],
+            swiftSettings: common),
+        .executableTarget(
+            name: "ditkit",
+            dependencies: [
+                "DiTKitCore", "DiTKitFormats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: common),
+
+        .testTarget(name: "DiTKitCoreTests", dependencies: ["DiTKitCore"]),
+        .testTarget(name: "DiTKitFormatsTests", dependencies: ["DiTKitFormats"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "DiTKitCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

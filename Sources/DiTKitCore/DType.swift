@@ -1,0 +1,100 @@
+// Element types, spelled as safetensors spells them everywhere the tool prints one.
+
+/// An element type of a stored tensor.
+///
+/// Raw values are the safetensors spellings (`F32`, `BF16`, `F8_E4M3`, ...), which is
+/// how every DiTKit command prints a dtype. Float8 types are carried as raw bytes:
+/// they can be listed, hashed and copied, not converted.
+public enum DType: String, Sendable, CaseIterable, Codable {
+    case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
+    case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8"
+    case u64 = "U64", u32 = "U32", u16 = "U16", u8 = "U8"
+    case bool = "BOOL"
+    case f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
+    case c64 = "C64", c128 = "C128"
+
+    /// Bytes per element.
+    public var itemSize: Int {
+        switch self {
+        case .f64, .i64, .u64, .c64: return 8
+        case .c128: return 16
+        case .f32, .i32, .u32: return 4
+        case .f16, .bf16, .i16, .u16: return 2
+        case .i8, .u8, .bool, .f8e4m3, .f8e5m2: return 1
+        }
+    }
+
+    /// Whether the type is a floating-point type that DiTKit can widen to `Float`.
+    public var isConvertibleFloat: Bool {
+        switch self {
+        case .f64, .f32, .f16, .bf16: return true
+        default: return false
+        }
+    }
+
+    /// Whether values of this type are floating point (including float8).
+    public var isFloatingPoint: Bool {
+        switch self {
+        case .f64, .f32, .f16, .bf16, .f8e4m3, .f8e5m2: return true
+        default: return false
+        }
+    }
+
+    /// The safetensors spelling; same as `rawValue`.
+    public var name: String { rawValue }
+
+    /// Parses a safetensors dtype name; `nil` when unknown.
+    public init?(safetensorsName: String) { self.init(rawValue: safetensorsName) }
+
+    /// Maps a torch legacy storage class name (`FloatStorage`, `HalfStorage`, ...) to its dtype.
+    public init?(torchStorageClass name: String) {
+        switch name {
+        case "DoubleStorage": self = .f64
+        case "FloatStorage": self = .f32
+        case "HalfStorage": self = .f16
+        case "BFloat16Storage": self = .bf16
+        case "LongStorage": self = .i64
+        case "IntStorage": self = .i32
+        case "ShortStorage": self = .i16
+        case "CharStorage": self = .i8
+        case "ByteStorage": self = .u8
+        case "BoolStorage": self = .bool
+        case "ComplexFloatStorage": self = .c64
+        case "ComplexDoubleStorage": self = .c128
+        default: return nil
+        }
+    }
+
+    /// Maps a torch dtype attribute name (`float32`, `half`, `float8_e4m3fn`, ...) to its dtype.
+    public init?(torchDTypeName name: String) {
+        switch name {
+        case "float64", "double": self = .f64
+        case "float32", "float": self = .f32
+        case "float16", "half": self = .f16
+        case "bfloat16": self = .bf16
+        case "int64", "long": self = .i64
+        case "int32", "int": self = .i32
+        case "int16", "short": self = .i16
+        case "int8": self = .i8
+        case "uint8": self = .u8
+        case "uint16": self = .u16
+        case "uint32": self = .u32
+        case "uint64": self = .u64
+        case "bool": self = .bool
+        case "float8_e4m3fn": self = .f8e4m3
+        case "float8_e5m2": self = .f8e5m2
+        case "complex64", "cfloat": self = .c64
+        case "complex128", "cdouble": self = .c128
+        default: return nil
+        }
+    }
+
+    /// Size in bytes of the unit a byte swap works on (complex swaps each half).
+    public var swapUnit: Int {
+        switch self {
+        case .c64: return 4
+        case .c128: return 8
+        default: return itemSize
+        }
+    }
+}

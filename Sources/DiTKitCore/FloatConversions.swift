@@ -1,0 +1,93 @@
+// Conversions between float32 and float16 / bfloat16 / float64, in bulk, bit-exact with torch.
+//
+// float32 -> float16 and float32 -> bfloat16 round to nearest, ties to even, exactly as
+// `Tensor.half()` and `Tensor.bfloat16()` do on CPU. NaN becomes a quiet NaN.
+
+/// Bit-level helpers for half-precision formats.
+public enum HalfPrecision {
+    /// float32 -> bfloat16 bits, round to nearest even; NaN -> 0x7FC0 (torch's `round_to_nearest_even`).
+    @inlinable @inline(__always)
+    public static func bf16Bits(_ f: Float) -> UInt16 {
+        if f.isNaN { return 0x7FC0 }
+        let u = f.bitPattern
+        let rounding = 0x7FFF &+ ((u >> 16) & 1)
+        return UInt16(truncatingIfNeeded: (u &+ rounding) >> 16)
+    }
+
+    /// bfloat16 bits -> float32 (exact).
+    @inlinable @inline(__always)
+    public static func float(bf16 bits: UInt16) -> Float {
+        Float(bitPattern: UInt32(bits) << 16)
+    }
+
+    /// float32 -> float16 bits, round to nearest even, overflow to infinity, NaN kept NaN.
+    @inlinable @inline(__always)
+    public static func f16Bits(_ f: Float) -> UInt16 {
+        Float16(f).bitPattern
+    }
+
+    /// float16 bits -> float32 (exact).
+    @inlinable @inline(__always)
+    public static func float(f16 bits: UInt16) -> Float {
+        Float(Float16(bitPattern: bits))
+    }
+}
+
+/// Bulk conversions between element types. Buffers hold little-endian host values.
+public enum ElementConversion {
+    /// Widens `count` elements of `dtype` at `src` to float32 at `dst`.
+    /// `dtype` must satisfy `isConvertibleFloat`.
+    public static func toFloat32(_ src: UnsafeRawPointer, dtype: DType, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        switch dtype {
+        case .f32:
+            dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
+        case .f16:
+            let s = src.assumingMemoryBound(to: UInt16.self)
+            for i in 0..<count { dst[i] = HalfPrecision.float(f16: s[i]) }
+        case .bf16:
+            let s = src.assumingMemoryBound(to: UInt16.self)
+            for i in 0..<count { dst[i] = HalfPrecision.float(bf16: s[i]) }
+        case .f64:
+            let s = src.assumingMemoryBound(to: Double.self)
+            for i in 0..<count { dst[i] = Float(s[i]) }
+        default:
+            preconditionFailure("toFloat32 called with \(dtype)")
+        }
+    }
+
+    /// Narrows float32 to float16 bits.
+    public static func toF16(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<UInt16>) {
+        for i in 0..<count { dst[i] = HalfPrecision.f16Bits(src[i]) }
+    }
+
+    /// Narrows float32 to bfloat16 bits.
+    public static func toBF16(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<UInt16>) {
+        for i in 0..<count { dst[i] = HalfPrecision.bf16Bits(src[i]) }
+    }
+}
+
+/// In-place byte swapping of elements (for big-endian checkpoints).
+public enum ByteSwap {
+    /// Reverses the bytes of every `unit`-byte element of `buffer` in place. `unit` is 1, 2, 4, 8 or 16.
+    public static func swap(_ buffer: UnsafeMutableRawBufferPointer, unit: Int) {
+        guard unit > 1, let base = buffer.baseAddress else { return }
+        let n = buffer.count / unit
+        switch unit {
+        case 2:
+            let p = base.assumingMemoryBound(to: UInt16.self)
+            for i in 0..<n { p[i] = p[i].byteSwapped }
+        case 4:
+            let p = base.assumingMemoryBound(to: UInt32.self)
+            for i in 0..<n { p[i] = p[i].byteSwapped }
+        case 8:
+            let p = base.assumingMemoryBound(to: UInt64.self)
+            for i in 0..<n { p[i] = p[i].byteSwapped }
+        default:
+            let p = base.assumingMemoryBound(to: UInt8.self)
+            for i in 0..<n {
+                var lo = i * unit, hi = lo + unit - 1
+                while lo < hi { let t = p[lo]; p[lo] = p[hi]; p[hi] = t; lo += 1; hi -= 1 }
+            }
+        }
+    }
+}

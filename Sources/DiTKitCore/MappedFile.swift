@@ -1,0 +1,151 @@
+// Read-only memory mappings and the byte buffers handed out from them.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An error from the operating system, with the call and path that failed.
+public struct SystemError: Error, CustomStringConvertible, Sendable {
+    public let call: String
+    public let path: String
+    public let code: Int32
+    public init(_ call: String, path: String, code: Int32 = errno) {
+        self.call = call
+        self.path = path
+        self.code = code
+    }
+    public var description: String {
+        "\(path): \(call) failed: \(String(cString: strerror(code)))"
+    }
+}
+
+/// A whole file mapped read-only into memory (`mmap(PROT_READ, MAP_PRIVATE)`).
+///
+/// The mapping lives as long as the object; buffers handed out keep it alive through
+/// `RawBytes.owner`. An empty file maps to an empty buffer.
+public final class MappedFile: @unchecked Sendable {
+    /// Path the file was opened from.
+    public let path: String
+    /// The mapped bytes.
+    public let bytes: UnsafeRawBufferPointer
+    private let base: UnsafeMutableRawPointer?
+    private let length: Int
+
+    /// Maps `path`. Throws `SystemError` when it cannot be opened or mapped.
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SystemError("open (not a regular file)", path: path, code: EISDIR)
+        }
+        length = Int(st.st_size)
+        if length == 0 {
+            base = nil
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p, p != MAP_FAILED else { throw SystemError("mmap", path: path) }
+        base = p
+        bytes = UnsafeRawBufferPointer(start: p, count: length)
+    }
+
+    /// File size in bytes.
+    public var count: Int { length }
+
+    /// Tells the kernel the mapping will be read front to back.
+    public func adviseSequential() {
+        if let base { _ = madvise(base, length, MADV_SEQUENTIAL) }
+    }
+
+    /// A zero-copy view of `range`, keeping the mapping alive. The range must be checked by the caller.
+    public func slice(_ range: Range<Int>) -> RawBytes {
+        precondition(range.lowerBound >= 0 && range.upperBound <= length, "slice out of bounds")
+        // SAFETY: bounds checked above; the buffer stays valid while `self` is retained by the result.
+        let start = bytes.baseAddress.map { $0 + range.lowerBound }
+        return RawBytes(owner: self, buffer: UnsafeRawBufferPointer(start: start, count: range.count))
+    }
+
+    deinit {
+        if let base { munmap(base, length) }
+    }
+}
+
+/// A heap allocation with a fixed alignment, freed when released.
+public final class OwnedBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let count: Int
+
+    /// Allocates `count` bytes aligned to `alignment` (default 64), zero-filled.
+    public init(count: Int, alignment: Int = 64) {
+        self.count = count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+    }
+
+    /// Allocates without zero-filling (the caller writes every byte).
+    public init(uninitializedCount count: Int, alignment: Int = 64) {
+        self.count = count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
+    }
+
+    public var mutableBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: pointer, count: count) }
+    public var bytes: RawBytes { RawBytes(owner: self, buffer: UnsafeRawBufferPointer(start: pointer, count: count)) }
+
+    deinit { pointer.deallocate() }
+}
+
+/// Immutable bytes plus whatever keeps them alive (a mapping or an allocation).
+public struct RawBytes: @unchecked Sendable {
+    /// Keeps `buffer` valid; `nil` only for static or empty data.
+    public let owner: AnyObject?
+    /// The bytes.
+    public let buffer: UnsafeRawBufferPointer
+
+    public init(owner: AnyObject?, buffer: UnsafeRawBufferPointer) {
+        self.owner = owner
+        self.buffer = buffer
+    }
+
+    /// Copies `array` into a fresh owned buffer.
+    public init(copying array: [UInt8]) {
+        let o = OwnedBuffer(uninitializedCount: array.count)
+        array.withUnsafeBytes { src in
+            if let b = src.baseAddress { o.pointer.copyMemory(from: b, byteCount: src.count) }
+        }
+        self = o.bytes
+    }
+
+    public var count: Int { buffer.count }
+
+    /// Whether the start address is a multiple of `alignment`.
+    public func isAligned(to alignment: Int) -> Bool {
+        guard let b = buffer.baseAddress else { return true }
+        return Int(bitPattern: b) % alignment == 0
+    }
+
+    /// The bytes as a Swift array (copies).
+    public var array: [UInt8] { Array(buffer) }
+
+    /// A copy into fresh storage aligned to 64 bytes.
+    public func alignedCopy() -> RawBytes {
+        let o = OwnedBuffer(uninitializedCount: count)
+        if let src = buffer.baseAddress, count > 0 { o.pointer.copyMemory(from: src, byteCount: count) }
+        return o.bytes
+    }
+
+    /// Views the bytes as `T` elements, copying first when they are not aligned for `T`.
+    public func withElements<T, R>(of type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) rethrows -> R {
+        let source = isAligned(to: MemoryLayout<T>.alignment) ? self : alignedCopy()
+        let n = source.count / MemoryLayout<T>.stride
+        // SAFETY: alignment ensured above; the buffer is kept alive by `source` for the call.
+        return try withExtendedLifetime(source) {
+            try body(UnsafeBufferPointer(start: source.buffer.baseAddress?.assumingMemoryBound(to: T.self), count: n))
+        }
+    }
+}

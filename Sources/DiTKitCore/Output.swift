@@ -1,0 +1,286 @@
+// Atomic outputs: everything is written under a temporary sibling name and renamed into
+// place only when complete, so the final path holds either nothing, the previous output,
+// or the complete new one.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CDiTKitSupport
+
+/// Why an output could not be written.
+public enum OutputError: Error, CustomStringConvertible, Sendable {
+    case exists(String)
+    case system(SystemError)
+    case shortWrite(path: String, expected: Int, written: Int)
+
+    public var description: String {
+        switch self {
+        case .exists(let p): return "\(p): already exists (use --force to replace it)"
+        case .system(let e): return e.description
+        case .shortWrite(let p, let e, let w): return "\(p): short write (\(w) of \(e) bytes)"
+        }
+    }
+}
+
+/// File-system helpers used by every writer.
+public enum FileSystem {
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Size of a regular file, or `nil`.
+    public static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int(st.st_size)
+    }
+
+    /// Removes a file or a directory tree; ignores a missing path.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if let d = opendir(path) {
+                var names: [String] = []
+                while let e = readdir(d) {
+                    let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                        String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                    }
+                    if name != "." && name != ".." { names.append(name) }
+                }
+                closedir(d)
+                for n in names { removeTree(path + "/" + n) }
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    /// Creates a directory (mode 0755). Throws `OutputError.system`.
+    public static func makeDirectory(_ path: String) throws {
+        guard mkdir(path, 0o755) == 0 else { throw OutputError.system(SystemError("mkdir", path: path)) }
+    }
+
+    /// Creates `path` and missing parents.
+    public static func makeDirectories(_ path: String) throws {
+        if isDirectory(path) { return }
+        let parent = parentDirectory(path)
+        if parent != path, !parent.isEmpty, !isDirectory(parent) { try makeDirectories(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw OutputError.system(SystemError("mkdir", path: path))
+        }
+    }
+
+    /// Directory part of a path ("." when there is none).
+    public static func parentDirectory(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "." }
+        let d = String(p[..<slash])
+        return d.isEmpty ? "/" : d
+    }
+
+    /// Last path component.
+    public static func baseName(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return p }
+        return String(p[p.index(after: slash)...])
+    }
+
+    /// Writes all of `bytes` to `fd`, retrying on EINTR. Throws on error or a short write.
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OutputError.system(SystemError("write", path: path))
+            }
+            if n == 0 { throw OutputError.shortWrite(path: path, expected: bytes.count, written: done) }
+            done += n
+        }
+    }
+
+    /// Writes a whole small file (not atomically; use inside an `AtomicOutput` temp path).
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw OutputError.system(SystemError("open", path: path)) }
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { try writeAll(fd: fd, $0, path: path) }
+        guard fsync(fd) == 0 else { throw OutputError.system(SystemError("fsync", path: path)) }
+    }
+
+    /// Reads a whole small file. Throws `SystemError`.
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let m = try MappedFile(path: path)
+        return Array(m.bytes)
+    }
+}
+
+/// Registry of temporary paths to remove if the process is interrupted (SIGINT/SIGTERM/SIGHUP).
+public enum TemporaryPaths {
+    nonisolated(unsafe) private static var paths: [String] = []
+    nonisolated(unsafe) private static var lock = pthread_mutex_t()
+    nonisolated(unsafe) private static var installed = false
+
+    static func register(_ path: String) {
+        pthread_mutex_lock(&lock)
+        paths.append(path)
+        if !installed {
+            installed = true
+            for s in [SIGINT, SIGTERM, SIGHUP] {
+                signal(s) { sig in
+                    TemporaryPaths.removeAll()
+                    signal(sig, SIG_DFL)
+                    raise(sig)
+                }
+            }
+        }
+        pthread_mutex_unlock(&lock)
+    }
+
+    static func unregister(_ path: String) {
+        pthread_mutex_lock(&lock)
+        paths.removeAll { $0 == path }
+        pthread_mutex_unlock(&lock)
+    }
+
+    static func removeAll() {
+        for p in paths { FileSystem.removeTree(p) }
+    }
+}
+
+/// An output written under a temporary sibling path and moved into place by `commit()`.
+///
+/// The temporary path is a hidden sibling (`.NAME.partial-PID`) in the same directory, so the
+/// final rename never crosses file systems. An existing output is replaced only with `force`,
+/// and then by an atomic exchange (`renameat2(RENAME_EXCHANGE)`) where the kernel supports it,
+/// so readers see the old or the new output, never a mix. If the process dies before
+/// `commit()`, the final path is untouched; `discard()` (also called on interruption) removes
+/// the temporary.
+public final class AtomicOutput {
+    /// Where the output will end up.
+    public let finalPath: String
+    /// Where to write meanwhile.
+    public let temporaryPath: String
+    public let isDirectory: Bool
+    private var done = false
+
+    /// Prepares an output. Throws `OutputError.exists` when `finalPath` exists and `force` is false.
+    public init(finalPath: String, directory: Bool, force: Bool) throws {
+        self.finalPath = finalPath
+        self.isDirectory = directory
+        if FileSystem.exists(finalPath) && !force { throw OutputError.exists(finalPath) }
+        let parent = FileSystem.parentDirectory(finalPath)
+        let base = FileSystem.baseName(finalPath)
+        temporaryPath = (parent == "." && !finalPath.hasPrefix("./") ? "" : parent + "/") + ".\(base).partial-\(getpid())"
+        FileSystem.removeTree(temporaryPath)
+        TemporaryPaths.register(temporaryPath)
+        if directory {
+            do { try FileSystem.makeDirectory(temporaryPath) } catch {
+                TemporaryPaths.unregister(temporaryPath)
+                throw error
+            }
+        }
+    }
+
+    /// Moves the temporary into place. Syncs the parent directory afterwards.
+    public func commit() throws {
+        precondition(!done, "AtomicOutput committed twice")
+        if FileSystem.exists(finalPath) {
+            if ditkit_exchange_paths(temporaryPath, finalPath) == 0 {
+                // The old output now sits at the temporary path.
+                FileSystem.removeTree(temporaryPath)
+            } else {
+                // No atomic exchange here: move the old one aside, then the new one in.
+                let aside = temporaryPath + ".old"
+                FileSystem.removeTree(aside)
+                guard rename(finalPath, aside) == 0 else {
+                    throw OutputError.system(SystemError("rename", path: finalPath))
+                }
+                guard rename(temporaryPath, finalPath) == 0 else {
+                    let e = SystemError("rename", path: finalPath)
+                    _ = rename(aside, finalPath)
+                    throw OutputError.system(e)
+                }
+                FileSystem.removeTree(aside)
+            }
+        } else {
+            guard rename(temporaryPath, finalPath) == 0 else {
+                throw OutputError.system(SystemError("rename", path: finalPath))
+            }
+        }
+        done = true
+        TemporaryPaths.unregister(temporaryPath)
+        let dfd = open(FileSystem.parentDirectory(finalPath), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Removes the temporary (no effect after `commit()`).
+    public func discard() {
+        guard !done else { return }
+        done = true
+        FileSystem.removeTree(temporaryPath)
+        TemporaryPaths.unregister(temporaryPath)
+    }
+
+    deinit { discard() }
+}
+
+/// A file being written sequentially with positioned padding, used for blobs and exports.
+public final class OutputFile {
+    public let path: String
+    public let fd: Int32
+    /// Bytes written so far.
+    public private(set) var offset = 0
+
+    /// Creates (truncates) `path` for writing.
+    public init(path: String) throws {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw OutputError.system(SystemError("open", path: path)) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try FileSystem.writeAll(fd: fd, bytes, path: path)
+        offset += bytes.count
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// Writes zero bytes until `offset` is a multiple of `alignment`.
+    public func pad(to alignment: Int) throws {
+        let target = try Checked.alignUp(offset, alignment)
+        if target > offset { try write([UInt8](repeating: 0, count: target - offset)) }
+    }
+
+    private var closed = false
+
+    /// Flushes to stable storage and closes.
+    public func close() throws {
+        closed = true
+        guard fsync(fd) == 0 else {
+            let e = SystemError("fsync", path: path)
+            _ = closeDescriptor(fd)
+            throw OutputError.system(e)
+        }
+        guard closeDescriptor(fd) == 0 else { throw OutputError.system(SystemError("close", path: path)) }
+    }
+
+    deinit { if !closed { _ = closeDescriptor(fd) } }
+}
+
+private func closeDescriptor(_ fd: Int32) -> Int32 {
+    close(fd)
+}

@@ -1,0 +1,123 @@
+// The common face of every container DiTKit reads: a list of named tensors in file order,
+// non-tensor objects, string metadata, and a way to get a tensor's C-contiguous
+// little-endian bytes. Containers are recognised by content, never by extension.
+import DiTKitCore
+
+/// Container formats DiTKit reads.
+public enum ContainerFormat: String, Sendable, Codable {
+    case torchZip = "torch-zip"
+    case torchLegacy = "torch-legacy"
+    case safetensors
+    case ditkit
+}
+
+/// A tensor's name, type and shape as listed by a container.
+public struct TensorEntry: Sendable, Equatable {
+    /// Dotted path from the root (`blocks.0.attn.qkv.weight`, `opt.state.0.exp_avg`).
+    public var name: String
+    public var dtype: DType
+    /// Sizes, outermost first (C order).
+    public var shape: [Int]
+    /// Product of `shape` (1 for a 0-d tensor).
+    public var elementCount: Int
+    /// `elementCount * dtype.itemSize`.
+    public var byteCount: Int
+
+    /// Creates an entry; throws `ArithmeticOverflow` when the sizes overflow.
+    public init(name: String, dtype: DType, shape: [Int]) throws {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        elementCount = try Checked.product(shape, "the element count of \(name)")
+        byteCount = try Checked.mul(elementCount, dtype.itemSize, "the byte count of \(name)")
+    }
+}
+
+/// Something that holds named tensors.
+public protocol TensorContainer: AnyObject, Sendable {
+    /// The file or bundle this was read from.
+    var path: String { get }
+    var format: ContainerFormat { get }
+    /// Tensors in file order.
+    var tensors: [TensorEntry] { get }
+    /// Non-tensor leaves (`args.lr` -> `0.0001`), in file order.
+    var objects: [(name: String, value: String)] { get }
+    /// Container metadata (`__metadata__` of safetensors, the archive version of a torch file).
+    var metadata: [(key: String, value: String)] { get }
+    /// The bytes of tensor `index` of `tensors`, C-contiguous and little-endian. Zero-copy
+    /// where the file allows it. Throws when the data is missing or inconsistent.
+    func bytes(of index: Int) throws -> RawBytes
+}
+
+extension TensorContainer {
+    /// Index of the tensor called `name`.
+    public func index(of name: String) -> Int? { tensors.firstIndex { $0.name == name } }
+
+    /// SHA-256 of a tensor's C-contiguous little-endian bytes (`ditkit inspect --hash`).
+    public func sha256(of index: Int) throws -> String {
+        SHA256Hasher.hex(try bytes(of: index))
+    }
+}
+
+/// Why a file is not something DiTKit reads.
+public enum CheckpointError: Error, CustomStringConvertible, Sendable {
+    case unrecognised(String)
+    case unsupported(String)
+    case inconsistent(String)
+
+    public var description: String {
+        switch self {
+        case .unrecognised(let s), .unsupported(let s), .inconsistent(let s): return s
+        }
+    }
+}
+
+/// Opens any supported container, detected by content.
+public enum Checkpoint {
+    /// The container kind of the file at `path`, from its first bytes.
+    public static func detect(_ bytes: UnsafeRawBufferPointer) throws -> ContainerFormat {
+        func starts(_ prefix: [UInt8]) -> Bool { bytes.count >= prefix.count && bytes.prefix(prefix.count).elementsEqual(prefix) }
+        if starts(Array("PYTORCH1".utf8)) {
+            throw CheckpointError.unsupported("a pre-release 'PYTORCH1' archive; not supported")
+        }
+        if starts([0x50, 0x4B, 0x03, 0x04]) { return .torchZip }
+        if starts([0x50, 0x4B, 0x05, 0x06]) { throw CheckpointError.unrecognised("an empty zip archive, not a checkpoint") }
+        if bytes.count > 262, bytes[257..<262].elementsEqual(Array("ustar".utf8)) {
+            throw CheckpointError.unsupported("a tar-format PyTorch checkpoint (torch < 0.4); not supported: load it with a recent torch and save it again")
+        }
+        if starts(TorchLegacyFile.magicPrefix) { return .torchLegacy }
+        if bytes.count >= 10 {
+            var n: UInt64 = 0
+            for k in (0..<8).reversed() { n = n << 8 | UInt64(bytes[k]) }
+            if n >= 2, n <= UInt64(SafetensorsFile.maxHeaderSize) {
+                let c = bytes[8]
+                if c == UInt8(ascii: "{") || c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { return .safetensors }
+            }
+        }
+        if starts([0x80]) || starts([UInt8(ascii: "(")]) || starts([UInt8(ascii: "}")]) || starts([UInt8(ascii: "c")]) || starts([UInt8(ascii: "]")]) {
+            throw CheckpointError.unrecognised("a bare pickle, not a torch.save checkpoint (no zip container and no legacy magic number)")
+        }
+        if let first = bytes.first, first == UInt8(ascii: "<") {
+            throw CheckpointError.unrecognised("starts with '<': looks like an HTML or XML page, not a checkpoint (a failed download?)")
+        }
+        let head = bytes.prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
+        throw CheckpointError.unrecognised("not a recognised checkpoint (torch zip, torch legacy, safetensors or a .ditkit bundle); first bytes: \(head.isEmpty ? "(empty file)" : head)")
+    }
+
+    /// Opens the checkpoint at `path`. Bundles (`.ditkit` directories) are opened by
+    /// `NativeBundle`; this opens files. Errors are wrapped in `FileError` naming `path`.
+    public static func open(_ path: String) throws -> any TensorContainer {
+        try FileError.wrapping(path) {
+            if FileSystem.isDirectory(path) {
+                throw CheckpointError.unrecognised("a directory, not a checkpoint file")
+            }
+            let file = try MappedFile(path: path)
+            switch try detect(file.bytes) {
+            case .torchZip: return try TorchArchive(file: file)
+            case .torchLegacy: return try TorchLegacyFile(file: file)
+            case .safetensors: return try SafetensorsFile(file: file)
+            case .ditkit: throw CheckpointError.unrecognised("a bundle must be a directory")
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+// The `ditkit` command line. It parses arguments and prints; all work happens in the libraries.
+import ArgumentParser
+import DiTKitCore
+
+@main
+struct Ditkit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ditkit",
+        abstract: "Bring DiT and SD-VAE checkpoints out of PyTorch into a verified, memory-mapped native format.",
+        discussion: """
+        Exit status: 0 success, 1 a check found a mismatch, 2 input refused (unsafe, corrupt or \
+        unsupported), 64 usage error, 74 output could not be written.
+        """,
+        version: DiTKitVersion.string,
+        subcommands: [Inspect.self]
+    )
+}

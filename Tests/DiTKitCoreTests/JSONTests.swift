@@ -1,0 +1,32 @@
+import Testing
+import DiTKitCore
+
+@Suite struct JSONTests {
+    @Test func parsesAndKeepsMemberOrder() throws {
+        let v = try JSONReader.parse(#" {"b": [1, -2, 3.5, 1e3], "a": {"x": null, "y": true}, "s": "\u00e9\n\ud83d\ude00"} "#)
+        #expect(v.objectValue?.map(\.0) == ["b", "a", "s"])
+        #expect(v["b"] == .array([.int(1), .int(-2), .double(3.5), .double(1000)]))
+        #expect(v["s"]?.stringValue == "é\n😀")
+    }
+
+    @Test func refusesWhatRFC8259Refuses() {
+        for bad in ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "\"\\x\"", "\"a\u{01}\"", "{\"a\":1}{", "tru", "\"\\ud800\"", "[1 2]"] {
+            #expect(throws: JSONError.self, "\(bad)") { try JSONReader.parse(bad) }
+        }
+    }
+
+    @Test func refusesDuplicateNamesAndDeepNesting() {
+        #expect(throws: JSONError.self) { try JSONReader.parse(#"{"a":1,"a":2}"#) }
+        #expect(throws: JSONError.self) { try JSONReader.parse(String(repeating: "[", count: 10_000)) }
+    }
+
+    @Test func writesDeterministically() throws {
+        let v: JSONValue = .object([("z", .int(1)), ("a", .array([.double(0.1), .double(1e-5), .double(2), .double(.infinity)])), ("s", .string("q\"\\\n\u{1}"))])
+        #expect(JSONWriter.string(v, pretty: false) == #"{"z":1,"a":[0.1,1e-05,2.0,null],"s":"q\"\\\n\u0001"}"#)
+        // Round trip.
+        let text = JSONWriter.string(v)
+        let back = try JSONReader.parse(text)
+        #expect(back["s"] == v["s"])
+        #expect(back.objectValue?.map(\.0) == ["z", "a", "s"])
+    }
+}

@@ -1,0 +1,66 @@
+// Runs the real `ditkit` executable built next to the test bundle.
+import Foundation
+import DiTKitCore
+
+/// The result of one `ditkit` run.
+struct ToolResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum Tool {
+    /// The repository root.
+    static let root: String = {
+        var p = #filePath
+        for _ in 0..<3 { p = String(p[..<p.lastIndex(of: "/")!]) }
+        return p
+    }()
+
+    static func fixture(_ relative: String) -> String { root + "/Tests/Fixtures/" + relative }
+
+    /// Path of the `ditkit` binary: $DITKIT_BIN, or next to the running test bundle.
+    static let binary: String = {
+        if let env = ProcessInfo.processInfo.environment["DITKIT_BIN"] { return env }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("ditkit").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return root + "/.build/debug/ditkit"
+    }()
+
+    /// Runs `ditkit args...` and waits.
+    @discardableResult
+    static func run(_ args: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> ToolResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Drain both pipes while the process runs so large outputs cannot block it.
+        var outData = Data(), errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        p.waitUntilExit()
+        group.wait()
+        return ToolResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// A fresh empty temporary directory.
+    static func temporaryDirectory() throws -> String {
+        let dir = NSTemporaryDirectory() + "ditkit-e2e-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+}

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Writes every committed test fixture with the real producers (torch.save, safetensors, diffusers).
+
+Run in a virtualenv outside the repository that has torch, timm, safetensors, diffusers, h5py:
+    python tools/make_fixtures.py            # all groups
+    python tools/make_fixtures.py readers    # one group
+
+Outputs go to Tests/Fixtures/<group>/. Valid inputs get a NAME.expected.json with the listing
+and SHA-256 hashes computed by torch; refused inputs are listed with the error text they must
+produce in refused.json. Everything is seeded, so reruns give the same tensors.
+"""
+import argparse
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import tarfile
+import zipfile
+from collections import OrderedDict
+
+import torch
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+DTYPE_NAMES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+}
+
+
+def tensor_sha256(t):
+    """SHA-256 of the tensor's C-contiguous little-endian bytes (ditkit inspect --hash)."""
+    flat = t.detach().contiguous().reshape(-1)
+    if flat.numel() == 0:
+        return hashlib.sha256(b"").hexdigest()
+    return hashlib.sha256(flat.view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def flatten(obj, path="", tensors=None, objects=None):
+    """Mirrors DiTKit's naming rules on the real Python objects."""
+    if tensors is None:
+        tensors, objects = [], OrderedDict()
+
+    def join(p, c):
+        return c if p == "" else p + "." + c
+
+    def has_tensor(x):
+        if isinstance(x, torch.Tensor):
+            return True
+        if isinstance(x, (list, tuple)):
+            return any(has_tensor(i) for i in x)
+        if isinstance(x, dict):
+            return any(has_tensor(v) for v in x.values())
+        if isinstance(x, argparse.Namespace):
+            return any(has_tensor(v) for v in vars(x).values())
+        return False
+
+    if isinstance(obj, torch.Tensor):
+        tensors.append((path, obj))
+    elif isinstance(obj, dict):
+        if not obj and path:
+            objects[path] = "OrderedDict()" if isinstance(obj, OrderedDict) else "{}"
+        for k, v in obj.items():
+            flatten(v, join(path, str(k)), tensors, objects)
+    elif isinstance(obj, argparse.Namespace):
+        for k, v in vars(obj).items():
+            flatten(v, join(path, k), tensors, objects)
+    elif isinstance(obj, (list, tuple)) and has_tensor(obj):
+        for i, v in enumerate(obj):
+            flatten(v, join(path, str(i)), tensors, objects)
+    else:
+        objects[path] = str(obj)
+    return tensors, objects
+
+
+def expected_listing(fmt, obj, metadata=None):
+    tensors, objects = flatten(obj)
+    return {
+        "format": fmt,
+        "tensors": [{"name": n, "dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape), "sha256": tensor_sha256(t)} for n, t in tensors],
+        "objects": objects,
+        "metadata": metadata or {},
+    }
+
+
+def write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+
+
+def rewrite_archive(src, dst, transform):
+    """Re-writes a torch zip with torch's own writer (PyTorchFileWriter); `transform(name, bytes)`
+    returns new bytes, or None to drop the record. Records are written in the original order."""
+    reader = torch._C.PyTorchFileReader(src)
+    names = [n for n in zipfile.ZipFile(src).namelist()]
+    prefix = names[0].split("/")[0] + "/"
+    writer = torch._C.PyTorchFileWriter(dst)
+    for full in names:
+        name = full[len(prefix):]
+        if name in ("version", ".data/version", ".data/serialization_id"):
+            continue  # written by write_end_of_file
+        data = bytes(reader.get_record(name))
+        new = transform(name, data)
+        if new is not None:
+            writer.write_record(name, new, len(new))
+    writer.write_end_of_file()
+    del writer
+
+
+# ---------------------------------------------------------------------------------------
+# Readers (issue: foundation). A small DiT state dict with official names.
+
+def tiny_dit_state_dict(dtype=torch.float32, seed=0):
+    from dit_reference import DiT, randomize_
+    torch.manual_seed(seed)
+    m = DiT(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=10)
+    randomize_(m, seed)
+    return OrderedDict((k, v.to(dtype)) for k, v in m.state_dict().items()), m
+
+
+class Evil:
+    """An object whose unpickling would run a command."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def readers():
+    out = os.path.join(ROOT, "readers")
+    os.makedirs(out, exist_ok=True)
+    refused = OrderedDict()
+
+    def save(name, obj, fmt="torch-zip", metadata=None, **kwargs):
+        path = os.path.join(out, name)
+        torch.save(obj, path, **kwargs)
+        if metadata is None:
+            metadata = {"version": "3", "byteorder": "little"} if fmt == "torch-zip" else {"protocol_version": "1001"}
+        write_json(path + ".expected.json", expected_listing(fmt, obj, metadata))
+        return path
+
+    sd, _ = tiny_dit_state_dict()
+    save("dit_tiny.pt", sd)
+    save("dit_tiny_p4.pt", sd, pickle_protocol=4)
+    save("dit_tiny_legacy.pt", sd, fmt="torch-legacy", _use_new_zipfile_serialization=False)
+    save("dit_tiny_f16.pt", OrderedDict((k, v.half()) for k, v in sd.items()))
+    save("dit_tiny_bf16.pt", OrderedDict((k, v.bfloat16()) for k, v in sd.items()))
+
+    from safetensors.torch import save_file
+    st = os.path.join(out, "dit_tiny.safetensors")
+    save_file(dict(sd), st, metadata={"format": "pt", "source": "make_fixtures"})
+    listing = expected_listing("safetensors", sd, {"format": "pt", "source": "make_fixtures"})
+    # safetensors lists tensors in data order: by dtype alignment, then name.
+    from safetensors import safe_open
+    with safe_open(st, "pt") as f:
+        order = list(f.keys())
+    header_len = struct.unpack("<Q", open(st, "rb").read(8))[0]
+    header = json.loads(open(st, "rb").read(8 + header_len)[8:])
+    order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"])
+    by_name = {t["name"]: t for t in listing["tensors"]}
+    listing["tensors"] = [by_name[k] for k in order]
+    write_json(st + ".expected.json", listing)
+
+    # A train.py-style checkpoint: model, ema, opt (AdamW after one step), args.
+    from dit_reference import DiT, randomize_
+    torch.manual_seed(1)
+    model = randomize_(DiT(input_size=8, patch_size=2, hidden_size=32, depth=2, num_heads=2, num_classes=10), 1)
+    ema = randomize_(DiT(input_size=8, patch_size=2, hidden_size=32, depth=2, num_heads=2, num_classes=10), 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    x = torch.randn(2, 4, 8, 8)
+    loss = model(x, torch.tensor([3.0, 500.0]), torch.tensor([1, 10])).square().mean()
+    loss.backward()
+    opt.step()
+    args = argparse.Namespace(data_path="/data/imagenet/train", results_dir="results", model="DiT-S/2", image_size=64,
+                              num_classes=10, epochs=1400, global_batch_size=256, global_seed=0, vae="ema",
+                              num_workers=4, log_every=100, ckpt_every=50000, lr=1e-4, betas=(0.9, 0.999), tf32=True)
+    ckpt = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "args": args}
+    save("train_checkpoint.pt", ckpt)
+
+    # Views and odd dtypes.
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    views = OrderedDict([
+        ("base", base),
+        ("transposed", base.t()),
+        ("sliced", base[1:3, 2:5]),
+        ("row", base[2]),
+        ("expanded", torch.tensor([1.5, -2.5]).expand(3, 2)),
+        ("scalar", torch.tensor(3.25)),
+        ("empty", torch.zeros(0, 3)),
+        ("long", torch.arange(-3, 5, dtype=torch.int64)),
+        ("int32", torch.tensor([1, -2, 2**31 - 1], dtype=torch.int32)),
+        ("int16", torch.tensor([7, -7], dtype=torch.int16)),
+        ("int8", torch.tensor([-128, 127], dtype=torch.int8)),
+        ("mask", torch.tensor([True, False, True])),
+        ("bytes", torch.tensor([0, 255, 17], dtype=torch.uint8)),
+        ("double", torch.tensor([1.0 / 3.0, 2.0], dtype=torch.float64)),
+        ("half_view", torch.arange(8, dtype=torch.float16).reshape(2, 4)[:, 1::2]),
+        ("fp8", torch.tensor([0.5, -1.0, 2.0]).to(torch.float8_e4m3fn)),
+    ])
+    views["step"] = 1000
+    views["note"] = "views and dtypes"
+    views["flags"] = {1, 2}
+    views["blob"] = b"\x00\x01ab"
+    save("views.pt", views)
+    save("views_legacy.pt", OrderedDict((k, v) for k, v in views.items() if k != "fp8"), fmt="torch-legacy",
+         _use_new_zipfile_serialization=False)
+
+    # Big-endian: what torch.save writes on a big-endian host (byteorder 'big', storages swapped),
+    # produced with torch's own zip writer.
+    be_src = os.path.join(out, "dit_tiny.pt")
+    be = os.path.join(out, "dit_tiny_big_endian.pt")
+    loaded = torch.load(be_src, weights_only=True)
+    storages = {}
+    reader = torch._C.PyTorchFileReader(be_src)
+
+    def to_big(name, data):
+        if name == "byteorder":
+            return b"big"
+        if name.startswith("data/"):
+            return bytes(bytearray(torch.frombuffer(bytearray(data), dtype=torch.float32).numpy().byteswap().tobytes()))
+        return data
+    rewrite_archive(be_src, be, to_big)
+    # torch reads it back to the same values (checked here, with the real loader).
+    back = torch.load(be, weights_only=True)
+    assert all(torch.equal(back[k], loaded[k]) for k in loaded)
+    write_json(be + ".expected.json", expected_listing("torch-zip", loaded, {"version": "3", "byteorder": "big"}))
+
+    # ---------------- refused inputs ----------------
+    def refuse(name, message):
+        refused[name] = message
+
+    small = OrderedDict([("w", torch.ones(2, 2)), ("b", torch.zeros(2))])
+
+    import posixpath  # noqa: F401  (os.system pickles as posix.system on Linux)
+    torch.save({"w": torch.ones(2), "payload": Evil(os.system, ("echo pwned",))}, os.path.join(out, "evil_posix_system.pt"))
+    refuse("evil_posix_system.pt", "refused global 'posix.system'")
+    torch.save({"w": torch.ones(2), "payload": Evil(eval, ("1+1",))}, os.path.join(out, "evil_builtins_eval.pt"))
+    refuse("evil_builtins_eval.pt", "refused global '__builtin__.eval'")
+    torch.save({"w": torch.ones(2), "payload": Evil(os.system, ("echo pwned",))}, os.path.join(out, "evil_stack_global_p4.pt"),
+               pickle_protocol=4)
+    refuse("evil_stack_global_p4.pt", "refused global 'posix.system'")
+    nested = OrderedDict(small)
+    nested["extra"] = {"config": [1, 2, {"deep": Evil(os.system, ("echo pwned",))}]}
+    torch.save(nested, os.path.join(out, "evil_nested_in_state_dict.pt"))
+    refuse("evil_nested_in_state_dict.pt", "refused global 'posix.system'")
+
+    # The literal os.system global, as a hand-written protocol-2 pickle inside a real torch zip.
+    payload = b"\x80\x02}q\x00X\x01\x00\x00\x00xq\x01cos\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s."
+    rewrite_archive(os.path.join(out, "dit_tiny.pt"), os.path.join(out, "evil_os_system.pt"),
+                    lambda n, d: payload if n == "data.pkl" else (None if n.startswith("data/") else d))
+    refuse("evil_os_system.pt", "refused global 'os.system'")
+
+    # TorchScript.
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(x)
+    torch.jit.save(torch.jit.script(Tiny()), os.path.join(out, "torchscript.pt"))
+    refuse("torchscript.pt", "TorchScript archive")
+
+    good = open(os.path.join(out, "dit_tiny.pt"), "rb").read()
+    open(os.path.join(out, "truncated.pt"), "wb").write(good[: len(good) // 2])
+    refuse("truncated.pt", "corrupt zip archive")
+
+    torch.save(small, os.path.join(out, "small.pt"))
+    src = os.path.join(out, "small.pt")
+    rewrite_archive(src, os.path.join(out, "missing_record.pt"), lambda n, d: None if n == "data/1" else d)
+    refuse("missing_record.pt", "missing storage record 'data/1'")
+    rewrite_archive(src, os.path.join(out, "short_record.pt"), lambda n, d: d[:-4] if n == "data/0" else d)
+    refuse("short_record.pt", "storage record 'data/0' holds 12 bytes but its storage needs 16")
+
+    # A view past the end of its storage: the pickle claims 3 elements of a 2-element storage.
+    view_src = os.path.join(out, "view_src.pt")
+    torch.save({"v": torch.zeros(2)}, view_src)
+    def bad_view(name, data):
+        if name == "data.pkl":
+            # size tuple (2,) -> (3,): BININT1 2, TUPLE1 ... stride (1,) stays.
+            i = data.index(b"K\x02\x85")
+            return data[:i] + b"K\x03\x85" + data[i + 3:]
+        return data
+    rewrite_archive(view_src, os.path.join(out, "view_out_of_bounds.pt"), bad_view)
+    os.remove(view_src)
+    refuse("view_out_of_bounds.pt", "tensor 'v' reads 3 elements of a storage that holds 2")
+
+    # Tar format (torch < 0.4): a tar with the three members torch's legacy_load expects.
+    with tarfile.open(os.path.join(out, "tar_format.pt"), "w", format=tarfile.PAX_FORMAT) as tf:
+        for member in ("storages", "tensors", "pickle"):
+            data = pickle.dumps(0, protocol=2)
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            info.mtime = 0
+            tf.addfile(info, io.BytesIO(data))
+    refuse("tar_format.pt", "tar-format PyTorch checkpoint")
+
+    g = torch.Generator().manual_seed(7)
+    open(os.path.join(out, "random_bytes.bin"), "wb").write(bytes(torch.randint(0, 256, (4096,), generator=g, dtype=torch.uint8).tolist()))
+    refuse("random_bytes.bin", "not a recognised checkpoint")
+
+    write_json(os.path.join(out, "refused.json"), refused)
+    print("readers: wrote", len(os.listdir(out)), "files")
+
+
+GROUPS = {"readers": readers}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("groups", nargs="*", choices=[[]] + list(GROUPS), help="fixture groups (default: all)")
+    a = ap.parse_args()
+    for name in a.groups or GROUPS:
+        GROUPS[name]()
