@@ -10,8 +10,9 @@ APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DEMO_CHECKPOINT := Tests/Fixtures/readers/train_checkpoint.pt
+DEMO_OUT := .build/demo
 
-.PHONY: all deps build test demo fixtures clean
+.PHONY: all deps pyenv build test demo fixtures clean
 
 all: build
 
@@ -28,15 +29,33 @@ deps:
 build: deps
 	$(SWIFT) build -c $(CONFIG) --product ditkit
 
+## pyenv: numpy, safetensors, h5py and gguf in a virtualenv outside the repository, so the
+## tests can prove that real Python clients read what ditkit writes (no torch).
+PYENV ?= $(HOME)/.cache/ditkit/pyenv
+PYENV_PACKAGES := numpy safetensors h5py gguf
+pyenv:
+	@if ! $(PYENV)/bin/python -c "import numpy, safetensors, h5py, gguf" 2>/dev/null; then \
+	  echo "make pyenv: installing $(PYENV_PACKAGES) into $(PYENV)"; \
+	  python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q --disable-pip-version-check $(PYENV_PACKAGES); \
+	fi
+
 ## test: the whole suite.
-test: deps
+test: deps pyenv
 	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	DITKIT_PYTHON=$(PYENV)/bin/python $(SWIFT) test
 
 ## demo: the main job on the checkpoint shipped in the repository.
 demo: build
+	@mkdir -p $(DEMO_OUT)
 	@echo "== ditkit inspect $(DEMO_CHECKPOINT)"
-	@$(BIN) inspect $(DEMO_CHECKPOINT)
+	@$(BIN) inspect $(DEMO_CHECKPOINT) | head -12
+	@echo "   ..."
+	@for d in f32 f16 int8; do \
+	  echo "== ditkit convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --heads 2 --force"; \
+	  $(BIN) convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --heads 2 --force || exit 1; \
+	done
+	@echo "== ditkit check $(DEMO_OUT)/dit-int8.ditkit"
+	@$(BIN) check $(DEMO_OUT)/dit-int8.ditkit
 
 ## fixtures: regenerate Tests/Fixtures (needs torch, timm, safetensors, diffusers, h5py; see CONTRIBUTING.md).
 PYTHON ?= python3

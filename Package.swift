@@ -38,16 +38,30 @@ let package = Package(
             name: "DiTKitFormats",
             dependencies: ["DiTKitCore", "CZip"],
             swiftSettings: common),
+        .target(
+            name: "DiTKitModels",
+            dependencies: ["DiTKitCore"],
+            swiftSettings: common),
+        .target(
+            name: "DiTKitConvert",
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
+            swiftSettings: common),
+        .target(
+            name: "DiTKitExport",
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
+            swiftSettings: common),
         .executableTarget(
             name: "ditkit",
             dependencies: [
-                "DiTKitCore", "DiTKitFormats",
+                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common),
 
         .testTarget(name: "DiTKitCoreTests", dependencies: ["DiTKitCore"]),
         .testTarget(name: "DiTKitFormatsTests", dependencies: ["DiTKitFormats"]),
+        .testTarget(name: "DiTKitModelsTests", dependencies: ["DiTKitModels"]),
+        .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "DiTKitCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -311,7 +311,164 @@ def readers():
     print("readers: wrote", len(os.listdir(out)), "files")
 
 
-GROUPS = {"readers": readers}
+# ---------------------------------------------------------------------------------------
+# Convert (issue: native format). Every accepted input form, made by its real producer.
+
+def official_to_diffusers_dit(sd, depth):
+    """Official DiT names -> DiTTransformer2DModel names, as diffusers' scripts/convert_dit_to_diffusers.py does."""
+    out = OrderedDict()
+    out["pos_embed.proj.weight"] = sd["x_embedder.proj.weight"]
+    out["pos_embed.proj.bias"] = sd["x_embedder.proj.bias"]
+    for i in range(depth):
+        b = "transformer_blocks.%d." % i
+        out[b + "norm1.emb.timestep_embedder.linear_1.weight"] = sd["t_embedder.mlp.0.weight"]
+        out[b + "norm1.emb.timestep_embedder.linear_1.bias"] = sd["t_embedder.mlp.0.bias"]
+        out[b + "norm1.emb.timestep_embedder.linear_2.weight"] = sd["t_embedder.mlp.2.weight"]
+        out[b + "norm1.emb.timestep_embedder.linear_2.bias"] = sd["t_embedder.mlp.2.bias"]
+        out[b + "norm1.emb.class_embedder.embedding_table.weight"] = sd["y_embedder.embedding_table.weight"]
+        out[b + "norm1.linear.weight"] = sd["blocks.%d.adaLN_modulation.1.weight" % i]
+        out[b + "norm1.linear.bias"] = sd["blocks.%d.adaLN_modulation.1.bias" % i]
+        q, k, v = torch.chunk(sd["blocks.%d.attn.qkv.weight" % i], 3, dim=0)
+        qb, kb, vb = torch.chunk(sd["blocks.%d.attn.qkv.bias" % i], 3, dim=0)
+        out[b + "attn1.to_q.weight"], out[b + "attn1.to_k.weight"], out[b + "attn1.to_v.weight"] = q, k, v
+        out[b + "attn1.to_q.bias"], out[b + "attn1.to_k.bias"], out[b + "attn1.to_v.bias"] = qb, kb, vb
+        out[b + "attn1.to_out.0.weight"] = sd["blocks.%d.attn.proj.weight" % i]
+        out[b + "attn1.to_out.0.bias"] = sd["blocks.%d.attn.proj.bias" % i]
+        out[b + "ff.net.0.proj.weight"] = sd["blocks.%d.mlp.fc1.weight" % i]
+        out[b + "ff.net.0.proj.bias"] = sd["blocks.%d.mlp.fc1.bias" % i]
+        out[b + "ff.net.2.weight"] = sd["blocks.%d.mlp.fc2.weight" % i]
+        out[b + "ff.net.2.bias"] = sd["blocks.%d.mlp.fc2.bias" % i]
+    out["proj_out_1.weight"] = sd["final_layer.adaLN_modulation.1.weight"]
+    out["proj_out_1.bias"] = sd["final_layer.adaLN_modulation.1.bias"]
+    out["proj_out_2.weight"] = sd["final_layer.linear.weight"]
+    out["proj_out_2.bias"] = sd["final_layer.linear.bias"]
+    return out
+
+
+def diffusers_to_ldm_vae(sd, levels):
+    """Current diffusers AutoencoderKL names -> original LDM names (attention as 1x1 convs)."""
+    import re
+    out = OrderedDict()
+    for k, v in sd.items():
+        n = k
+        n = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.conv_shortcut\.", r"encoder.down.\1.block.\2.nin_shortcut.", n)
+        n = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.down.\1.block.\2.", n)
+        n = re.sub(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.", r"encoder.down.\1.downsample.conv.", n)
+        m = re.match(r"^decoder\.up_blocks\.(\d+)\.(.*)$", n)
+        if m:
+            i = levels - 1 - int(m.group(1))
+            rest = m.group(2)
+            rest = re.sub(r"^resnets\.(\d+)\.conv_shortcut\.", r"block.\1.nin_shortcut.", rest)
+            rest = re.sub(r"^resnets\.(\d+)\.", r"block.\1.", rest)
+            rest = re.sub(r"^upsamplers\.0\.conv\.", "upsample.conv.", rest)
+            n = "decoder.up.%d.%s" % (i, rest)
+        for side in ("encoder", "decoder"):
+            n = n.replace(side + ".mid_block.resnets.0.", side + ".mid.block_1.")
+            n = n.replace(side + ".mid_block.resnets.1.", side + ".mid.block_2.")
+            n = n.replace(side + ".mid_block.attentions.0.group_norm.", side + ".mid.attn_1.norm.")
+            for a, b in (("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out")):
+                n = n.replace(side + ".mid_block.attentions.0.%s." % a, side + ".mid.attn_1.%s." % b)
+            n = n.replace(side + ".conv_norm_out.", side + ".norm_out.")
+        if ".attn_1." in n and n.endswith(".weight") and v.dim() == 2:
+            v = v[:, :, None, None]
+        out[n] = v.contiguous()
+    return out
+
+
+def small_vae(seed=3):
+    from diffusers import AutoencoderKL
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=32, sample_size=32)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.2 if p.dim() > 1 else 0.05) + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
+    return vae
+
+
+def convert():
+    out = os.path.join(ROOT, "convert")
+    os.makedirs(out, exist_ok=True)
+    from safetensors.torch import save_file
+    expected = OrderedDict()
+
+    # Reference values for every float conversion, computed by torch.
+    sd, _ = tiny_dit_state_dict()
+    def quantize_int8(w):
+        rows = w.reshape(w.shape[0], -1)
+        scale = rows.abs().amax(dim=1) / 127
+        q = torch.where(scale[:, None] > 0, torch.round(rows / scale[:, None].clamp_min(1e-45)), torch.zeros_like(rows)).clamp(-127, 127)
+        return q.to(torch.int8).reshape(w.shape), scale.float()
+    expected["dit_tiny"] = OrderedDict()
+    for k, v in sd.items():
+        e = {"f32": tensor_sha256(v), "f16": tensor_sha256(v.half()), "bf16": tensor_sha256(v.bfloat16())}
+        if v.dim() in (2, 4):
+            q, s = quantize_int8(v)
+            e["int8"] = tensor_sha256(q)
+            e["int8_scale"] = tensor_sha256(s)
+        expected["dit_tiny"][k] = e
+
+    # diffusers DiT: the official weights loaded into a real DiTTransformer2DModel and saved by it.
+    from diffusers import DiTTransformer2DModel
+    dm = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=8, num_layers=2,
+                               norm_num_groups=32, sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    missing, unexpected = dm.load_state_dict(official_to_diffusers_dit(sd, 2), strict=False)
+    assert not unexpected and all(k.endswith("pos_embed") for k in missing), (missing, unexpected)
+    folder = os.path.join(out, "dit_diffusers")
+    dm.save_pretrained(folder, safe_serialization=True)
+    # A copy without config.json: the image size must then come from --image-size.
+    import shutil
+    shutil.copy(os.path.join(folder, "diffusion_pytorch_model.safetensors"), os.path.join(out, "dit_diffusers_noconfig.safetensors"))
+
+    # VAE in every accepted naming.
+    vae = small_vae()
+    vsd = OrderedDict((k, v.detach().clone()) for k, v in vae.state_dict().items())
+    # (Current diffusers naming is covered by the verify group's VAE folder, saved by diffusers.)
+    legacy = OrderedDict()
+    for k, v in vsd.items():
+        for a, b in (("to_q", "query"), ("to_k", "key"), ("to_v", "value"), ("to_out.0", "proj_attn")):
+            k = k.replace("attentions.0.%s." % a, "attentions.0.%s." % b)
+        legacy[k] = v.half()
+    save_file(legacy, os.path.join(out, "vae_diffusers_legacy_f16.safetensors"))
+    ldm = diffusers_to_ldm_vae(vsd, 2)
+    # diffusers' own single-file converter must read our LDM names back to the same tensors.
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    back = convert_ldm_vae_checkpoint(ldm, dict(vae.config))
+    assert set(back) == set(vsd), set(back) ^ set(vsd)
+    assert all(torch.equal(back[k].reshape(vsd[k].shape), vsd[k]) for k in vsd)
+    torch.save({"state_dict": ldm, "global_step": 840000}, os.path.join(out, "vae_ldm.ckpt"))
+    full = OrderedDict(("first_stage_model." + k, v.half()) for k, v in ldm.items())
+    full["model.diffusion_model.input_blocks.0.0.weight"] = torch.randn(8, 4, 3, 3)
+    full["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    torch.save({"state_dict": full, "epoch": 6, "global_step": 840000}, os.path.join(out, "sd_full_f16.ckpt"))
+    expected["vae"] = OrderedDict((k, {"f32": tensor_sha256(v), "f16": tensor_sha256(v.half())}) for k, v in vsd.items())
+    expected["vae_order"] = list(vsd.keys())
+
+    # Strict-loading failures and an f16 overflow.
+    bad = OrderedDict(sd)
+    del bad["blocks.1.mlp.fc2.bias"]
+    bad["blocks.0.attn.extra"] = torch.zeros(3)
+    bad["final_layer.linear.bias"] = torch.zeros(31)
+    torch.save(bad, os.path.join(out, "dit_mismatch.pt"))
+    hot = OrderedDict(sd)
+    w = hot["blocks.0.mlp.fc2.weight"].clone()
+    w[0, :3] = torch.tensor([70000.0, -1e6, 65520.0])
+    hot["blocks.0.mlp.fc2.weight"] = w
+    torch.save(hot, os.path.join(out, "dit_f16_overflow.pt"))
+
+    # The 2-D sin-cos position embedding, computed by numpy as the official code does.
+    from dit_reference import get_2d_sincos_pos_embed
+    pe = OrderedDict()
+    for d, g in ((32, 4), (128, 4), (384, 16), (1152, 16), (1152, 32), (1024, 32), (768, 8)):
+        pe["%d,%d" % (d, g)] = tensor_sha256(torch.from_numpy(get_2d_sincos_pos_embed(d, g)).float())
+    expected["pos_embed"] = pe
+    write_json(os.path.join(out, "expected.json"), expected)
+    print("convert: wrote", len(os.listdir(out)), "entries")
+
+
+GROUPS = {"readers": readers, "convert": convert}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

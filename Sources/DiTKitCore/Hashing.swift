@@ -51,6 +51,7 @@ public struct SHA256Hasher {
         while o < m.count {
             let n = min(chunk, m.count - o)
             h.update(UnsafeRawBufferPointer(rebasing: m.bytes[o..<(o + n)]))
+            m.release(o..<(o + n))
             o += n
         }
         return h.finalizeHex()

@@ -33,11 +33,16 @@ public final class MappedFile: @unchecked Sendable {
     private let length: Int
 
     /// Maps `path`. Throws `SystemError` when it cannot be opened or mapped.
-    public init(path: String) throws {
-        self.path = path
+    public convenience init(path: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: path) }
         defer { close(fd) }
+        try self.init(fd: fd, path: path)
+    }
+
+    /// Maps the regular file open on `fd` (the caller keeps ownership of `fd`).
+    public init(fd: Int32, path: String) throws {
+        self.path = path
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
@@ -57,6 +62,16 @@ public final class MappedFile: @unchecked Sendable {
 
     /// File size in bytes.
     public var count: Int { length }
+
+    /// Drops the pages of `range` from this process (they stay in the page cache), so reading a
+    /// large file through the mapping does not grow resident memory.
+    public func release(_ range: Range<Int>) {
+        guard let base, range.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound / page) * page
+        let end = min(length, ((range.upperBound + page - 1) / page) * page)
+        if end > start { _ = madvise(base + start, end - start, MADV_DONTNEED) }
+    }
 
     /// Tells the kernel the mapping will be read front to back.
     public func adviseSequential() {
@@ -127,6 +142,13 @@ public struct RawBytes: @unchecked Sendable {
     public func isAligned(to alignment: Int) -> Bool {
         guard let b = buffer.baseAddress else { return true }
         return Int(bitPattern: b) % alignment == 0
+    }
+
+    /// Whether both hold the same bytes.
+    public func contentEquals(_ other: RawBytes) -> Bool {
+        guard count == other.count else { return false }
+        guard count > 0, let a = buffer.baseAddress, let b = other.buffer.baseAddress else { return true }
+        return withExtendedLifetime((self, other)) { memcmp(a, b, count) == 0 }
     }
 
     /// The bytes as a Swift array (copies).

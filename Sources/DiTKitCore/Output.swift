@@ -182,8 +182,10 @@ public final class AtomicOutput {
         if FileSystem.exists(finalPath) && !force { throw OutputError.exists(finalPath) }
         let parent = FileSystem.parentDirectory(finalPath)
         let base = FileSystem.baseName(finalPath)
-        temporaryPath = (parent == "." && !finalPath.hasPrefix("./") ? "" : parent + "/") + ".\(base).partial-\(getpid())"
+        let prefix = (parent == "." && !finalPath.hasPrefix("./") ? "" : parent + "/") + ".\(base).partial-"
+        temporaryPath = prefix + "\(getpid())"
         FileSystem.removeTree(temporaryPath)
+        AtomicOutput.removeStalePartials(directory: parent, base: base)
         TemporaryPaths.register(temporaryPath)
         if directory {
             do { try FileSystem.makeDirectory(temporaryPath) } catch {
@@ -191,6 +193,24 @@ public final class AtomicOutput {
                 throw error
             }
         }
+    }
+
+    /// Removes temporaries left by killed processes (`.BASE.partial-PID` whose PID is gone).
+    static func removeStalePartials(directory: String, base: String) {
+        guard let d = opendir(directory) else { return }
+        var stale: [String] = []
+        let prefix = ".\(base).partial-"
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            guard name.hasPrefix(prefix) else { continue }
+            let rest = name.dropFirst(prefix.count)
+            let pidText = rest.hasSuffix(".old") ? rest.dropLast(4) : rest
+            if let pid = Int32(pidText), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH { stale.append(name) }
+        }
+        closedir(d)
+        for s in stale { FileSystem.removeTree(directory + "/" + s) }
     }
 
     /// Moves the temporary into place. Syncs the parent directory afterwards.

@@ -47,9 +47,14 @@ public protocol TensorContainer: AnyObject, Sendable {
     /// The bytes of tensor `index` of `tensors`, C-contiguous and little-endian. Zero-copy
     /// where the file allows it. Throws when the data is missing or inconsistent.
     func bytes(of index: Int) throws -> RawBytes
+    /// Drops the mapped pages behind tensor `index` from resident memory (a hint; data stays
+    /// readable). Streaming readers call it after each tensor to keep memory flat.
+    func release(_ index: Int)
 }
 
 extension TensorContainer {
+    public func release(_ index: Int) {}
+
     /// Index of the tensor called `name`.
     public func index(of name: String) -> Int? { tensors.firstIndex { $0.name == name } }
 
@@ -109,7 +114,7 @@ public enum Checkpoint {
     public static func open(_ path: String) throws -> any TensorContainer {
         try FileError.wrapping(path) {
             if FileSystem.isDirectory(path) {
-                throw CheckpointError.unrecognised("a directory, not a checkpoint file")
+                return try NativeBundle(path: path)
             }
             let file = try MappedFile(path: path)
             switch try detect(file.bytes) {

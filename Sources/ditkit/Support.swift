@@ -67,3 +67,12 @@ func fixed(_ v: Double, _ digits: Int) -> String {
 
 /// Writes a string to standard output without a trailing newline being added.
 func writeOut(_ s: String) { fputs(s, stdout) }
+
+/// `v` in scientific notation with `digits` decimals (`2.43e-04`).
+func scientific(_ v: Double, _ digits: Int = 2) -> String {
+    guard v.isFinite, v != 0 else { return v == 0 ? "0" : fixed(v, digits) }
+    var e = Int((log10(abs(v))).rounded(.down))
+    var m = v / pow(10, Double(e))
+    if abs((m * pow(10, Double(digits))).rounded()) >= 10 * pow(10, Double(digits)) { m /= 10; e += 1 }
+    return fixed(m, digits) + "e" + (e < 0 ? "-" : "+") + (abs(e) < 10 ? "0" : "") + String(abs(e))
+}

@@ -146,6 +146,10 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
         }
     }
 
+    public func release(_ index: Int) {
+        file.release((dataStart + ranges[index].lowerBound)..<(dataStart + ranges[index].upperBound))
+    }
+
     public func bytes(of index: Int) throws -> RawBytes {
         let r = ranges[index]
         return file.slice((dataStart + r.lowerBound)..<(dataStart + r.upperBound))

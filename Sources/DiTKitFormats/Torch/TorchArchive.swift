@@ -108,6 +108,12 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
     /// Offset in the file of a storage record's data.
     public func recordOffset(key: String) -> Int? { records["data/\(key)"]?.dataOffset }
 
+    public func release(_ index: Int) {
+        if let e = records["data/\(resolved[index].record.storage.key)"] {
+            file.release(e.dataOffset..<(e.dataOffset + e.uncompressedSize))
+        }
+    }
+
     public func bytes(of index: Int) throws -> RawBytes {
         let t = resolved[index]
         guard let e = records["data/\(t.record.storage.key)"] else { throw TorchError.missingRecord("data/\(t.record.storage.key)") }

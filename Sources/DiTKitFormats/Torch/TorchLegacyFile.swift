@@ -96,6 +96,10 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
         metadata = [("protocol_version", "1001")]
     }
 
+    public func release(_ index: Int) {
+        if let r = storages[resolved[index].record.storage.key] { file.release(r) }
+    }
+
     public func bytes(of index: Int) throws -> RawBytes {
         let t = resolved[index]
         guard let r = storages[t.record.storage.key] else { throw TorchError.missingRecord(t.record.storage.key) }

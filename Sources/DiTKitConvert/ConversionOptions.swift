@@ -1,0 +1,72 @@
+// What `ditkit convert` can be asked to do.
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+
+/// The storage type of a bundle.
+public enum StorageType: String, Sendable, CaseIterable {
+    case f32, f16, bf16, int8
+
+    /// The dtype float tensors get (int8 bundles keep non-quantized tensors in F32).
+    public var floatDType: DType {
+        switch self {
+        case .f32, .int8: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        }
+    }
+}
+
+/// Options of one conversion.
+public struct ConversionOptions: Sendable {
+    public var dtype: StorageType = .f32
+    public var hints = DetectionHints()
+    /// Glob patterns (`*`, `?`) of canonical tensor names to keep in F32.
+    public var keep: [String] = []
+    public var force = false
+    public var alignment = BundleManifest.defaultAlignment
+    /// The zoo entry this conversion belongs to, recorded in provenance.
+    public var zooEntry: String?
+    /// Worker threads (default: every core).
+    public var threads = ProcessInfoLite.activeProcessorCount
+
+    public init() {}
+}
+
+/// Why a conversion stopped.
+public enum ConvertError: Error, CustomStringConvertible, Sendable {
+    case overflow([(name: String, count: Int)], dtype: String)
+    case foldMismatch(String, String)
+    case sourceIsBundle
+
+    public var description: String {
+        switch self {
+        case let .overflow(list, dtype):
+            let items = list.map { "\($0.name) (\($0.count) values)" }.joined(separator: ", ")
+            return "\(list.count) tensor\(list.count == 1 ? "" : "s") would overflow to infinity in \(dtype): \(items); keep them in float32 with --keep PATTERN"
+        case let .foldMismatch(a, b):
+            return "embedder copies '\(a)' and '\(b)' differ; diffusers stores identical copies in every block"
+        case .sourceIsBundle:
+            return "already a DiTKit bundle; use `ditkit export` to write it in another format"
+        }
+    }
+}
+
+/// What a conversion did.
+public struct ConversionSummary: Sendable {
+    public var output: String
+    public var variant: String
+    public var family: ModelFamily
+    public var sourceNaming: String
+    public var subtree: String
+    public var dtype: StorageType
+    public var tensors: Int
+    public var parameters: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var seconds: Double
+    /// Stored dtype -> tensor count.
+    public var storedTypes: [(DType, Int)]
+    /// Lossy tensors and their error figures, canonical order.
+    public var lossy: [(name: String, error: ConversionError)]
+}

@@ -1,0 +1,311 @@
+// The conversion pipeline: detect the model, plan every canonical tensor, then stream: each
+// worker takes one tensor, reads its source bytes from the mapping, converts, hashes and writes
+// it at its precomputed offset, and releases the source pages. A handful of tensors are in
+// memory at a time, whatever the model size.
+import Dispatch
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+
+public enum Converter {
+    /// Converts `source` into a bundle at `output`. Throws `FileError` (input refused),
+    /// `ConvertError`, `OutputError`. On any failure nothing is left at `output` (or the
+    /// previous bundle is left untouched).
+    public static func convert(source: String, output: String, options: ConversionOptions,
+                               progress: ProgressReporter? = nil) throws -> ConversionSummary {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let container = try Checkpoint.open(source)
+        if container is NativeBundle { throw FileError(path: source, ConvertError.sourceIsBundle) }
+        var hints = options.hints
+        if hints.diffusersConfig == nil { hints.diffusersConfig = diffusersConfig(besides: source) }
+        if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
+        let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+        let plan = try FileError.wrapping(source) { try ModelDetector.plan(sources, hints: hints) }
+
+        // Stored dtype of every tensor, then the layout.
+        let config = plan.configuration
+        let stored: [DType] = plan.tensors.map { t in
+            if options.keep.contains(where: { globMatch($0, t.name) }) { return .f32 }
+            if options.dtype == .int8 { return config.quantizesByDefault(t.name, shape: t.shape) ? .i8 : .f32 }
+            return options.dtype.floatDType
+        }
+        var sizes: [Int] = []
+        for (t, d) in zip(plan.tensors, stored) {
+            let n = t.shape.reduce(1, *)
+            sizes.append(n * d.itemSize)
+            if d == .i8 { sizes.append(t.shape[0] * 4) }
+        }
+        let writer = try BundleWriter(path: output, force: options.force, alignment: options.alignment)
+        do {
+            let (offsets, total) = try writer.layout(sizes)
+            var recordOffsets: [(Int, Int?)] = []
+            var k = 0
+            for d in stored {
+                if d == .i8 { recordOffsets.append((offsets[k], offsets[k + 1])); k += 2 } else { recordOffsets.append((offsets[k], nil)); k += 1 }
+            }
+            let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let work = ConversionWork(container: container, index: index, plan: plan, stored: stored, offsets: recordOffsets,
+                                      writer: writer, progress: progress, tokens: config)
+            let totalBytes = plan.tensors.flatMap(\.recipe.sources).compactMap { index[$0] }.reduce(0) { $0 + container.tensors[$1].byteCount }
+            progress?.begin("converting", total: totalBytes, unit: .bytes)
+            let fileHash = try work.run(threads: options.threads, hashSource: source)
+            progress?.finish()
+            let overflows = work.overflows()
+            if !overflows.isEmpty { throw FileError(path: source, ConvertError.overflow(overflows, dtype: options.dtype.floatDType.name)) }
+
+            let manifest = BundleManifest(
+                alignment: options.alignment, family: config.family.rawValue, variant: config.variant, config: config.json,
+                naming: config.canonicalNaming, provenance: provenance(source: source, container: container, plan: plan, sha256: fileHash, zoo: options.zooEntry),
+                dtypePolicy: policy(options, config), weightsBytes: total, tensors: work.records())
+            try writer.finish(manifest)
+            let params = plan.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            var counts: [DType: Int] = [:]
+            for d in stored { counts[d, default: 0] += 1 }
+            let lossy = manifest.tensors.compactMap { t in t.error.map { (t.name, $0) } }
+            return ConversionSummary(output: output, variant: config.variant, family: config.family, sourceNaming: plan.sourceNaming,
+                                     subtree: plan.subtree, dtype: options.dtype, tensors: plan.tensors.count, parameters: params,
+                                     bytesIn: FileSystem.fileSize(source) ?? 0, bytesOut: total,
+                                     seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),
+                                     storedTypes: counts.sorted { $0.key.name < $1.key.name }.map { ($0.key, $0.value) }, lossy: lossy)
+        } catch {
+            writer.discard()
+            if error is ModelError || error is ConvertError || error is CheckpointError { throw FileError(path: source, error) }
+            throw error
+        }
+    }
+
+    /// A diffusers `config.json` in the same directory as `path`, if there is one that fits.
+    static func diffusersConfig(besides path: String) -> JSONValue? {
+        let candidate = FileSystem.parentDirectory(path) + "/config.json"
+        guard let bytes = try? FileSystem.readFile(candidate), bytes.count < 1 << 20, let json = try? JSONReader.parse(bytes) else { return nil }
+        let cls = json["_class_name"]?.stringValue ?? ""
+        return ["DiTTransformer2DModel", "Transformer2DModel", "AutoencoderKL"].contains(cls) ? json : nil
+    }
+
+    static func provenance(source: String, container: any TensorContainer, plan: ModelPlan, sha256: String, zoo: String?) -> JSONValue {
+        var m: [(String, JSONValue)] = [
+            ("source", .object([
+                ("file", .string(FileSystem.baseName(source))), ("bytes", .int(FileSystem.fileSize(source) ?? 0)), ("sha256", .string(sha256)),
+                ("container", .string(container.format.rawValue)), ("naming", .string(plan.sourceNaming)), ("subtree", .string(plan.subtree)),
+            ])),
+        ]
+        if let zoo { m.append(("zoo", .object([("id", .string(zoo))]))) }
+        return .object(m)
+    }
+
+    static func policy(_ o: ConversionOptions, _ config: ModelConfiguration) -> JSONValue {
+        var m: [(String, JSONValue)] = [("dtype", .string(o.dtype.rawValue)), ("float_dtype", .string(o.dtype.floatDType.name)),
+                                        ("rounding", .string("nearest-even"))]
+        if o.dtype == .int8 {
+            m.append(("int8", .object([("scheme", .string("symmetric-per-output-channel")), ("axis", .int(0)), ("scale_dtype", .string("F32")),
+                                       ("rounding", .string("nearest-even")), ("quantized", .string(config.int8PolicyDescription))])))
+        }
+        m.append(("keep", .array(o.keep.map { .string($0) })))
+        return .object(m)
+    }
+}
+
+/// The shared state of one conversion's workers.
+final class ConversionWork: @unchecked Sendable {
+    let container: any TensorContainer
+    let index: [String: Int]
+    let plan: ModelPlan
+    let stored: [DType]
+    let offsets: [(Int, Int?)]
+    let writer: BundleWriter
+    let progress: ProgressReporter?
+    let configuration: ModelConfiguration
+
+    private var results: [BundleTensor?]
+    private var overflowList: [(Int, String, Int)] = []
+    private var mutex = pthread_mutex_t()
+    private let errors = ErrorBox()
+
+    init(container: any TensorContainer, index: [String: Int], plan: ModelPlan, stored: [DType], offsets: [(Int, Int?)],
+         writer: BundleWriter, progress: ProgressReporter?, tokens configuration: ModelConfiguration) {
+        self.container = container
+        self.index = index
+        self.plan = plan
+        self.stored = stored
+        self.offsets = offsets
+        self.writer = writer
+        self.progress = progress
+        self.configuration = configuration
+        results = Array(repeating: nil, count: plan.tensors.count)
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    /// Converts every tensor and hashes the source file; returns the file's SHA-256.
+    func run(threads: Int, hashSource: String) throws -> String {
+        // Largest tensors first; the whole-file hash (task -1) starts at once beside them.
+        let order = [-1] + plan.tensors.indices.sorted { plan.tensors[$0].shape.reduce(1, *) > plan.tensors[$1].shape.reduce(1, *) }
+        let next = AtomicCounter()
+        var fileHash = ""
+        let hashBox = ErrorBox()
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
+            while !errors.hasError {
+                let k = next.increment()
+                if k >= order.count { return }
+                let i = order[k]
+                if i < 0 {
+                    do { fileHash = try SHA256Hasher.hex(file: hashSource) } catch { hashBox.set(error); errors.set(error) }
+                    continue
+                }
+                do { try convert(i) } catch { errors.set(error) }
+            }
+        }
+        if let e = errors.error { throw e }
+        return fileHash
+    }
+
+    func overflows() -> [(name: String, count: Int)] {
+        overflowList.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
+    }
+
+    func records() -> [BundleTensor] { results.compactMap { $0 } }
+
+    private func source(_ name: String) throws -> (Int, TensorEntry, RawBytes) {
+        guard let i = index[name] else { throw CheckpointError.inconsistent("source tensor '\(name)' disappeared") }
+        return (i, container.tensors[i], try container.bytes(of: i))
+    }
+
+    private func convert(_ i: Int) throws {
+        let t = plan.tensors[i]
+        let target = stored[i]
+        let (offset, scaleOffset) = offsets[i]
+        let n = t.shape.reduce(1, *)
+        var sourceRecords: [SourceTensorRecord] = []
+        var transform = "copy"
+        var parts: [(entry: TensorEntry, bytes: RawBytes)] = []
+        var used: [Int] = []
+        defer { for u in used { container.release(u) } }
+
+        switch t.recipe {
+        case .copy(let s), .reshape(let s, _):
+            let (si, e, b) = try source(s)
+            used.append(si)
+            parts = [(e, b)]
+            if case .reshape = t.recipe { transform = "reshape" }
+        case .concatRows(let names):
+            transform = "concat-rows"
+            for s in names {
+                let (si, e, b) = try source(s)
+                used.append(si)
+                parts.append((e, b))
+            }
+        case .foldIdentical(let names):
+            transform = "fold-identical"
+            let (si, e, b) = try source(names[0])
+            used.append(si)
+            parts = [(e, b)]
+            let hash = SHA256Hasher.hex(b)
+            for s in names {
+                let (sj, e2, b2) = try source(s)
+                used.append(sj)
+                guard e2.dtype == e.dtype, b.contentEquals(b2) else {
+                    throw ConvertError.foldMismatch(names[0], s)
+                }
+                sourceRecords.append(SourceTensorRecord(name: s, dtype: e2.dtype, shape: e2.shape, sha256: hash))
+            }
+        case .positionEmbedding:
+            transform = "computed-2d-sincos"
+        }
+        if sourceRecords.isEmpty {
+            sourceRecords = parts.map { SourceTensorRecord(name: $0.entry.name, dtype: $0.entry.dtype, shape: $0.entry.shape, sha256: SHA256Hasher.hex($0.bytes)) }
+        }
+        let sourceDType = parts.first?.entry.dtype ?? .f32
+        let sameType = parts.allSatisfy { $0.entry.dtype == target }
+
+        var storedHash: String
+        var error: ConversionError?
+        var scaleRecord: StoredRecord?
+        if sameType && !parts.isEmpty {
+            // Bytes go through unchanged (possibly in several parts).
+            var position = offset
+            var hasher = SHA256Hasher()
+            for p in parts {
+                try withExtendedLifetime(p.bytes) {
+                    try writer.write(p.bytes.buffer, at: position)
+                    hasher.update(p.bytes.buffer)
+                }
+                position += p.bytes.count
+            }
+            storedHash = parts.count == 1 ? sourceRecords[0].sha256 : hasher.finalizeHex()
+        } else {
+            // Widen to float32 (exact from F16/BF16; F64 is rounded here and measured).
+            let floats = OwnedBuffer(uninitializedCount: n * 4)
+            let fp = floats.pointer.assumingMemoryBound(to: Float.self)
+            var acc = ErrorAccumulator()
+            var lossyWiden = false
+            if case .positionEmbedding = t.recipe, case .dit(let c) = configuration {
+                let v = DiTPositionEmbedding.values(hiddenSize: c.hiddenSize, gridSize: c.gridSize)
+                v.withUnsafeBufferPointer { fp.update(from: $0.baseAddress!, count: n) }
+            } else {
+                var position = 0
+                for p in parts {
+                    let m = p.entry.elementCount
+                    if p.entry.dtype == .f64 {
+                        lossyWiden = true
+                        p.bytes.withElements(of: Double.self) { acc.merge(Narrowing.toF32($0, fp + position)) }
+                    } else {
+                        p.bytes.withElements(of: UInt8.self) { raw in
+                            ElementConversion.toFloat32(UnsafeRawPointer(raw.baseAddress!), dtype: p.entry.dtype, count: m, into: fp + position)
+                        }
+                    }
+                    position += m
+                }
+            }
+            let src = UnsafeBufferPointer(start: fp, count: n)
+            let out: OwnedBuffer
+            switch target {
+            case .f32:
+                out = floats
+                if lossyWiden { error = acc.figures }
+            case .f16, .bf16:
+                out = OwnedBuffer(uninitializedCount: n * 2)
+                let narrowed = target == .f16 ? Narrowing.toF16(src, out.pointer.assumingMemoryBound(to: UInt16.self))
+                                              : Narrowing.toBF16(src, out.pointer.assumingMemoryBound(to: UInt16.self))
+                if sourceDType != target || lossyWiden {
+                    var total = narrowed
+                    if lossyWiden { total = acc; total.merge(narrowed) }
+                    error = narrowed.figures
+                    if narrowed.overflow > 0 { recordOverflow(i, t.name, narrowed.overflow) }
+                }
+            case .i8:
+                let rows = t.shape.first ?? 1
+                out = OwnedBuffer(uninitializedCount: n)
+                let scales = OwnedBuffer(uninitializedCount: rows * 4)
+                error = Narrowing.toInt8(src, rows: rows, out.pointer.assumingMemoryBound(to: Int8.self), scales.pointer.assumingMemoryBound(to: Float.self)).figures
+                guard let so = scaleOffset else { throw CheckpointError.inconsistent("no scale offset for \(t.name)") }
+                try writer.write(UnsafeRawBufferPointer(start: scales.pointer, count: rows * 4), at: so)
+                scaleRecord = StoredRecord(dtype: .f32, shape: [rows], offset: so, bytes: rows * 4,
+                                           sha256: SHA256Hasher.hex(UnsafeRawBufferPointer(start: scales.pointer, count: rows * 4)))
+            default:
+                throw CheckpointError.inconsistent("cannot store \(t.name) as \(target)")
+            }
+            let bytes = UnsafeRawBufferPointer(start: out.pointer, count: n * target.itemSize)
+            try writer.write(bytes, at: offset)
+            storedHash = SHA256Hasher.hex(bytes)
+        }
+        let record = BundleTensor(name: t.name,
+                                  stored: StoredRecord(dtype: target, shape: t.shape, offset: offset, bytes: n * target.itemSize, sha256: storedHash),
+                                  sources: sourceRecords, transform: transform, error: error, scale: scaleRecord)
+        pthread_mutex_lock(&mutex)
+        results[i] = record
+        pthread_mutex_unlock(&mutex)
+        progress?.advance(parts.reduce(0) { $0 + $1.bytes.count })
+    }
+
+    private func recordOverflow(_ i: Int, _ name: String, _ count: Int) {
+        pthread_mutex_lock(&mutex)
+        overflowList.append((i, name, count))
+        pthread_mutex_unlock(&mutex)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,80 @@
+// `ditkit check`: every byte of a bundle against its manifest.
+import DiTKitCore
+import Dispatch
+
+/// One problem found by a check.
+public struct BundleMismatch: Sendable, Equatable, CustomStringConvertible {
+    /// Tensor (or `manifest.json`, `weights.bin`) the problem is in.
+    public var subject: String
+    public var problem: String
+    public var description: String { "\(subject): \(problem)" }
+}
+
+public enum BundleCheck {
+    /// Re-hashes every tensor and scale, checks that padding is zero and that the manifest
+    /// matches its recorded SHA-256. Returns the mismatches (empty when the bundle is intact).
+    public static func run(_ bundle: NativeBundle, progress: ProgressReporter? = nil) throws -> [BundleMismatch] {
+        var problems: [BundleMismatch] = []
+        let sidecarPath = bundle.path + "/" + BundleManifest.checksumFile
+        let manifestHash = bundle.manifestBytes.withUnsafeBytes { SHA256Hasher.hex($0) }
+        if let sidecar = try? FileSystem.readFile(sidecarPath) {
+            let text = String(decoding: sidecar, as: UTF8.self)
+            let recorded = text.split(separator: " ").first.map(String.init) ?? ""
+            if recorded != manifestHash || !text.hasSuffix("  \(BundleManifest.manifestFile)\n") {
+                problems.append(BundleMismatch(subject: BundleManifest.manifestFile, problem: "SHA-256 \(manifestHash) differs from \(BundleManifest.checksumFile) (\(recorded.prefix(64))): the manifest was modified"))
+            }
+        } else {
+            problems.append(BundleMismatch(subject: BundleManifest.checksumFile, problem: "missing"))
+        }
+
+        // Every record, then the gaps between them.
+        var records: [(name: String, record: StoredRecord)] = []
+        for t in bundle.manifest.tensors {
+            records.append((t.name, t.stored))
+            if let s = t.scale { records.append((t.name + ".scale", s)) }
+        }
+        let total = records.reduce(0) { $0 + $1.record.bytes }
+        progress?.begin("checking", total: total, unit: .bytes)
+        let results = UnsafeMutableBufferPointer<String>.allocate(capacity: records.count)
+        results.initialize(repeating: "")
+        defer { results.deallocate() }
+        let weights = bundle.weightsBytes
+        let next = AtomicCounter()
+        let order = records.indices.sorted { records[$0].record.bytes > records[$1].record.bytes }
+        concurrentWorkers { 
+            while true {
+                let k = next.increment()
+                if k >= order.count { return }
+                let i = order[k]
+                let r = records[i].record
+                let slice = UnsafeRawBufferPointer(rebasing: weights.buffer[r.offset..<(r.offset + r.bytes)])
+                results[i] = SHA256Hasher.hex(slice)
+                progress?.advance(r.bytes)
+            }
+        }
+        progress?.finish()
+        for (i, (name, r)) in records.enumerated() where results[i] != r.sha256 {
+            problems.append(BundleMismatch(subject: name, problem: "SHA-256 of the stored bytes is \(results[i]), the manifest records \(r.sha256)"))
+        }
+        let sorted = records.map(\.record).sorted { $0.offset < $1.offset }
+        var position = 0
+        for r in sorted + [StoredRecord(dtype: .u8, shape: [0], offset: weights.count, bytes: 0, sha256: "")] {
+            if r.offset > position {
+                let gap = UnsafeRawBufferPointer(rebasing: weights.buffer[position..<r.offset])
+                if let bad = gap.firstIndex(where: { $0 != 0 }) {
+                    problems.append(BundleMismatch(subject: BundleManifest.weightsFile, problem: "non-zero padding at byte \(position + bad)"))
+                }
+            }
+            position = max(position, r.offset + r.bytes)
+        }
+        return problems
+    }
+}
+
+/// Runs `body` on every core at once and waits.
+public func concurrentWorkers(_ body: () -> Void) {
+    let n = ProcessInfoLite.activeProcessorCount
+    withoutActuallyEscaping(body) { b in
+        DispatchQueue.concurrentPerform(iterations: n) { _ in b() }
+    }
+}

@@ -1,0 +1,268 @@
+// The manifest of a DiTKit bundle (FORMAT.md). The format layer types what it needs to find
+// and check bytes; model configuration, provenance and policy stay JSON for higher layers.
+import DiTKitCore
+
+/// Why a bundle was refused.
+public enum BundleError: Error, CustomStringConvertible, Sendable {
+    case notABundle(String)
+    case manifest(String)
+    case layout(String)
+    case unsupportedVersion(Int)
+
+    public var description: String {
+        switch self {
+        case .notABundle(let s): return "not a DiTKit bundle: \(s)"
+        case .manifest(let s): return "invalid manifest: \(s)"
+        case .layout(let s): return "invalid bundle layout: \(s)"
+        case .unsupportedVersion(let v): return "bundle format version \(v) is not supported (this DiTKit reads version \(BundleManifest.formatVersion))"
+        }
+    }
+}
+
+/// Where a stored record lives and what its bytes hash to.
+public struct StoredRecord: Sendable, Equatable {
+    public var dtype: DType
+    public var shape: [Int]
+    public var offset: Int
+    public var bytes: Int
+    public var sha256: String
+
+    public init(dtype: DType, shape: [Int], offset: Int, bytes: Int, sha256: String) {
+        self.dtype = dtype
+        self.shape = shape
+        self.offset = offset
+        self.bytes = bytes
+        self.sha256 = sha256
+    }
+}
+
+/// Per-tensor error figures of a lossy conversion.
+public struct ConversionError: Sendable, Equatable {
+    public var maxAbs: Double
+    public var relL2: Double
+    /// `nil` when the stored values are exact.
+    public var sqnrDB: Double?
+    public var overflow: Int
+    public var flushedToZero: Int
+
+    public init(maxAbs: Double, relL2: Double, sqnrDB: Double?, overflow: Int, flushedToZero: Int) {
+        self.maxAbs = maxAbs
+        self.relL2 = relL2
+        self.sqnrDB = sqnrDB
+        self.overflow = overflow
+        self.flushedToZero = flushedToZero
+    }
+
+    var json: JSONValue {
+        var m: [(String, JSONValue)] = [("max_abs", .double(maxAbs)), ("rel_l2", .double(relL2))]
+        if let s = sqnrDB { m.append(("sqnr_db", .double(s))) }
+        m += [("overflow", .int(overflow)), ("flushed_to_zero", .int(flushedToZero))]
+        return .object(m)
+    }
+
+    init(json: JSONValue) throws {
+        guard let m = json["max_abs"]?.doubleValue, let r = json["rel_l2"]?.doubleValue,
+              let o = json["overflow"]?.intValue, let f = json["flushed_to_zero"]?.intValue else {
+            throw BundleError.manifest("error figures need max_abs, rel_l2, overflow, flushed_to_zero")
+        }
+        self.init(maxAbs: m, relL2: r, sqnrDB: json["sqnr_db"]?.doubleValue, overflow: o, flushedToZero: f)
+    }
+}
+
+/// A source tensor a stored tensor was made from.
+public struct SourceTensorRecord: Sendable, Equatable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    public var sha256: String
+    public init(name: String, dtype: DType, shape: [Int], sha256: String) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.sha256 = sha256
+    }
+}
+
+/// One tensor of the manifest.
+public struct BundleTensor: Sendable, Equatable {
+    public var name: String
+    public var stored: StoredRecord
+    public var sources: [SourceTensorRecord]
+    /// `copy`, `reshape`, `concat-rows`, `fold-identical`, `computed-2d-sincos`.
+    public var transform: String
+    public var error: ConversionError?
+    /// For I8 tensors: the float32 per-row scales.
+    public var scale: StoredRecord?
+
+    public init(name: String, stored: StoredRecord, sources: [SourceTensorRecord], transform: String, error: ConversionError? = nil, scale: StoredRecord? = nil) {
+        self.name = name
+        self.stored = stored
+        self.sources = sources
+        self.transform = transform
+        self.error = error
+        self.scale = scale
+    }
+}
+
+/// The whole manifest.
+public struct BundleManifest: Sendable {
+    public static let formatName = "ditkit"
+    public static let formatVersion = 1
+    public static let defaultAlignment = 16384
+    public static let manifestFile = "manifest.json"
+    public static let checksumFile = "manifest.json.sha256"
+    public static let weightsFile = "weights.bin"
+
+    public var alignment: Int
+    public var family: String
+    public var variant: String
+    public var config: JSONValue
+    public var naming: String
+    public var provenance: JSONValue
+    public var converterName = "ditkit"
+    public var converterVersion = DiTKitVersion.string
+    public var dtypePolicy: JSONValue
+    public var weightsBytes: Int
+    public var tensors: [BundleTensor]
+
+    public init(alignment: Int, family: String, variant: String, config: JSONValue, naming: String, provenance: JSONValue,
+                dtypePolicy: JSONValue, weightsBytes: Int, tensors: [BundleTensor]) {
+        self.alignment = alignment
+        self.family = family
+        self.variant = variant
+        self.config = config
+        self.naming = naming
+        self.provenance = provenance
+        self.dtypePolicy = dtypePolicy
+        self.weightsBytes = weightsBytes
+        self.tensors = tensors
+    }
+
+    /// The manifest as JSON, members in FORMAT.md order.
+    public var json: JSONValue {
+        func record(_ r: StoredRecord) -> [(String, JSONValue)] {
+            [("dtype", .string(r.dtype.name)), ("shape", .array(r.shape.map { .int($0) })), ("offset", .int(r.offset)),
+             ("bytes", .int(r.bytes)), ("sha256", .string(r.sha256))]
+        }
+        let tensorValues: [JSONValue] = tensors.map { t in
+            var m: [(String, JSONValue)] = [("name", .string(t.name))] + record(t.stored)
+            m.append(("source", .object([
+                ("tensors", .array(t.sources.map { s in
+                    .object([("name", .string(s.name)), ("dtype", .string(s.dtype.name)), ("shape", .array(s.shape.map { .int($0) })), ("sha256", .string(s.sha256))])
+                })),
+                ("transform", .string(t.transform)),
+            ])))
+            if let e = t.error { m.append(("error", e.json)) }
+            if let s = t.scale {
+                m.append(("quantization", .object([
+                    ("scheme", .string("symmetric-per-output-channel")), ("axis", .int(0)), ("scale", .object(record(s))),
+                ])))
+            }
+            return .object(m)
+        }
+        return .object([
+            ("format", .string(BundleManifest.formatName)),
+            ("format_version", .int(BundleManifest.formatVersion)),
+            ("alignment", .int(alignment)),
+            ("model", .object([("family", .string(family)), ("variant", .string(variant)), ("config", config)])),
+            ("naming", .string(naming)),
+            ("provenance", provenance),
+            ("converter", .object([("name", .string(converterName)), ("version", .string(converterVersion))])),
+            ("dtype_policy", dtypePolicy),
+            ("weights", .object([("file", .string(BundleManifest.weightsFile)), ("bytes", .int(weightsBytes))])),
+            ("tensors", .array(tensorValues)),
+        ])
+    }
+
+    /// Parses and validates a manifest. Throws `BundleError`.
+    public init(json: JSONValue) throws {
+        guard json["format"]?.stringValue == BundleManifest.formatName else { throw BundleError.manifest("'format' is not \"ditkit\"") }
+        guard let v = json["format_version"]?.intValue else { throw BundleError.manifest("missing format_version") }
+        guard v == BundleManifest.formatVersion else { throw BundleError.unsupportedVersion(v) }
+        guard let a = json["alignment"]?.intValue, a >= 64, a <= 1 << 30, a & (a - 1) == 0 else {
+            throw BundleError.manifest("alignment must be a power of two between 64 and 2^30")
+        }
+        alignment = a
+        guard let model = json["model"], let f = model["family"]?.stringValue, let vr = model["variant"]?.stringValue, let cfg = model["config"] else {
+            throw BundleError.manifest("model needs family, variant and config")
+        }
+        family = f
+        variant = vr
+        config = cfg
+        guard let n = json["naming"]?.stringValue else { throw BundleError.manifest("missing naming") }
+        naming = n
+        provenance = json["provenance"] ?? .object([])
+        if let c = json["converter"] {
+            converterName = c["name"]?.stringValue ?? ""
+            converterVersion = c["version"]?.stringValue ?? ""
+        }
+        dtypePolicy = json["dtype_policy"] ?? .object([])
+        guard json["weights"]?["file"]?.stringValue == BundleManifest.weightsFile, let wb = json["weights"]?["bytes"]?.intValue, wb >= 0 else {
+            throw BundleError.manifest("weights must be {\"file\": \"weights.bin\", \"bytes\": N}")
+        }
+        weightsBytes = wb
+        guard let items = json["tensors"]?.arrayValue else { throw BundleError.manifest("missing tensors") }
+
+        func record(_ j: JSONValue, _ what: String) throws -> StoredRecord {
+            guard let ds = j["dtype"]?.stringValue, let d = DType(rawValue: ds) else { throw BundleError.manifest("\(what): unknown dtype") }
+            guard let sh = j["shape"]?.arrayValue?.map({ $0.intValue ?? -1 }), sh.allSatisfy({ $0 >= 0 }) else { throw BundleError.manifest("\(what): bad shape") }
+            guard let o = j["offset"]?.intValue, let b = j["bytes"]?.intValue, o >= 0, b >= 0 else { throw BundleError.manifest("\(what): bad offset or bytes") }
+            guard let h = j["sha256"]?.stringValue, h.count == 64 else { throw BundleError.manifest("\(what): bad sha256") }
+            return StoredRecord(dtype: d, shape: sh, offset: o, bytes: b, sha256: h)
+        }
+        var names = Set<String>()
+        tensors = try items.map { item in
+            guard let name = item["name"]?.stringValue else { throw BundleError.manifest("a tensor has no name") }
+            guard names.insert(name).inserted else { throw BundleError.manifest("duplicate tensor '\(name)'") }
+            let stored = try record(item, "tensor '\(name)'")
+            var sources: [SourceTensorRecord] = []
+            for s in item["source"]?["tensors"]?.arrayValue ?? [] {
+                guard let sn = s["name"]?.stringValue, let sd = s["dtype"]?.stringValue.flatMap(DType.init(rawValue:)),
+                      let ss = s["shape"]?.arrayValue?.compactMap(\.intValue), let sh = s["sha256"]?.stringValue else {
+                    throw BundleError.manifest("tensor '\(name)': bad source entry")
+                }
+                sources.append(SourceTensorRecord(name: sn, dtype: sd, shape: ss, sha256: sh))
+            }
+            let error = try item["error"].map { try ConversionError(json: $0) }
+            var scale: StoredRecord?
+            if let q = item["quantization"] {
+                guard let s = q["scale"] else { throw BundleError.manifest("tensor '\(name)': quantization without scale") }
+                scale = try record(s, "scale of '\(name)'")
+            }
+            return BundleTensor(name: name, stored: stored, sources: sources, transform: item["source"]?["transform"]?.stringValue ?? "copy",
+                                error: error, scale: scale)
+        }
+    }
+
+    /// Checks sizes, alignment, bounds and overlaps of every record. Throws `BundleError.layout`.
+    public func validateLayout(fileSize: Int) throws {
+        guard fileSize == weightsBytes else {
+            throw BundleError.layout("\(BundleManifest.weightsFile) has \(fileSize) bytes, the manifest says \(weightsBytes)")
+        }
+        var ranges: [(Range<Int>, String)] = []
+        for t in tensors {
+            var records = [(t.stored, t.name)]
+            if let s = t.scale {
+                guard t.stored.dtype == .i8, s.dtype == .f32, s.shape == [t.stored.shape.first ?? 1] else {
+                    throw BundleError.layout("tensor '\(t.name)': a scale must be F32 [rows] of an I8 tensor")
+                }
+                records.append((s, t.name + ".scale"))
+            } else if t.stored.dtype == .i8 {
+                throw BundleError.layout("I8 tensor '\(t.name)' has no scale")
+            }
+            for (r, name) in records {
+                let n = try Checked.product(r.shape, "the element count of \(name)")
+                let b = try Checked.mul(n, r.dtype.itemSize, "the size of \(name)")
+                guard b == r.bytes else { throw BundleError.layout("'\(name)': \(r.bytes) bytes recorded, shape and dtype need \(b)") }
+                guard r.offset % alignment == 0 else { throw BundleError.layout("'\(name)': offset \(r.offset) is not a multiple of \(alignment)") }
+                let end = try Checked.add(r.offset, r.bytes, "the end of \(name)")
+                guard end <= fileSize else { throw BundleError.layout("'\(name)' ends at byte \(end), past the end of the \(fileSize)-byte weights file") }
+                ranges.append((r.offset..<end, name))
+            }
+        }
+        ranges.sort { $0.0.lowerBound < $1.0.lowerBound }
+        for k in ranges.indices.dropFirst() where ranges[k].0.lowerBound < ranges[k - 1].0.upperBound {
+            throw BundleError.layout("'\(ranges[k - 1].1)' and '\(ranges[k].1)' overlap")
+        }
+    }
+}

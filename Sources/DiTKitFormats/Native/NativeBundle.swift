@@ -1,0 +1,136 @@
+// Opening a DiTKit bundle: the manifest is parsed and checked, `weights.bin` is mapped once,
+// and tensors are handed out as zero-copy typed views. Nothing is read until used.
+#if canImport(Glibc)
+import Glibc
+#endif
+import DiTKitCore
+
+/// A typed view of one stored tensor.
+public struct TensorView: Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    /// The stored bytes (zero-copy, in the mapping).
+    public let bytes: RawBytes
+    /// Float32 per-row scales of an I8 tensor.
+    public let scale: RawBytes?
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Values as float32: widened from F16/BF16, or dequantized (`q × scale[row]`) from I8.
+    /// Writes `elementCount` floats to `out`.
+    public func dequantize(into out: UnsafeMutablePointer<Float>) {
+        let n = elementCount
+        guard let base = bytes.buffer.baseAddress else { return }
+        switch dtype {
+        case .i8:
+            let q = base.assumingMemoryBound(to: Int8.self)
+            let rows = shape.first ?? 1
+            let cols = rows == 0 ? 0 : n / rows
+            scale?.withElements(of: Float.self) { s in
+                for r in 0..<rows {
+                    let sr = s[r]
+                    let o = r * cols
+                    for c in 0..<cols { out[o + c] = Float(q[o + c]) * sr }
+                }
+            }
+        case .f32, .f16, .bf16, .f64:
+            ElementConversion.toFloat32(base, dtype: dtype, count: n, into: out)
+        default:
+            out.initialize(repeating: 0, count: n)
+        }
+    }
+
+    /// Values as a float32 array (see `dequantize(into:)`).
+    public func floats() -> [Float] {
+        [Float](unsafeUninitializedCapacity: elementCount) { buf, count in
+            if let b = buf.baseAddress { dequantize(into: b) }
+            count = elementCount
+        }
+    }
+}
+
+/// An open bundle.
+public final class NativeBundle: TensorContainer, @unchecked Sendable {
+    public let path: String
+    public var format: ContainerFormat { .ditkit }
+    public let manifest: BundleManifest
+    /// Raw bytes of `manifest.json` as read.
+    public let manifestBytes: [UInt8]
+    public let tensors: [TensorEntry]
+    public var objects: [(name: String, value: String)] { [] }
+    public let metadata: [(key: String, value: String)]
+
+    private let weights: MappedFile
+    private let index: [String: Int]
+    /// For each entry of `tensors`: the manifest tensor and whether the entry is its scale.
+    private let entries: [(tensor: Int, isScale: Bool)]
+
+    /// Opens the bundle directory at `path`. Manifest and weights are opened through one directory
+    /// descriptor, so a bundle replaced meanwhile is read entirely old or entirely new.
+    /// Throws `BundleError`, `JSONError` or `SystemError`.
+    public init(path: String) throws {
+        self.path = path
+        let dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw BundleError.notABundle("cannot open directory (\(String(cString: strerror(errno))))") }
+        defer { close(dirfd) }
+        let manifestFD = openat(dirfd, BundleManifest.manifestFile, O_RDONLY | O_CLOEXEC)
+        guard manifestFD >= 0 else { throw BundleError.notABundle("no \(BundleManifest.manifestFile)") }
+        let manifestFile = try MappedFile(fd: manifestFD, path: path + "/" + BundleManifest.manifestFile)
+        close(manifestFD)
+        guard manifestFile.count <= 256 << 20 else { throw BundleError.manifest("manifest larger than 256 MB") }
+        manifestBytes = Array(manifestFile.bytes)
+        let json: JSONValue
+        do { json = try JSONReader.parse(manifestBytes) } catch { throw BundleError.manifest("\(error)") }
+        manifest = try BundleManifest(json: json)
+        let weightsFD = openat(dirfd, BundleManifest.weightsFile, O_RDONLY | O_CLOEXEC)
+        guard weightsFD >= 0 else { throw BundleError.notABundle("no \(BundleManifest.weightsFile)") }
+        weights = try MappedFile(fd: weightsFD, path: path + "/" + BundleManifest.weightsFile)
+        close(weightsFD)
+        try manifest.validateLayout(fileSize: weights.count)
+
+        var list: [TensorEntry] = []
+        var entries: [(Int, Bool)] = []
+        var index: [String: Int] = [:]
+        for (k, t) in manifest.tensors.enumerated() {
+            index[t.name] = k
+            list.append(try TensorEntry(name: t.name, dtype: t.stored.dtype, shape: t.stored.shape))
+            entries.append((k, false))
+            if let s = t.scale {
+                list.append(try TensorEntry(name: t.name + ".scale", dtype: s.dtype, shape: s.shape))
+                entries.append((k, true))
+            }
+        }
+        tensors = list
+        self.entries = entries
+        self.index = index
+        metadata = [("family", manifest.family), ("variant", manifest.variant), ("naming", manifest.naming),
+                    ("dtype", manifest.dtypePolicy["dtype"]?.stringValue ?? "")]
+    }
+
+    /// Names of the stored tensors, in manifest order.
+    public var tensorNames: [String] { manifest.tensors.map(\.name) }
+
+    /// The manifest record of a tensor.
+    public func record(_ name: String) -> BundleTensor? { index[name].map { manifest.tensors[$0] } }
+
+    /// A zero-copy typed view of tensor `name`, or `nil` when there is none.
+    public func view(_ name: String) -> TensorView? {
+        guard let k = index[name] else { return nil }
+        let t = manifest.tensors[k]
+        return TensorView(name: name, dtype: t.stored.dtype, shape: t.stored.shape,
+                          bytes: weights.slice(t.stored.offset..<(t.stored.offset + t.stored.bytes)),
+                          scale: t.scale.map { weights.slice($0.offset..<($0.offset + $0.bytes)) })
+    }
+
+    /// The mapped weights file (for checks).
+    public var weightsBytes: RawBytes { weights.slice(0..<weights.count) }
+
+    public func bytes(of i: Int) throws -> RawBytes {
+        let (k, isScale) = entries[i]
+        let t = manifest.tensors[k]
+        guard let r = isScale ? t.scale : t.stored else { throw BundleError.layout("'\(t.name)' has no scale") }
+        return weights.slice(r.offset..<(r.offset + r.bytes))
+    }
+}
+

@@ -1,0 +1,83 @@
+// `ditkit convert`: a DiT or SD-VAE checkpoint into a native bundle.
+import ArgumentParser
+import DiTKitConvert
+import DiTKitCore
+import DiTKitFormats
+
+extension StorageType: ExpressibleByArgument {}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a DiT or SD-VAE checkpoint into a memory-mapped .ditkit bundle.",
+        discussion: """
+        Accepts official DiT state dicts and train.py checkpoints (the 'ema' subtree by default), diffusers \
+        DiTTransformer2DModel weights, and the SD VAE in diffusers (current or legacy) and original LDM naming, \
+        bare or inside a full Stable Diffusion checkpoint. The model is detected from names and shapes; loading \
+        is strict. The output appears only when complete.
+        """
+    )
+
+    @Argument(help: "The checkpoint to convert (.pt/.pth/.bin/.ckpt/.safetensors).")
+    var source: String
+
+    @Option(name: .shortAndLong, help: "The bundle to write (a directory, conventionally NAME.ditkit).")
+    var output: String
+
+    @Option(help: "Storage type: f32, f16, bf16 or int8 (weight-only, per output channel).")
+    var dtype: StorageType = .f32
+
+    @Option(help: "Dotted path of the subtree to convert (e.g. ema, model, state_dict.first_stage_model).")
+    var select: String?
+
+    @Option(help: "Insist on a model: dit, vae, sd-vae or a DiT name such as DiT-XL/2. Fails if the weights disagree.")
+    var model: String?
+
+    @Option(parsing: .singleValue, help: "Keep tensors matching this glob pattern in float32 (repeatable), e.g. 'final_layer.*'.")
+    var keep: [String] = []
+
+    @Option(help: "Attention heads, for DiT widths where they cannot be inferred.")
+    var heads: Int?
+
+    @Option(help: "Image size in pixels, for DiT weights in diffusers naming without a config.json.")
+    var imageSize: Int?
+
+    @Flag(help: "Replace an existing bundle at the output path.")
+    var force = false
+
+    func validate() throws {
+        if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
+        if let s = imageSize, s <= 0 || s % 8 != 0 { throw ValidationError("--image-size must be a positive multiple of 8") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            var o = ConversionOptions()
+            o.dtype = dtype
+            o.keep = keep
+            o.force = force
+            o.hints.select = select
+            o.hints.model = model
+            o.hints.numHeads = heads
+            o.hints.imageSize = imageSize
+            let s = try Converter.convert(source: source, output: output, options: o, progress: TerminalProgress())
+            writeOut(ConversionReport.text(s))
+        }
+    }
+}
+
+enum ConversionReport {
+    static func text(_ s: ConversionSummary) -> String {
+        var out = "wrote \(s.output): \(s.variant) (\(s.family.rawValue)), \(s.dtype.rawValue)\n"
+        out += "  source: \(s.sourceNaming) naming" + (s.subtree.isEmpty ? "" : ", subtree '\(s.subtree)'") + "\n"
+        out += "  tensors: \(s.tensors) (" + s.storedTypes.map { "\($0.1) \($0.0.name)" }.joined(separator: ", ") + "), parameters: \(grouped(s.parameters))\n"
+        out += "  bytes: \(humanBytes(s.bytesIn)) in, \(humanBytes(s.bytesOut)) out, \(fixed(s.seconds, 2)) s\n"
+        if !s.lossy.isEmpty {
+            let sqnrs = s.lossy.compactMap { e in e.error.sqnrDB.map { (e.name, $0) } }
+            let worst = sqnrs.min { $0.1 < $1.1 }
+            let maxRel = s.lossy.map(\.error.relL2).max() ?? 0
+            let flushed = s.lossy.reduce(0) { $0 + $1.error.flushedToZero }
+            out += "  lossy tensors: \(s.lossy.count); worst SQNR \(worst.map { "\(fixed($0.1, 1)) dB (\($0.0))" } ?? "n/a"); max relative L2 \(scientific(maxRel)); values flushed to zero: \(flushed)\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,206 @@
+// Conversion of every accepted input form, checked against values computed by torch.
+import Testing
+import Foundation
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+@testable import DiTKitConvert
+
+@Suite struct ConvertTests {
+    let expected: JSONValue
+    init() throws { expected = try Fixtures.json("convert/expected.json") }
+
+    func convert(_ source: String, _ dtype: StorageType = .f32, heads: Int? = 2, configure: (inout ConversionOptions) -> Void = { _ in }) throws -> (NativeBundle, ConversionSummary, String) {
+        let dir = try temporaryDirectory()
+        var o = ConversionOptions()
+        o.dtype = dtype
+        o.hints.numHeads = heads
+        configure(&o)
+        let out = dir + "/model.ditkit"
+        let s = try Converter.convert(source: Fixtures.path(source), output: out, options: o)
+        return (try NativeBundle(path: out), s, dir)
+    }
+
+    @Test(arguments: [StorageType.f32, .f16, .bf16])
+    func floatStorageIsBitIdenticalToTorch(_ dtype: StorageType) throws {
+        let (b, _, dir) = try convert("readers/dit_tiny.pt", dtype)
+        defer { FileSystem.removeTree(dir) }
+        let want = try #require(expected["dit_tiny"]?.objectValue)
+        #expect(b.manifest.tensors.count == want.count)
+        for (name, e) in want {
+            let t = try #require(b.record(name))
+            #expect(t.stored.sha256 == e[dtype.rawValue]?.stringValue, "\(name) \(dtype)")
+            #expect(t.stored.dtype == dtype.floatDType)
+            #expect(t.sources.first?.sha256 == e["f32"]?.stringValue)
+            if dtype == .f32 { #expect(t.error == nil) } else { #expect(t.error != nil) }
+        }
+    }
+
+    @Test func int8MatchesTheReferenceQuantizer() throws {
+        let (b, s, dir) = try convert("readers/dit_tiny.pt", .int8)
+        defer { FileSystem.removeTree(dir) }
+        let want = try #require(expected["dit_tiny"]?.objectValue)
+        var quantized = 0
+        for (name, e) in want {
+            let t = try #require(b.record(name))
+            if t.stored.dtype == .i8 {
+                quantized += 1
+                #expect(t.stored.sha256 == e["int8"]?.stringValue, "\(name)")
+                #expect(t.scale?.sha256 == e["int8_scale"]?.stringValue, "\(name) scale")
+                let err = try #require(t.error)
+                #expect(err.sqnrDB.map { $0 > 35 } == true, "\(name): \(err)")
+            } else {
+                #expect(t.stored.sha256 == e["f32"]?.stringValue, "\(name) stays float32")
+            }
+        }
+        // qkv, proj, fc1, fc2, adaLN per block; t_embedder (2); final adaLN.
+        #expect(quantized == 2 * 5 + 2 + 1)
+        #expect(b.record("y_embedder.embedding_table.weight")?.stored.dtype == .f32)
+        #expect(b.record("final_layer.linear.weight")?.stored.dtype == .f32)
+        #expect(b.record("pos_embed")?.stored.dtype == .f32)
+        #expect(s.lossy.count == quantized)
+        // Dequantized values are within half a step of the source.
+        let view = try #require(b.view("blocks.0.mlp.fc1.weight"))
+        let src = try Checkpoint.open(Fixtures.path("readers/dit_tiny.pt"))
+        let original = try src.bytes(of: try #require(src.index(of: "blocks.0.mlp.fc1.weight"))).withElements(of: Float.self) { Array($0) }
+        let deq = view.floats()
+        let scales = view.scale!.withElements(of: Float.self) { Array($0) }
+        let cols = original.count / scales.count
+        for i in 0..<original.count { #expect(abs(deq[i] - original[i]) <= scales[i / cols] / 2 * 1.0001) }
+    }
+
+    @Test func trainCheckpointUsesEMAUnlessTold() throws {
+        let listing = try Fixtures.json("readers/train_checkpoint.pt.expected.json")
+        var hashes: [String: String] = [:]
+        for t in listing["tensors"]?.arrayValue ?? [] { hashes[t["name"]!.stringValue!] = t["sha256"]?.stringValue }
+        let (ema, s, dir) = try convert("readers/train_checkpoint.pt")
+        defer { FileSystem.removeTree(dir) }
+        #expect(s.subtree == "ema")
+        #expect(ema.manifest.provenance["source"]?["subtree"]?.stringValue == "ema")
+        for t in ema.manifest.tensors { #expect(t.stored.sha256 == hashes["ema." + t.name], "\(t.name)") }
+        let (model, _, dir2) = try convert("readers/train_checkpoint.pt") { $0.hints.select = "model" }
+        defer { FileSystem.removeTree(dir2) }
+        for t in model.manifest.tensors { #expect(t.stored.sha256 == hashes["model." + t.name], "\(t.name)") }
+    }
+
+    @Test func diffusersDiTFoldsEmbeddersMergesQKVAndRecomputesPosEmbed() throws {
+        let (b, s, dir) = try convert("convert/dit_diffusers/diffusion_pytorch_model.safetensors", heads: nil)
+        defer { FileSystem.removeTree(dir) }
+        #expect(s.sourceNaming == "dit-diffusers")
+        let want = try #require(expected["dit_tiny"]?.objectValue)
+        for (name, e) in want { #expect(b.record(name)?.stored.sha256 == e["f32"]?.stringValue, "\(name)") }
+        #expect(b.record("pos_embed")?.transform == "computed-2d-sincos")
+        #expect(b.record("blocks.1.attn.qkv.weight")?.transform == "concat-rows")
+        #expect(b.record("blocks.1.attn.qkv.weight")?.sources.map(\.name) == ["transformer_blocks.1.attn1.to_q.weight", "transformer_blocks.1.attn1.to_k.weight", "transformer_blocks.1.attn1.to_v.weight"])
+        #expect(b.record("t_embedder.mlp.0.weight")?.transform == "fold-identical")
+        #expect(b.record("t_embedder.mlp.0.weight")?.sources.count == 2)
+        if case .dit(let c) = try ModelConfiguration(family: "dit", json: b.manifest.config) {
+            #expect(c.numHeads == 2 && c.inputSize == 8 && c.numClasses == 10 && c.depth == 2)
+        } else { Issue.record("not a DiT") }
+    }
+
+    @Test func diffusersDiTWithoutConfigNeedsTheImageSize() throws {
+        #expect(throws: FileError.self) { try convert("convert/dit_diffusers_noconfig.safetensors") }
+        let (b, _, dir) = try convert("convert/dit_diffusers_noconfig.safetensors") { $0.hints.imageSize = 64 }
+        defer { FileSystem.removeTree(dir) }
+        #expect(b.manifest.tensors.count == 32)
+    }
+
+    @Test func vaeInEveryNamingBecomesTheSameBundle() throws {
+        let want = try #require(expected["vae"]?.objectValue)
+        let order = (expected["vae_order"]?.arrayValue ?? []).compactMap { $0.stringValue }
+        for (source, dtype, naming, subtree) in [("convert/vae_ldm.ckpt", StorageType.f32, "vae-ldm", "state_dict"),
+                                                   ("convert/vae_diffusers_legacy_f16.safetensors", .f16, "vae-diffusers-legacy", ""),
+                                                   ("convert/sd_full_f16.ckpt", .f16, "vae-ldm", "state_dict.first_stage_model")] {
+            let (b, s, dir) = try convert(source, dtype)
+            defer { FileSystem.removeTree(dir) }
+            #expect(s.sourceNaming == naming)
+            #expect(s.subtree == subtree)
+            #expect(b.manifest.tensors.map(\.name) == order, "canonical order is diffusers' state_dict order")
+            for (name, e) in want { #expect(b.record(name)?.stored.sha256 == e[dtype.rawValue]?.stringValue, "\(source): \(name)") }
+            if case .vae(let c) = try ModelConfiguration(family: "vae", json: b.manifest.config) {
+                #expect(c.blockOutChannels == [32, 64] && c.layersPerBlock == 1 && c.latentChannels == 4)
+            } else { Issue.record("not a VAE") }
+        }
+    }
+
+    @Test func strictLoadingListsEveryProblemAndWritesNothing() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        var o = ConversionOptions()
+        o.hints.numHeads = 2
+        do {
+            _ = try Converter.convert(source: Fixtures.path("convert/dit_mismatch.pt"), output: dir + "/m.ditkit", options: o)
+            Issue.record("accepted")
+        } catch {
+            let text = String(describing: error)
+            #expect(text.contains("1 missing (blocks.1.mlp.fc2.bias)"))
+            #expect(text.contains("1 unexpected (blocks.0.attn.extra)"))
+            #expect(text.contains("final_layer.linear.bias: [31] instead of [32]"))
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+
+    @Test func float16OverflowIsRefusedUnlessKept() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        var o = ConversionOptions()
+        o.dtype = .f16
+        o.hints.numHeads = 2
+        do {
+            _ = try Converter.convert(source: Fixtures.path("convert/dit_f16_overflow.pt"), output: dir + "/o.ditkit", options: o)
+            Issue.record("accepted")
+        } catch {
+            #expect(String(describing: error).contains("blocks.0.mlp.fc2.weight (3 values)"))
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+        o.keep = ["blocks.0.mlp.fc2.*"]
+        _ = try Converter.convert(source: Fixtures.path("convert/dit_f16_overflow.pt"), output: dir + "/o.ditkit", options: o)
+        let b = try NativeBundle(path: dir + "/o.ditkit")
+        #expect(b.record("blocks.0.mlp.fc2.weight")?.stored.dtype == .f32)
+        #expect(b.record("blocks.0.mlp.fc1.weight")?.stored.dtype == .f16)
+        #expect(b.manifest.dtypePolicy["keep"] == .array([.string("blocks.0.mlp.fc2.*")]))
+    }
+
+    @Test func sameInputGivesByteIdenticalBundles() throws {
+        for dtype in StorageType.allCases {
+            let (a, _, d1) = try convert("readers/dit_tiny.pt", dtype)
+            let (b, _, d2) = try convert("readers/dit_tiny.pt", dtype)
+            defer { FileSystem.removeTree(d1); FileSystem.removeTree(d2) }
+            #expect(a.manifestBytes == b.manifestBytes)
+            #expect(a.weightsBytes.contentEquals(b.weightsBytes))
+        }
+    }
+
+    @Test func existingOutputNeedsForce() throws {
+        let (_, _, dir) = try convert("readers/dit_tiny.pt")
+        defer { FileSystem.removeTree(dir) }
+        var o = ConversionOptions()
+        o.hints.numHeads = 2
+        o.dtype = .f16
+        #expect(throws: OutputError.self) { try Converter.convert(source: Fixtures.path("readers/dit_tiny.pt"), output: dir + "/model.ditkit", options: o) }
+        #expect(try NativeBundle(path: dir + "/model.ditkit").manifest.dtypePolicy["dtype"]?.stringValue == "f32")
+        o.force = true
+        _ = try Converter.convert(source: Fixtures.path("readers/dit_tiny.pt"), output: dir + "/model.ditkit", options: o)
+        #expect(try NativeBundle(path: dir + "/model.ditkit").manifest.dtypePolicy["dtype"]?.stringValue == "f16")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["model.ditkit"])
+    }
+
+    @Test func modelHintMustAgree() throws {
+        #expect(throws: FileError.self) { try convert("readers/dit_tiny.pt") { $0.hints.model = "vae" } }
+        #expect(throws: FileError.self) { try convert("readers/dit_tiny.pt") { $0.hints.model = "DiT-XL/2" } }
+        let (_, s, dir) = try convert("readers/dit_tiny.pt") { $0.hints.model = "dit" }
+        defer { FileSystem.removeTree(dir) }
+        #expect(s.variant == "DiT-custom")
+    }
+
+    @Test func positionEmbeddingMatchesNumpyBitForBit() throws {
+        let want = try #require(expected["pos_embed"]?.objectValue)
+        for (key, hash) in want {
+            let parts = key.split(separator: ",").compactMap { Int($0) }
+            let v = DiTPositionEmbedding.values(hiddenSize: parts[0], gridSize: parts[1])
+            let h = v.withUnsafeBytes { SHA256Hasher.hex($0) }
+            #expect(h == hash.stringValue, "\(key)")
+        }
+    }
+}

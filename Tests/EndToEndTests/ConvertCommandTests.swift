@@ -1,0 +1,139 @@
+import Testing
+import Foundation
+import DiTKitCore
+
+/// Python with numpy and safetensors, provided by `make test` (DITKIT_PYTHON).
+let python = ProcessInfo.processInfo.environment["DITKIT_PYTHON"]
+
+@Suite struct ConvertCommandTests {
+    @Test func convertPrintsASummaryAndCheckPasses() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let out = dir + "/dit.ditkit"
+        let r = try Tool.run(["convert", Tool.fixture("readers/train_checkpoint.pt"), "-o", out, "--dtype", "int8", "--heads", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("wrote \(out): DiT-custom (dit), int8"))
+        #expect(r.stdout.contains("subtree 'ema'"))
+        #expect(r.stdout.contains("tensors: 32 (19 F32, 13 I8)"))
+        #expect(r.stdout.contains("worst SQNR"))
+        let c = try Tool.run(["check", out])
+        #expect(c.status == 0)
+        #expect(c.stdout.contains("OK"))
+        let again = try Tool.run(["convert", Tool.fixture("readers/train_checkpoint.pt"), "-o", out, "--heads", "2"])
+        #expect(again.status == 74)
+        #expect(again.stderr.contains("already exists (use --force"))
+    }
+
+    @Test func checkExitsOneOnDamage() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let out = dir + "/dit.ditkit"
+        _ = try Tool.run(["convert", Tool.fixture("readers/dit_tiny.pt"), "-o", out, "--heads", "2"])
+        let h = try FileHandle(forUpdating: URL(fileURLWithPath: out + "/weights.bin"))
+        try h.seek(toOffset: 16384 + 10)
+        h.write(Data([0xFF, 0xFF]))
+        try h.close()
+        let r = try Tool.run(["check", out])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("MISMATCH x_embedder.proj.weight"))
+    }
+
+    @Test func refusedConversionsExitTwoAndLeaveNothing() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        for (source, extra, message) in [("convert/dit_mismatch.pt", ["--heads", "2"], "weights do not match"),
+                                         ("convert/dit_f16_overflow.pt", ["--heads", "2", "--dtype", "f16"], "overflow to infinity in F16"),
+                                         ("readers/evil_posix_system.pt", [], "posix.system"),
+                                         ("readers/dit_tiny.pt", [], "--heads")] {
+            let r = try Tool.run(["convert", Tool.fixture(source), "-o", dir + "/x.ditkit"] + extra)
+            #expect(r.status == 2, "\(source): \(r.stderr)")
+            #expect(r.stderr.contains(message), "\(r.stderr)")
+            #expect(r.stderr.contains(Tool.fixture(source)), "names the file")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+        }
+    }
+
+    @Test func interruptedConversionNeverLeavesAPartialBundle() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let out = dir + "/v.ditkit"
+        // A previous bundle sits at the output; killed replacements must leave it intact.
+        #expect(try Tool.run(["convert", Tool.fixture("convert/vae_ldm.ckpt"), "-o", out]).status == 0)
+        var previous = try FileSystem.readFile(out + "/manifest.json")
+        for k in 0..<12 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Tool.binary)
+            p.arguments = ["convert", Tool.fixture("convert/vae_ldm.ckpt"), "-o", out, "--dtype", k % 2 == 0 ? "f16" : "int8", "--force"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(useconds_t(2_000 * k))
+            kill(p.processIdentifier, k % 3 == 0 ? SIGINT : SIGKILL)
+            p.waitUntilExit()
+            let manifest = try FileSystem.readFile(out + "/manifest.json")
+            let check = try Tool.run(["check", out])
+            #expect(check.status == 0, "after kill \(k): \(check.stdout)")
+            if manifest != previous {
+                // The replacement completed before the signal: it must be the whole new bundle.
+                #expect(String(decoding: manifest, as: UTF8.self).contains("\"dtype\": \"\(k % 2 == 0 ? "f16" : "int8")\""))
+            }
+            previous = manifest
+        }
+        // A later run cleans up temporaries left by killed processes.
+        #expect(try Tool.run(["convert", Tool.fixture("convert/vae_ldm.ckpt"), "-o", out, "--force"]).status == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["v.ditkit"])
+    }
+
+    @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with numpy and safetensors (make test provides it)"))
+    func safetensorsExportReadsBackInPython() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let bundle = dir + "/m.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("readers/dit_tiny.pt"), "-o", bundle, "--dtype", "int8", "--heads", "2"]).status == 0)
+        let manifest = try JSONReader.parse(try FileSystem.readFile(bundle + "/manifest.json"))
+        for dequantize in [false, true] {
+            let file = dir + "/m\(dequantize).safetensors"
+            let e = try Tool.run(["export", bundle, "--to", "safetensors", "-o", file] + (dequantize ? ["--dequantize"] : []))
+            #expect(e.status == 0, "\(e.stderr)")
+            let py = try runPython([Tool.root + "/Tests/EndToEndTests/python/read_safetensors.py", file])
+            let got = try JSONReader.parse(py)
+            for t in manifest["tensors"]?.arrayValue ?? [] {
+                let name = t["name"]!.stringValue!
+                let entry = try #require(got["tensors"]?[name], "\(name)")
+                if t["dtype"]?.stringValue == "I8" {
+                    if dequantize {
+                        #expect(entry["dtype"]?.stringValue == "float32")
+                    } else {
+                        #expect(entry["dtype"]?.stringValue == "int8")
+                        #expect(entry["sha256"] == t["sha256"])
+                        #expect(got["tensors"]?[name + ".scale"]?["sha256"] == t["quantization"]?["scale"]?["sha256"])
+                    }
+                } else {
+                    #expect(entry["dtype"]?.stringValue == "float32")
+                    #expect(entry["sha256"] == t["sha256"], "\(name)")
+                }
+                #expect(entry["shape"] == t["shape"])
+            }
+            #expect(got["metadata"]?["ditkit.variant"]?.stringValue == "DiT-custom")
+            #expect(got["metadata"]?["ditkit.source.sha256"] == manifest["provenance"]?["source"]?["sha256"])
+        }
+    }
+}
+
+/// Runs `$DITKIT_PYTHON args...` and returns stdout; fails the test on a non-zero exit.
+func runPython(_ args: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python ?? "/usr/bin/python3")
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    if p.terminationStatus != 0 {
+        Issue.record("python \(args.joined(separator: " ")) failed: \(String(decoding: errData, as: UTF8.self))")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
