@@ -9,7 +9,8 @@ PKG_CONFIG_MODULES := libzip hdf5 openblas libzstd
 APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEMO_CHECKPOINT := Tests/Fixtures/readers/train_checkpoint.pt
+DEMO_CHECKPOINT := Tests/Fixtures/verify/dit_verify.pt
+DEMO_REFERENCE := Tests/Fixtures/verify/dit_reference.h5
 DEMO_OUT := .build/demo
 
 .PHONY: all deps pyenv build test demo fixtures clean
@@ -51,11 +52,17 @@ demo: build
 	@$(BIN) inspect $(DEMO_CHECKPOINT) | head -12
 	@echo "   ..."
 	@for d in f32 f16 int8; do \
-	  echo "== ditkit convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --heads 2 --force"; \
-	  $(BIN) convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --heads 2 --force || exit 1; \
+	  echo "== ditkit convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --force"; \
+	  $(BIN) convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --force || exit 1; \
 	done
 	@echo "== ditkit check $(DEMO_OUT)/dit-int8.ditkit"
 	@$(BIN) check $(DEMO_OUT)/dit-int8.ditkit
+	@echo "== ditkit verify $(DEMO_OUT)/dit-f32.ditkit --reference $(DEMO_REFERENCE)"
+	@$(BIN) verify $(DEMO_OUT)/dit-f32.ditkit --reference $(DEMO_REFERENCE)
+	@for d in f16 int8; do \
+	  echo "== ditkit verify $(DEMO_OUT)/dit-$$d.ditkit --against $(DEMO_CHECKPOINT)"; \
+	  $(BIN) verify $(DEMO_OUT)/dit-$$d.ditkit --against $(DEMO_CHECKPOINT) || exit 1; \
+	done
 
 ## fixtures: regenerate Tests/Fixtures (needs torch, timm, safetensors, diffusers, h5py; see CONTRIBUTING.md).
 PYTHON ?= python3

@@ -36,15 +36,23 @@ let package = Package(
             swiftSettings: common),
         .target(
             name: "DiTKitFormats",
-            dependencies: ["DiTKitCore", "CZip"],
+            dependencies: ["DiTKitCore", "CZip", "CHDF5"],
+            swiftSettings: common),
+        .target(
+            name: "DiTKitNumerics",
+            dependencies: ["COpenBLAS"],
             swiftSettings: common),
         .target(
             name: "DiTKitModels",
-            dependencies: ["DiTKitCore"],
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitNumerics"],
             swiftSettings: common),
         .target(
             name: "DiTKitConvert",
             dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
+            swiftSettings: common),
+        .target(
+            name: "DiTKitVerify",
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitNumerics"],
             swiftSettings: common),
         .target(
             name: "DiTKitExport",
@@ -53,14 +61,16 @@ let package = Package(
         .executableTarget(
             name: "ditkit",
             dependencies: [
-                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitExport",
+                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitExport", "DiTKitVerify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common),
 
         .testTarget(name: "DiTKitCoreTests", dependencies: ["DiTKitCore"]),
         .testTarget(name: "DiTKitFormatsTests", dependencies: ["DiTKitFormats"]),
+        .testTarget(name: "DiTKitNumericsTests", dependencies: ["DiTKitNumerics"]),
         .testTarget(name: "DiTKitModelsTests", dependencies: ["DiTKitModels"]),
+        .testTarget(name: "DiTKitVerifyTests", dependencies: ["DiTKitVerify", "DiTKitConvert"]),
         .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "DiTKitCore"]),
     ],

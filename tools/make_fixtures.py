@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import struct
@@ -21,6 +22,7 @@ import tarfile
 import zipfile
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures")
@@ -468,7 +470,69 @@ def convert():
     print("convert: wrote", len(os.listdir(out)), "entries")
 
 
-GROUPS = {"readers": readers, "convert": convert}
+# ---------------------------------------------------------------------------------------
+# Verify (issue: forward passes). A DiT and an SD-structured VAE at small sizes, with reference
+# activations from PyTorch forward hooks (tools/dump_reference.py).
+
+def verify():
+    out = os.path.join(ROOT, "verify")
+    os.makedirs(out, exist_ok=True)
+    from dit_reference import DiT, randomize_
+    from dump_reference import dump_dit, dump_vae_decode, dump_vae_encode
+
+    # DiT with two 64-wide heads, depth 2, at an 8x8 latent (64 px), 1000 classes + null.
+    torch.manual_seed(11)
+    dit = randomize_(DiT(input_size=8, patch_size=2, hidden_size=128, depth=2, num_heads=2, num_classes=1000), 11).eval()
+    torch.save(dit.state_dict(), os.path.join(out, "dit_verify.pt"))
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 4, 8, 8, generator=g)
+    t = torch.tensor([999.0, 421.0, 0.0])
+    y = torch.tensor([1, 500, 1000])
+    # blocks.0.attn.qkv is a module DiTKit does not trace: verify must list it as skipped.
+    dump_dit(dit, x, t, y, os.path.join(out, "dit_reference.h5"), "DiT-custom", extra=["blocks.0.attn.qkv"])
+    # The same inputs through a model whose block 1 MLP differs: verify must fail there.
+    perturbed = randomize_(DiT(input_size=8, patch_size=2, hidden_size=128, depth=2, num_heads=2, num_classes=1000), 11).eval()
+    with torch.no_grad():
+        perturbed.blocks[1].mlp.fc2.weight.add_(torch.randn(perturbed.blocks[1].mlp.fc2.weight.shape, generator=g) * 0.05)
+    dump_dit(perturbed, x, t, y, os.path.join(out, "dit_reference_perturbed_block1.h5"), "DiT-custom")
+    # forward_with_cfg on the same model, for the guidance rule.
+    with torch.no_grad():
+        xc = torch.cat([x[:2], x[:2]])
+        cfg = dit.forward_with_cfg(xc, torch.tensor([500.0, 500.0, 500.0, 500.0]), torch.tensor([3, 7, 1000, 1000]), 4.0)
+    import h5py
+    with h5py.File(os.path.join(out, "dit_cfg.h5"), "w") as f:
+        f.create_dataset("inputs/x", data=xc.numpy())
+        f.create_dataset("inputs/t", data=np.full(4, 500.0, dtype=np.float32))
+        f.create_dataset("inputs/y", data=np.array([3, 7, 1000, 1000], dtype=np.int64))
+        f.attrs["cfg_scale"] = 4.0
+        f.create_dataset("output", data=cfg.numpy())
+
+    # VAE with the sd-vae structure (4 levels, 2 encoder / 3 decoder ResNets per level, 1x1
+    # shortcuts, mid attention) at reduced widths, saved by diffusers itself.
+    from diffusers import AutoencoderKL
+    torch.manual_seed(13)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(32, 32, 64, 64), layers_per_block=2,
+                        latent_channels=4, norm_num_groups=32, sample_size=64)
+    g = torch.Generator().manual_seed(13)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if p.dim() > 1:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05 + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
+    vae.eval()
+    vae.save_pretrained(os.path.join(out, "vae_verify"), safe_serialization=True)
+    g = torch.Generator().manual_seed(14)
+    z = torch.randn(1, 4, 8, 8, generator=g)
+    dump_vae_decode(vae, z, os.path.join(out, "vae_decode_reference.h5"), "vae-custom")
+    image = torch.rand(1, 3, 64, 64, generator=g) * 2 - 1
+    dump_vae_encode(vae, image, os.path.join(out, "vae_encode_reference.h5"), "vae-custom")
+    print("verify: wrote", len(os.listdir(out)), "entries")
+
+
+GROUPS = {"readers": readers, "convert": convert, "verify": verify}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,32 @@
+// Opening a model for a forward pass: from a bundle (its manifest says what it is) or from any
+// checkpoint convert accepts (detected and read through the conversion plan).
+import DiTKitCore
+import DiTKitFormats
+
+/// A model ready to run.
+public struct LoadedModel: Sendable {
+    public let path: String
+    public let configuration: ModelConfiguration
+    public let weights: any WeightStore
+    /// The stored dtype policy of a bundle (`f32`, `f16`, `bf16`, `int8`); `f32` for other sources.
+    public let storage: String
+    public let container: any TensorContainer
+
+    /// Opens `path`. Throws `FileError` wrapping format or model errors.
+    public static func open(_ path: String, hints: DetectionHints = DetectionHints()) throws -> LoadedModel {
+        let container = try Checkpoint.open(path)
+        return try FileError.wrapping(path) {
+            if let bundle = container as? NativeBundle {
+                let config = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
+                return LoadedModel(path: path, configuration: config, weights: BundleWeights(bundle),
+                                   storage: bundle.manifest.dtypePolicy["dtype"]?.stringValue ?? "f32", container: bundle)
+            }
+            var h = hints
+            if h.trainArgsModel == nil { h.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
+            let weights = try PlannedWeights(container: container, hints: h)
+            let sourceTypes = Set(container.tensors.map(\.dtype))
+            let storage = sourceTypes.contains(.f16) ? "f16" : (sourceTypes.contains(.bf16) ? "bf16" : "f32")
+            return LoadedModel(path: path, configuration: weights.plan.configuration, weights: weights, storage: storage, container: container)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+// Where a forward pass gets its weights: a bundle (any stored dtype, widened one layer at a time)
+// or a source checkpoint read through its conversion plan.
+import DiTKitCore
+import DiTKitFormats
+import DiTKitNumerics
+
+/// Float32 weights by canonical name.
+public protocol WeightStore: AnyObject, Sendable {
+    /// Calls `body` with the float32 values of `name`: zero-copy for F32 storage, widened or
+    /// dequantized into a temporary buffer otherwise. Throws `ModelError` when there is no such tensor.
+    func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R
+}
+
+extension WeightStore {
+    /// The values of `name` as an array (copies).
+    public func floats(_ name: String) throws -> [Float] { try withFloats(name) { Array($0) } }
+}
+
+/// Weights from a DiTKit bundle.
+public final class BundleWeights: WeightStore, @unchecked Sendable {
+    public let bundle: NativeBundle
+    public init(_ bundle: NativeBundle) { self.bundle = bundle }
+
+    public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        guard let view = bundle.view(name) else { throw ModelError.notRecognised("bundle \(bundle.path) has no tensor '\(name)'") }
+        if view.dtype == .f32 {
+            return try view.bytes.withElements(of: Float.self) { try body($0) }
+        }
+        let n = view.elementCount
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        defer { buffer.deallocate() }
+        view.dequantize(into: buffer)
+        return try body(UnsafeBufferPointer(start: buffer, count: n))
+    }
+}
+
+/// Weights from a source checkpoint, assembled through the conversion plan (renames, squeezes,
+/// q/k/v merges, folded embedders and the recomputed position embedding).
+public final class PlannedWeights: WeightStore, @unchecked Sendable {
+    public let container: any TensorContainer
+    public let plan: ModelPlan
+    private let recipes: [String: PlannedTensor]
+    private let index: [String: Int]
+
+    public init(container: any TensorContainer, plan: ModelPlan) {
+        self.container = container
+        self.plan = plan
+        recipes = Dictionary(plan.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Detects the model in `container` and plans its weights.
+    public convenience init(container: any TensorContainer, hints: DetectionHints = DetectionHints()) throws {
+        let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+        self.init(container: container, plan: try ModelDetector.plan(sources, hints: hints))
+    }
+
+    public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        guard let t = recipes[name] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(name)'") }
+        let n = t.shape.reduce(1, *)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        defer { buffer.deallocate() }
+        var position = 0
+        func append(_ source: String) throws {
+            guard let i = index[source] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(source)'") }
+            let e = container.tensors[i]
+            let bytes = try container.bytes(of: i)
+            try bytes.withElements(of: UInt8.self) { raw in
+                guard let base = raw.baseAddress, position + e.elementCount <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
+                ElementConversion.toFloat32(UnsafeRawPointer(base), dtype: e.dtype, count: e.elementCount, into: buffer + position)
+            }
+            position += e.elementCount
+        }
+        switch t.recipe {
+        case .copy(let s), .reshape(let s, _): try append(s)
+        case .concatRows(let parts): for p in parts { try append(p) }
+        case .foldIdentical(let copies): try append(copies[0])
+        case .positionEmbedding:
+            guard case .dit(let c) = plan.configuration else { throw ModelError.inconsistent("position embedding outside a DiT") }
+            DiTPositionEmbedding.values(hiddenSize: c.hiddenSize, gridSize: c.gridSize).withUnsafeBufferPointer {
+                buffer.update(from: $0.baseAddress!, count: n)
+            }
+            position = n
+        }
+        guard position == n else { throw ModelError.inconsistent("'\(name)' assembled \(position) of \(n) values") }
+        return try body(UnsafeBufferPointer(start: buffer, count: n))
+    }
+}
+
+/// Receives named intermediate activations during a forward pass (PyTorch module paths, PyTorch layouts).
+public typealias LayerTrace = (_ name: String, _ value: Tensor) throws -> Void

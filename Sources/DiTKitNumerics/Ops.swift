@@ -1,0 +1,141 @@
+// Elementwise and normalisation kernels, float32, on raw pointers. Matrix products go to BLAS.
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Ops {
+    /// `y[m, n] = sum_k x[m, k] * w[n, k] + b[n]`: a PyTorch `nn.Linear` with weight `[out, in]`.
+    public static func linear(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>?, outFeatures n: Int, into y: UnsafeMutablePointer<Float>, ldx: Int? = nil) {
+        Gemm.multiply(x, w, y, m: m, n: n, k: k, transB: true, lda: ldx ?? k)
+        if let bias { addRowVector(y, rows: m, cols: n, bias) }
+    }
+
+    /// Adds `v[c]` to every row of `x[rows, cols]`.
+    public static func addRowVector(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, _ v: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let p = x + r * cols
+            for c in 0..<cols { p[c] += v[c] }
+        }
+    }
+
+    /// `x[i] = x[i] * sigmoid(x[i])`.
+    public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        parallelChunks(count) { range in
+            for i in range { let v = x[i]; x[i] = v / (1 + expf(-v)) }
+        }
+    }
+
+    /// GELU with the tanh approximation (`nn.GELU(approximate="tanh")`).
+    public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        let c: Float = 0.7978845608028654   // sqrt(2/pi)
+        parallelChunks(count) { range in
+            for i in range {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
+            }
+        }
+    }
+
+    /// LayerNorm over the last dimension without affine parameters (biased variance).
+    public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float, into y: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let p = x + r * dim, q = y + r * dim
+            var sum = 0.0
+            for i in 0..<dim { sum += Double(p[i]) }
+            let mean = sum / Double(dim)
+            var sq = 0.0
+            for i in 0..<dim { let d = Double(p[i]) - mean; sq += d * d }
+            let inv = Float(1 / (sq / Double(dim) + Double(eps)).squareRoot())
+            let m = Float(mean)
+            for i in 0..<dim { q[i] = (p[i] - m) * inv }
+        }
+    }
+
+    /// GroupNorm of `x[n, c, hw]` with per-channel affine `gamma`, `beta`.
+    public static func groupNorm(_ x: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float,
+                                 gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let perGroup = channels / groups
+        let jobs = batch * groups
+        DispatchQueue.concurrentPerform(iterations: jobs) { job in
+            let n = job / groups, g = job % groups
+            let base = (n * channels + g * perGroup) * spatial
+            let count = perGroup * spatial
+            var sum = 0.0
+            for i in 0..<count { sum += Double(x[base + i]) }
+            let mean = sum / Double(count)
+            var sq = 0.0
+            for i in 0..<count { let d = Double(x[base + i]) - mean; sq += d * d }
+            let inv = Float(1 / (sq / Double(count) + Double(eps)).squareRoot())
+            let m = Float(mean)
+            for c in 0..<perGroup {
+                let ch = g * perGroup + c
+                let a = gamma[ch] * inv, b = beta[ch] - m * gamma[ch] * inv
+                let o = base + c * spatial
+                for i in 0..<spatial { y[o + i] = x[o + i] * a + b }
+            }
+        }
+    }
+
+    /// Softmax over each row of `x[rows, cols]`, in place.
+    public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        DispatchQueue.concurrentPerform(iterations: min(rows, 64)) { part in
+            var r = part
+            while r < rows {
+                let p = x + r * cols
+                var mx = -Float.infinity
+                for i in 0..<cols { mx = max(mx, p[i]) }
+                var sum: Float = 0
+                for i in 0..<cols { let e = expf(p[i] - mx); p[i] = e; sum += e }
+                let inv = 1 / sum
+                for i in 0..<cols { p[i] *= inv }
+                r += 64
+            }
+        }
+    }
+
+    /// `x = x * (1 + scale[c]) + shift[c]` over rows of `x[rows, dim]` (DiT's `modulate`).
+    public static func modulate(_ x: UnsafeMutablePointer<Float>, rows: Int, dim: Int, shift: UnsafePointer<Float>, scale: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let p = x + r * dim
+            for i in 0..<dim { p[i] = p[i] * (1 + scale[i]) + shift[i] }
+        }
+    }
+
+    /// `x += gate[c] * y` over rows (DiT's gated residual).
+    public static func gatedAdd(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, dim: Int, gate: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let p = x + r * dim, q = y + r * dim
+            for i in 0..<dim { p[i] += gate[i] * q[i] }
+        }
+    }
+
+    /// `x += y`.
+    public static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+        parallelChunks(count) { range in for i in range { x[i] += y[i] } }
+    }
+
+    /// Nearest-neighbour ×2 upsampling of `x[planes, h, w]` into `y[planes, 2h, 2w]`.
+    public static func upsampleNearest2x(_ x: UnsafePointer<Float>, planes: Int, height h: Int, width w: Int, into y: UnsafeMutablePointer<Float>) {
+        DispatchQueue.concurrentPerform(iterations: planes) { p in
+            let src = x + p * h * w, dst = y + p * 4 * h * w
+            for r in 0..<h {
+                let row = dst + (2 * r) * 2 * w
+                for c in 0..<w { let v = src[r * w + c]; row[2 * c] = v; row[2 * c + 1] = v }
+                (row + 2 * w).update(from: row, count: 2 * w)
+            }
+        }
+    }
+
+    /// Runs `body` over `0..<count` split into a few contiguous ranges on all cores.
+    public static func parallelChunks(_ count: Int, _ body: (Range<Int>) -> Void) {
+        let parts = count < 65536 ? 1 : 8
+        if parts == 1 { body(0..<count); return }
+        withoutActuallyEscaping(body) { b in
+            DispatchQueue.concurrentPerform(iterations: parts) { k in
+                b((count * k / parts)..<(count * (k + 1) / parts))
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+// Every kernel against a direct (naive, obviously correct) computation or hand-checked values.
+import Testing
+@testable import DiTKitNumerics
+import Foundation
+
+func randomValues(_ n: Int, seed: UInt64) -> [Float] {
+    var s = seed
+    return (0..<n).map { _ in
+        s = s &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1
+    }
+}
+
+func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
+    zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+}
+
+@Suite struct NumericsTests {
+    @Test func activationsMatchHandCheckedValues() {
+        var x: [Float] = [-2, -1, 0, 1, 2]
+        Ops.silu(&x, count: 5)
+        // x * sigmoid(x)
+        let silu: [Float] = [-0.23840584, -0.26894142, 0, 0.7310586, 1.7615942]
+        #expect(maxDifference(x, silu) < 1e-6)
+        var g: [Float] = [-2, -1, 0, 1, 2]
+        Ops.geluTanh(&g, count: 5)
+        // torch.nn.GELU(approximate="tanh")
+        let gelu: [Float] = [-0.04540230, -0.15880801, 0, 0.84119199, 1.95459769]
+        #expect(maxDifference(g, gelu) < 1e-6)
+    }
+
+    @Test func softmaxAndLayerNorm() {
+        var s: [Float] = [1, 2, 3, 0, 0, 0]
+        Ops.softmaxRows(&s, rows: 2, cols: 3)
+        #expect(maxDifference(s, [0.09003057, 0.24472847, 0.66524096, 1.0 / 3, 1.0 / 3, 1.0 / 3]) < 1e-6)
+        let x: [Float] = [1, 2, 3, 4]
+        var y = [Float](repeating: 0, count: 4)
+        Ops.layerNorm(x, rows: 1, dim: 4, eps: 1e-6, into: &y)
+        // mean 2.5, biased variance 1.25
+        let inv = 1 / (1.25 + 1e-6).squareRoot()
+        #expect(maxDifference(y, [-1.5, -0.5, 0.5, 1.5].map { Float($0 * inv) }) < 1e-6)
+    }
+
+    @Test func groupNormMatchesDefinition() {
+        let n = 2, c = 4, hw = 6, groups = 2
+        let x = randomValues(n * c * hw, seed: 1)
+        let gamma: [Float] = [1, 2, 0.5, -1], beta: [Float] = [0, 0.1, -0.2, 0.3]
+        var y = [Float](repeating: 0, count: x.count)
+        Ops.groupNorm(x, batch: n, channels: c, spatial: hw, groups: groups, eps: 1e-6, gamma: gamma, beta: beta, into: &y)
+        for b in 0..<n { for g in 0..<groups {
+            let idx = (0..<(c / groups * hw)).map { (b * c + g * 2) * hw + $0 }
+            let vals = idx.map { Double(x[$0]) }
+            let mean = vals.reduce(0, +) / Double(vals.count)
+            let v = vals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(vals.count)
+            for i in idx {
+                let ch = (i / hw) % c
+                let want = Float((Double(x[i]) - mean) / (v + 1e-6).squareRoot()) * gamma[ch] + beta[ch]
+                #expect(abs(y[i] - want) < 1e-5)
+            }
+        } }
+    }
+
+    func naiveConv(_ x: [Float], n: Int, cin: Int, h: Int, w: Int, weight: [Float], cout: Int, k: Int, bias: [Float], stride: Int, pad: Padding) -> [Float] {
+        let oh = (h + pad.top + pad.bottom - k) / stride + 1, ow = (w + pad.left + pad.right - k) / stride + 1
+        var y = [Float](repeating: 0, count: n * cout * oh * ow)
+        for b in 0..<n { for co in 0..<cout { for oy in 0..<oh { for ox in 0..<ow {
+            var s = Double(bias[co])
+            for ci in 0..<cin { for ky in 0..<k { for kx in 0..<k {
+                let iy = oy * stride - pad.top + ky, ix = ox * stride - pad.left + kx
+                if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                    s += Double(weight[((co * cin + ci) * k + ky) * k + kx]) * Double(x[((b * cin + ci) * h + iy) * w + ix])
+                }
+            } } }
+            y[((b * cout + co) * oh + oy) * ow + ox] = Float(s)
+        } } } }
+        return y
+    }
+
+    @Test(arguments: [(3, 1, Padding.same(1)), (3, 2, Padding(top: 0, left: 0, bottom: 1, right: 1)), (1, 1, Padding.same(0)), (2, 2, Padding.same(0))])
+    func convolutionMatchesDirectSum(_ k: Int, _ stride: Int, _ pad: Padding) {
+        let n = 2, cin = 3, h = 7, w = 6, cout = 5
+        let x = randomValues(n * cin * h * w, seed: 2), weight = randomValues(cout * cin * k * k, seed: 3), bias = randomValues(cout, seed: 4)
+        let oh = (h + pad.top + pad.bottom - k) / stride + 1, ow = (w + pad.left + pad.right - k) / stride + 1
+        var y = [Float](repeating: 0, count: n * cout * oh * ow)
+        Convolution.conv2d(x, batch: n, channels: cin, height: h, width: w, weight: weight, outChannels: cout, kernel: k, k,
+                           bias: bias, stride: stride, padding: pad, into: &y)
+        #expect(maxDifference(y, naiveConv(x, n: n, cin: cin, h: h, w: w, weight: weight, cout: cout, k: k, bias: bias, stride: stride, pad: pad)) < 1e-5)
+    }
+
+    @Test func convolutionInRowBlocksMatchesOneBlock() {
+        // Wide enough that the column buffer is split into several row blocks.
+        let cin = 64, h = 96, w = 96, cout = 8
+        let x = randomValues(cin * h * w, seed: 5), weight = randomValues(cout * cin * 9, seed: 6), bias = [Float](repeating: 0, count: cout)
+        var y = [Float](repeating: 0, count: cout * h * w)
+        Convolution.conv2d(x, batch: 1, channels: cin, height: h, width: w, weight: weight, outChannels: cout, kernel: 3, 3,
+                           bias: bias, stride: 1, padding: .same(1), into: &y)
+        #expect(Convolution.columnBudget < cin * 9 * h * w)
+        #expect(maxDifference(y, naiveConv(x, n: 1, cin: cin, h: h, w: w, weight: weight, cout: cout, k: 3, bias: bias, stride: 1, pad: .same(1))) < 1e-4)
+    }
+
+    @Test func attentionMatchesDefinition() {
+        let batch = 2, tokens = 5, heads = 3, hd = 4, d = heads * hd
+        let qkv = randomValues(batch * tokens * 3 * d, seed: 7)
+        var out = [Float](repeating: 0, count: batch * tokens * d)
+        qkv.withUnsafeBufferPointer { q in
+            Attention.multiHead(q: q.baseAddress!, k: q.baseAddress! + d, v: q.baseAddress! + 2 * d, rowStride: 3 * d, batch: batch,
+                                tokens: tokens, heads: heads, headDim: hd, scale: 0.5, into: &out)
+        }
+        for b in 0..<batch { for h in 0..<heads { for i in 0..<tokens {
+            var scores = (0..<tokens).map { j -> Double in
+                (0..<hd).reduce(0.0) { $0 + Double(qkv[(b * tokens + i) * 3 * d + h * hd + $1]) * Double(qkv[(b * tokens + j) * 3 * d + d + h * hd + $1]) } * 0.5
+            }
+            let m = scores.max()!
+            scores = scores.map { exp($0 - m) }
+            let s = scores.reduce(0, +)
+            for e in 0..<hd {
+                let want = (0..<tokens).reduce(0.0) { $0 + scores[$1] / s * Double(qkv[(b * tokens + $1) * 3 * d + 2 * d + h * hd + e]) }
+                #expect(abs(Double(out[(b * tokens + i) * d + h * hd + e]) - want) < 1e-5)
+            }
+        } } }
+    }
+
+    @Test func nearestUpsampling() {
+        let x: [Float] = [1, 2, 3, 4]
+        var y = [Float](repeating: 0, count: 16)
+        Ops.upsampleNearest2x(x, planes: 1, height: 2, width: 2, into: &y)
+        #expect(y == [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+    }
+
+    @Test func gemmTransposes() {
+        // [[1,2],[3,4]] x [[5,6],[7,8]]^T = [[17,23],[39,53]]
+        let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
+        var c = [Float](repeating: 0, count: 4)
+        Gemm.multiply(a, b, &c, m: 2, n: 2, k: 2, transB: true)
+        #expect(c == [17, 23, 39, 53])
+    }
+}
