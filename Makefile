@@ -13,7 +13,7 @@ DEMO_CHECKPOINT := Tests/Fixtures/verify/dit_verify.pt
 DEMO_REFERENCE := Tests/Fixtures/verify/dit_reference.h5
 DEMO_OUT := .build/demo
 
-.PHONY: all deps pyenv build test demo fixtures clean
+.PHONY: all deps pyenv build test demo bench fixtures clean
 
 all: build
 
@@ -63,6 +63,10 @@ demo: build
 	  echo "== ditkit verify $(DEMO_OUT)/dit-$$d.ditkit --against $(DEMO_CHECKPOINT)"; \
 	  $(BIN) verify $(DEMO_OUT)/dit-$$d.ditkit --against $(DEMO_CHECKPOINT) || exit 1; \
 	done
+
+## bench: full-size benchmarks against baselines measured in the same run (see BENCHMARKS.md).
+bench: deps
+	Benchmarks/run.sh
 
 ## fixtures: regenerate Tests/Fixtures (needs torch, timm, safetensors, diffusers, h5py; see CONTRIBUTING.md).
 PYTHON ?= python3

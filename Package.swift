@@ -66,6 +66,12 @@ let package = Package(
             ],
             swiftSettings: common),
 
+        .executableTarget(
+            name: "ditkit-bench",
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitNumerics", "DiTKitVerify"],
+            path: "Benchmarks/DiTKitBench",
+            swiftSettings: common),
+
         .testTarget(name: "DiTKitCoreTests", dependencies: ["DiTKitCore"]),
         .testTarget(name: "DiTKitFormatsTests", dependencies: ["DiTKitFormats"]),
         .testTarget(name: "DiTKitNumericsTests", dependencies: ["DiTKitNumerics"]),

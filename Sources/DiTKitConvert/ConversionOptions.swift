@@ -38,6 +38,7 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
     case overflow([(name: String, count: Int)], dtype: String)
     case foldMismatch(String, String)
     case sourceIsBundle
+    case duplicateOutput(String)
 
     public var description: String {
         switch self {
@@ -48,6 +49,8 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
             return "embedder copies '\(a)' and '\(b)' differ; diffusers stores identical copies in every block"
         case .sourceIsBundle:
             return "already a DiTKit bundle; use `ditkit export` to write it in another format"
+        case .duplicateOutput(let n):
+            return "two sources would both be written to \(n); convert them into different directories"
         }
     }
 }

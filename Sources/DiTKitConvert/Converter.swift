@@ -309,3 +309,46 @@ final class ConversionWork: @unchecked Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension Converter {
+    /// The bundle name for a source: its base name without extension, or the folder name for a
+    /// diffusers `diffusion_pytorch_model.*` file (`sd-vae-ft-ema/diffusion_pytorch_model.safetensors` -> `sd-vae-ft-ema`).
+    public static func bundleName(for source: String) -> String {
+        var base = FileSystem.baseName(source)
+        if base.hasPrefix("diffusion_pytorch_model.") || base.hasPrefix("model.") {
+            let parent = FileSystem.baseName(FileSystem.parentDirectory(source))
+            if !parent.isEmpty && parent != "." && parent != "/" { base = parent }
+        } else if let dot = base.lastIndex(of: "."), dot != base.startIndex {
+            base = String(base[..<dot])
+        }
+        return base + ".ditkit"
+    }
+
+    /// Converts several sources into `directory`, `jobs` at a time; each job gets
+    /// `cores / jobs` worker threads, so memory stays bounded per job. Results are in input order.
+    public static func convertMany(sources: [String], directory: String, options: ConversionOptions, jobs: Int,
+                                   finished: (@Sendable (Int, Result<ConversionSummary, Error>) -> Void)? = nil) throws -> [Result<ConversionSummary, Error>] {
+        let names = sources.map(bundleName(for:))
+        if let dup = Dictionary(grouping: names, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw ConvertError.duplicateOutput(dup)
+        }
+        try FileSystem.makeDirectories(directory)
+        let jobs = max(1, min(jobs, sources.count))
+        var perJob = options
+        perJob.threads = max(1, options.threads / jobs)
+        let results = UnsafeMutableBufferPointer<Result<ConversionSummary, Error>?>.allocate(capacity: sources.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        let next = AtomicCounter()
+        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
+            while true {
+                let k = next.increment()
+                if k >= sources.count { return }
+                let r = Result { try convert(source: sources[k], output: directory + "/" + names[k], options: perJob) }
+                results[k] = r
+                finished?(k, r)
+            }
+        }
+        return results.map { $0 ?? .failure(ConvertError.sourceIsBundle) }
+    }
+}

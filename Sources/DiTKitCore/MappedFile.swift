@@ -91,28 +91,42 @@ public final class MappedFile: @unchecked Sendable {
     }
 }
 
-/// A heap allocation with a fixed alignment, freed when released.
+/// A buffer with a fixed alignment, freed when released.
+///
+/// Buffers of 1 MiB and more are mapped directly (`mmap`) and unmapped on release, so that large
+/// temporary buffers never stay resident in the allocator's arenas (glibc raises its mmap threshold
+/// after large frees, which would otherwise keep hundreds of MB resident during a conversion).
 public final class OwnedBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let count: Int
+    private let mapped: Bool
+    static let mapThreshold = 1 << 20
 
-    /// Allocates `count` bytes aligned to `alignment` (default 64), zero-filled.
-    public init(count: Int, alignment: Int = 64) {
-        self.count = count
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+    /// Allocates `count` bytes aligned to `alignment` (at most a page), zero-filled.
+    public convenience init(count: Int, alignment: Int = 64) {
+        self.init(uninitializedCount: count, alignment: alignment)
+        if !mapped { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1)) }
     }
 
-    /// Allocates without zero-filling (the caller writes every byte).
+    /// Allocates without zero-filling (the caller writes every byte). Mapped buffers are zero anyway.
     public init(uninitializedCount count: Int, alignment: Int = 64) {
         self.count = count
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
+        if count >= OwnedBuffer.mapThreshold,
+           let p = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            pointer = p
+            mapped = true
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
+            mapped = false
+        }
     }
 
     public var mutableBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: pointer, count: count) }
     public var bytes: RawBytes { RawBytes(owner: self, buffer: UnsafeRawBufferPointer(start: pointer, count: count)) }
 
-    deinit { pointer.deallocate() }
+    deinit {
+        if mapped { munmap(pointer, count) } else { pointer.deallocate() }
+    }
 }
 
 /// Immutable bytes plus whatever keeps them alive (a mapping or an allocation).

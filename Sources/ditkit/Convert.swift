@@ -17,11 +17,14 @@ struct Convert: ParsableCommand {
         """
     )
 
-    @Argument(help: "The checkpoint to convert (.pt/.pth/.bin/.ckpt/.safetensors).")
-    var source: String
+    @Argument(help: "The checkpoint(s) to convert (.pt/.pth/.bin/.ckpt/.safetensors).")
+    var sources: [String]
 
-    @Option(name: .shortAndLong, help: "The bundle to write (a directory, conventionally NAME.ditkit).")
+    @Option(name: .shortAndLong, help: "The bundle to write (NAME.ditkit); with several sources, the directory to write NAME.ditkit bundles into.")
     var output: String
+
+    @Option(help: "Conversions to run at once when several sources are given (each gets cores/jobs threads).")
+    var jobs: Int = 1
 
     @Option(help: "Storage type: f32, f16, bf16 or int8 (weight-only, per output channel).")
     var dtype: StorageType = .f32
@@ -45,6 +48,8 @@ struct Convert: ParsableCommand {
     var force = false
 
     func validate() throws {
+        if sources.isEmpty { throw ValidationError("give at least one checkpoint") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
         if let s = imageSize, s <= 0 || s % 8 != 0 { throw ValidationError("--image-size must be a positive multiple of 8") }
     }
@@ -59,8 +64,30 @@ struct Convert: ParsableCommand {
             o.hints.model = model
             o.hints.numHeads = heads
             o.hints.imageSize = imageSize
-            let s = try Converter.convert(source: source, output: output, options: o, progress: TerminalProgress())
-            writeOut(ConversionReport.text(s))
+            if sources.count == 1 {
+                let s = try Converter.convert(source: sources[0], output: output, options: o, progress: TerminalProgress())
+                writeOut(ConversionReport.text(s))
+                return
+            }
+            let results = try Converter.convertMany(sources: sources, directory: output, options: o, jobs: jobs) { _, r in
+                if case .success(let s) = r { writeOut(ConversionReport.text(s)) }
+            }
+            var worst: ErrorKind?
+            for (source, r) in zip(sources, results) {
+                if case .failure(let e) = r {
+                    printError("ditkit: error: \(e)")
+                    let k = (e as? ClassifiedError)?.kind ?? .refusedInput
+                    if worst == nil || k == .refusedInput { worst = k }
+                    _ = source
+                }
+            }
+            if let worst {
+                switch worst {
+                case .refusedInput: throw Exit.refused
+                case .mismatch: throw Exit.mismatch
+                case .environment: throw Exit.environment
+                }
+            }
         }
     }
 }
