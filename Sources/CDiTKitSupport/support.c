@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -29,4 +30,35 @@ int ditkit_rename_noreplace(const char *from, const char *to) {
     errno = ENOSYS;
     return -1;
 #endif
+}
+
+int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len) {
+    loff_t in = off_in, out = off_out;
+    while (len > 0) {
+        ssize_t n = copy_file_range(fd_in, &in, fd_out, &out, len, 0);
+        if (n > 0) { len -= (size_t)n; continue; }
+        if (n == 0) { errno = EIO; return -1; }
+        if (errno == EINTR) continue;
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) return -1;
+        // Fallback: a plain copy through a buffer.
+        size_t chunk = 1 << 20;
+        char *buf = malloc(chunk);
+        if (!buf) { errno = ENOMEM; return -1; }
+        while (len > 0) {
+            size_t want = len < chunk ? len : chunk;
+            ssize_t r = pread(fd_in, buf, want, in);
+            if (r < 0) { if (errno == EINTR) continue; free(buf); return -1; }
+            if (r == 0) { free(buf); errno = EIO; return -1; }
+            ssize_t done = 0;
+            while (done < r) {
+                ssize_t w = pwrite(fd_out, buf + done, (size_t)(r - done), out + done);
+                if (w < 0) { if (errno == EINTR) continue; free(buf); return -1; }
+                done += w;
+            }
+            in += r; out += r; len -= (size_t)r;
+        }
+        free(buf);
+        return 0;
+    }
+    return 0;
 }

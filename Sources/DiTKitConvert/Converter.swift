@@ -226,24 +226,34 @@ final class ConversionWork: @unchecked Sendable {
             // Bytes go through unchanged (possibly in several parts).
             var position = offset
             var hasher = SHA256Hasher()
-            for p in parts {
-                try withExtendedLifetime(p.bytes) {
-                    try writer.write(p.bytes.buffer, at: position)
-                    hasher.update(p.bytes.buffer)
+            for (p, u) in zip(parts, used) {
+                if let (file, range) = container.verbatimRange(of: u) {
+                    try writer.copy(from: file, range: range, at: position)
+                } else {
+                    try withExtendedLifetime(p.bytes) { try writer.write(p.bytes.buffer, at: position) }
                 }
+                if parts.count > 1 { withExtendedLifetime(p.bytes) { hasher.update(p.bytes.buffer) } }
                 position += p.bytes.count
             }
             storedHash = parts.count == 1 ? sourceRecords[0].sha256 : hasher.finalizeHex()
         } else {
-            // Widen to float32 (exact from F16/BF16; F64 is rounded here and measured).
-            let floats = OwnedBuffer(uninitializedCount: n * 4)
-            let fp = floats.pointer.assumingMemoryBound(to: Float.self)
+            // Widen to float32 (exact from F16/BF16; F64 is rounded here and measured). A single
+            // aligned F32 source is used in place, without a copy.
+            var floats: OwnedBuffer?
+            let fp: UnsafeMutablePointer<Float>
             var acc = ErrorAccumulator()
             var lossyWiden = false
+            if parts.count == 1, parts[0].entry.dtype == .f32, parts[0].bytes.isAligned(to: 4), let base = parts[0].bytes.buffer.baseAddress {
+                fp = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: Float.self))
+            } else {
+                let f = OwnedBuffer(uninitializedCount: n * 4)
+                floats = f
+                fp = f.pointer.assumingMemoryBound(to: Float.self)
+            }
             if case .positionEmbedding = t.recipe, case .dit(let c) = configuration {
                 let v = DiTPositionEmbedding.values(hiddenSize: c.hiddenSize, gridSize: c.gridSize)
                 v.withUnsafeBufferPointer { fp.update(from: $0.baseAddress!, count: n) }
-            } else {
+            } else if floats != nil {
                 var position = 0
                 for p in parts {
                     let m = p.entry.elementCount
@@ -262,7 +272,8 @@ final class ConversionWork: @unchecked Sendable {
             let out: OwnedBuffer
             switch target {
             case .f32:
-                out = floats
+                guard let f = floats else { throw CheckpointError.inconsistent("no float32 buffer for \(t.name)") }
+                out = f
                 if lossyWiden { error = acc.figures }
             case .f16, .bf16:
                 out = OwnedBuffer(uninitializedCount: n * 2)
@@ -289,6 +300,7 @@ final class ConversionWork: @unchecked Sendable {
             let bytes = UnsafeRawBufferPointer(start: out.pointer, count: n * target.itemSize)
             try writer.write(bytes, at: offset)
             storedHash = SHA256Hasher.hex(bytes)
+            withExtendedLifetime(parts) {}
         }
         let record = BundleTensor(name: t.name,
                                   stored: StoredRecord(dtype: target, shape: t.shape, offset: offset, bytes: n * target.itemSize, sha256: storedHash),

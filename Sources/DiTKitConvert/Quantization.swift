@@ -4,6 +4,16 @@ import DiTKitFormats
 
 /// Accumulates error figures of stored values against source values.
 struct ErrorAccumulator {
+    init() {}
+
+    init(_ s: NarrowingStats) {
+        sumSquaredError = s.sum_sq_err
+        sumSquaredSource = s.sum_sq_src
+        maxAbs = Double(s.max_abs)
+        overflow = Int(s.overflow)
+        flushed = Int(s.flushed)
+    }
+
     var sumSquaredError = 0.0
     var sumSquaredSource = 0.0
     var maxAbs = 0.0
@@ -39,45 +49,27 @@ struct ErrorAccumulator {
 enum Narrowing {
     /// float32 -> F16 bits, with error figures.
     static func toF16(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
-        var acc = ErrorAccumulator()
-        for i in 0..<src.count {
-            let h = Float16(src[i])
-            dst[i] = h.bitPattern
-            acc.add(source: src[i], stored: Float(h))
-        }
-        return acc
+        var s = NarrowingStats.zero
+        if let b = src.baseAddress { Narrow.f16(b, dst, count: src.count, stats: &s) }
+        return ErrorAccumulator(s)
     }
 
     /// float32 -> BF16 bits (round to nearest even, as torch), with error figures.
     static func toBF16(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
-        var acc = ErrorAccumulator()
-        for i in 0..<src.count {
-            let b = HalfPrecision.bf16Bits(src[i])
-            dst[i] = b
-            acc.add(source: src[i], stored: HalfPrecision.float(bf16: b))
-        }
-        return acc
+        var s = NarrowingStats.zero
+        if let b = src.baseAddress { Narrow.bf16(b, dst, count: src.count, stats: &s) }
+        return ErrorAccumulator(s)
     }
 
     /// Symmetric per-row int8: `scale[r] = max|w[r]| / 127`, `q = round_half_even(w / scale)`.
     static func toInt8(_ src: UnsafeBufferPointer<Float>, rows: Int, _ q: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) -> ErrorAccumulator {
-        var acc = ErrorAccumulator()
+        var s = NarrowingStats.zero
         let cols = rows == 0 ? 0 : src.count / rows
+        guard let base = src.baseAddress else { return ErrorAccumulator(s) }
         for r in 0..<rows {
-            let row = UnsafeBufferPointer(rebasing: src[(r * cols)..<((r + 1) * cols)])
-            var amax: Float = 0
-            for v in row { amax = max(amax, abs(v)) }
-            let scale = amax / 127
-            scales[r] = scale
-            for c in 0..<cols {
-                let v = row[c]
-                var qv: Float = 0
-                if scale > 0 { qv = min(127, max(-127, (v / scale).rounded(.toNearestOrEven))) }
-                q[r * cols + c] = Int8(qv)
-                acc.add(source: v, stored: qv * scale)
-            }
+            scales[r] = Narrow.int8Row(base + r * cols, q + r * cols, count: cols, stats: &s)
         }
-        return acc
+        return ErrorAccumulator(s)
     }
 
     /// Error figures of float32 rounding (from an F64 source).

@@ -33,6 +33,46 @@ public enum HalfPrecision {
     }
 }
 
+import CDiTKitKernels
+
+/// Error figures of a narrowing (see `ditkit_error_stats`).
+public typealias NarrowingStats = ditkit_error_stats
+
+extension NarrowingStats {
+    /// Empty statistics.
+    public static var zero: NarrowingStats { NarrowingStats(sum_sq_err: 0, sum_sq_src: 0, max_abs: 0, overflow: 0, flushed: 0) }
+
+    /// Adds another set of statistics (used to merge the rows of a tensor).
+    public mutating func merge(_ o: NarrowingStats) {
+        sum_sq_err += o.sum_sq_err
+        sum_sq_src += o.sum_sq_src
+        if o.max_abs > max_abs || o.max_abs.isNaN { max_abs = o.max_abs }
+        overflow += o.overflow
+        flushed += o.flushed
+    }
+}
+
+/// Vectorised narrowing kernels (AVX2 + F16C when the CPU has them; a portable path that gives
+/// bit-identical values and statistics otherwise).
+public enum Narrow {
+    /// float32 -> float16 bits, round to nearest even, with error figures.
+    public static func f16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int, stats: inout NarrowingStats) {
+        ditkit_f32_to_f16(src, dst, count, &stats)
+    }
+    /// float32 -> bfloat16 bits, round to nearest even (NaN -> 0x7FC0), with error figures.
+    public static func bf16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int, stats: inout NarrowingStats) {
+        ditkit_f32_to_bf16(src, dst, count, &stats)
+    }
+    /// One row of symmetric int8; returns its scale (max|x| / 127).
+    public static func int8Row(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Int8>, count: Int, stats: inout NarrowingStats) -> Float {
+        ditkit_f32_to_i8_row(src, dst, count, &stats)
+    }
+    /// Whether the vector path is in use.
+    public static var vectorised: Bool { ditkit_kernels_vectorised() != 0 }
+    /// Forces the portable path (tests compare both).
+    public static func forcePortable(_ on: Bool) { ditkit_kernels_force_portable(on ? 1 : 0) }
+}
+
 /// Bulk conversions between element types. Buffers hold little-endian host values.
 public enum ElementConversion {
     /// Widens `count` elements of `dtype` at `src` to float32 at `dst`.
@@ -42,11 +82,9 @@ public enum ElementConversion {
         case .f32:
             dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
         case .f16:
-            let s = src.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<count { dst[i] = HalfPrecision.float(f16: s[i]) }
+            ditkit_f16_to_f32(src.assumingMemoryBound(to: UInt16.self), dst, count)
         case .bf16:
-            let s = src.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<count { dst[i] = HalfPrecision.float(bf16: s[i]) }
+            ditkit_bf16_to_f32(src.assumingMemoryBound(to: UInt16.self), dst, count)
         case .f64:
             let s = src.assumingMemoryBound(to: Double.self)
             for i in 0..<count { dst[i] = Float(s[i]) }
@@ -55,15 +93,6 @@ public enum ElementConversion {
         }
     }
 
-    /// Narrows float32 to float16 bits.
-    public static func toF16(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<UInt16>) {
-        for i in 0..<count { dst[i] = HalfPrecision.f16Bits(src[i]) }
-    }
-
-    /// Narrows float32 to bfloat16 bits.
-    public static func toBF16(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<UInt16>) {
-        for i in 0..<count { dst[i] = HalfPrecision.bf16Bits(src[i]) }
-    }
 }
 
 /// In-place byte swapping of elements (for big-endian checkpoints).

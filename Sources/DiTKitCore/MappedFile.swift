@@ -40,9 +40,13 @@ public final class MappedFile: @unchecked Sendable {
         try self.init(fd: fd, path: path)
     }
 
+    /// A descriptor of the mapped file, kept open while the mapping lives (for in-kernel copies).
+    public private(set) var descriptor: Int32 = -1
+
     /// Maps the regular file open on `fd` (the caller keeps ownership of `fd`).
     public init(fd: Int32, path: String) throws {
         self.path = path
+        descriptor = dup(fd)
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
@@ -88,6 +92,7 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let base { munmap(base, length) }
+        if descriptor >= 0 { close(descriptor) }
     }
 }
 

@@ -50,10 +50,14 @@ public protocol TensorContainer: AnyObject, Sendable {
     /// Drops the mapped pages behind tensor `index` from resident memory (a hint; data stays
     /// readable). Streaming readers call it after each tensor to keep memory flat.
     func release(_ index: Int)
+    /// When tensor `index` is stored verbatim (C-contiguous, little-endian) in a file, that file
+    /// and the byte range: writers can then copy it inside the kernel.
+    func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)?
 }
 
 extension TensorContainer {
     public func release(_ index: Int) {}
+    public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? { nil }
 
     /// Index of the tensor called `name`.
     public func index(of name: String) -> Int? { tensors.firstIndex { $0.name == name } }

@@ -1,5 +1,6 @@
 // Elementwise and normalisation kernels, float32, on raw pointers. Matrix products go to BLAS.
 import Dispatch
+import CDiTKitKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,22 +21,14 @@ public enum Ops {
         }
     }
 
-    /// `x[i] = x[i] * sigmoid(x[i])`.
+    /// `x[i] = x[i] * sigmoid(x[i])` (vectorised kernel, polynomial exp).
     public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        parallelChunks(count) { range in
-            for i in range { let v = x[i]; x[i] = v / (1 + expf(-v)) }
-        }
+        parallelChunks(count) { range in ditkit_silu(x + range.lowerBound, range.count) }
     }
 
-    /// GELU with the tanh approximation (`nn.GELU(approximate="tanh")`).
+    /// GELU with the tanh approximation (`nn.GELU(approximate="tanh")`), vectorised.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        let c: Float = 0.7978845608028654   // sqrt(2/pi)
-        parallelChunks(count) { range in
-            for i in range {
-                let v = x[i]
-                x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
-            }
-        }
+        parallelChunks(count) { range in ditkit_gelu_tanh(x + range.lowerBound, range.count) }
     }
 
     /// LayerNorm over the last dimension without affine parameters (biased variance).
@@ -62,11 +55,8 @@ public enum Ops {
             let n = job / groups, g = job % groups
             let base = (n * channels + g * perGroup) * spatial
             let count = perGroup * spatial
-            var sum = 0.0
-            for i in 0..<count { sum += Double(x[base + i]) }
-            let mean = sum / Double(count)
-            var sq = 0.0
-            for i in 0..<count { let d = Double(x[base + i]) - mean; sq += d * d }
+            let mean = blockedSum(x + base, count) / Double(count)
+            let sq = blockedSquaredDeviation(x + base, count, Float(mean))
             let inv = Float(1 / (sq / Double(count) + Double(eps)).squareRoot())
             let m = Float(mean)
             for c in 0..<perGroup {
@@ -76,6 +66,36 @@ public enum Ops {
                 for i in 0..<spatial { y[o + i] = x[o + i] * a + b }
             }
         }
+    }
+
+    /// Sum in float over blocks of 256, blocks folded in double (fast and accurate).
+    @inline(__always)
+    static func blockedSum(_ p: UnsafePointer<Float>, _ n: Int) -> Double {
+        var total = 0.0
+        var i = 0
+        while i < n {
+            let end = min(n, i + 256)
+            var s: Float = 0
+            for k in i..<end { s += p[k] }
+            total += Double(s)
+            i = end
+        }
+        return total
+    }
+
+    /// Sum of (x - mean)^2, blocked like `blockedSum`.
+    @inline(__always)
+    static func blockedSquaredDeviation(_ p: UnsafePointer<Float>, _ n: Int, _ mean: Float) -> Double {
+        var total = 0.0
+        var i = 0
+        while i < n {
+            let end = min(n, i + 256)
+            var s: Float = 0
+            for k in i..<end { let d = p[k] - mean; s += d * d }
+            total += Double(s)
+            i = end
+        }
+        return total
     }
 
     /// Softmax over each row of `x[rows, cols]`, in place.

@@ -11,4 +11,8 @@ int ditkit_exchange_paths(const char *from, const char *to);
 /// renameat2 with RENAME_NOREPLACE: renames only if `to` does not exist.
 int ditkit_rename_noreplace(const char *from, const char *to);
 
+/// Copies `len` bytes from `fd_in` at `off_in` to `fd_out` at `off_out` inside the kernel
+/// (copy_file_range), falling back to pread/pwrite where the kernel cannot. Returns 0, or -1 with errno.
+int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len);
+
 #endif

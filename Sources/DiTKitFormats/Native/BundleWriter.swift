@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import DiTKitCore
+import CDiTKitSupport
 
 public final class BundleWriter: @unchecked Sendable {
     public let output: AtomicOutput
@@ -45,6 +46,13 @@ public final class BundleWriter: @unchecked Sendable {
             }
             if n == 0 { throw OutputError.shortWrite(path: weightsPath, expected: bytes.count, written: done) }
             done += n
+        }
+    }
+
+    /// Copies `range` of `file` to `offset` of `weights.bin` inside the kernel (copy_file_range).
+    public func copy(from file: MappedFile, range: Range<Int>, at offset: Int) throws {
+        guard ditkit_copy_range(file.descriptor, Int64(range.lowerBound), fd, Int64(offset), range.count) == 0 else {
+            throw OutputError.system(SystemError("copy_file_range", path: output.finalPath + "/" + BundleManifest.weightsFile))
         }
     }
 

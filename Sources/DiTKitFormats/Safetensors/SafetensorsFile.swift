@@ -150,6 +150,10 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
         file.release((dataStart + ranges[index].lowerBound)..<(dataStart + ranges[index].upperBound))
     }
 
+    public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? {
+        (file, (dataStart + ranges[index].lowerBound)..<(dataStart + ranges[index].upperBound))
+    }
+
     public func bytes(of index: Int) throws -> RawBytes {
         let r = ranges[index]
         return file.slice((dataStart + r.lowerBound)..<(dataStart + r.upperBound))

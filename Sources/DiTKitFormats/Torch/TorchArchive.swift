@@ -114,6 +114,14 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
         }
     }
 
+    public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? {
+        let t = resolved[index]
+        guard !bigEndian, TorchTensors.isContiguous(t.record.shape, t.record.strides),
+              let e = records["data/\(t.record.storage.key)"] else { return nil }
+        let start = e.dataOffset + t.record.storageOffset * t.entry.dtype.itemSize
+        return (file, start..<(start + t.entry.byteCount))
+    }
+
     public func bytes(of index: Int) throws -> RawBytes {
         let t = resolved[index]
         guard let e = records["data/\(t.record.storage.key)"] else { throw TorchError.missingRecord("data/\(t.record.storage.key)") }

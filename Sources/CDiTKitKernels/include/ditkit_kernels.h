@@ -1,0 +1,40 @@
+// Vectorised dtype conversion kernels with runtime CPU dispatch (AVX2 + F16C where the CPU has
+// them, portable C otherwise). Both paths give bit-identical values AND bit-identical error
+// statistics: the portable path emulates the 8-lane accumulation order of the vector path.
+#ifndef DITKIT_KERNELS_H
+#define DITKIT_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Error figures of narrowed values against their float32 sources.
+typedef struct {
+    double sum_sq_err;    ///< sum of (stored - source)^2 over elements that did not overflow
+    double sum_sq_src;    ///< sum of source^2 over the same elements
+    float max_abs;        ///< max |stored - source| over the same elements
+    uint64_t overflow;    ///< finite sources stored as +-inf
+    uint64_t flushed;     ///< non-zero sources stored as 0
+} ditkit_error_stats;
+
+/// 1 when the vector path (AVX2 + F16C) is used on this CPU.
+int ditkit_kernels_vectorised(void);
+/// Forces the portable path (for tests): 1 = portable only, 0 = automatic.
+void ditkit_kernels_force_portable(int on);
+
+/// float32 -> float16 bits (round to nearest even, overflow to inf), accumulating error figures.
+void ditkit_f32_to_f16(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *stats);
+/// float32 -> bfloat16 bits (round to nearest even; NaN -> 0x7FC0), accumulating error figures.
+void ditkit_f32_to_bf16(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *stats);
+/// Symmetric int8 of one row: scale = max|x| / 127, q = round_half_even(x / scale) clamped to
+/// [-127, 127] (all zero when scale is 0). Returns the scale; accumulates error figures.
+float ditkit_f32_to_i8_row(const float *src, int8_t *dst, size_t n, ditkit_error_stats *stats);
+/// float16 bits -> float32 (exact).
+void ditkit_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// bfloat16 bits -> float32 (exact).
+void ditkit_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+
+/// x * sigmoid(x), in place. Vector and portable paths compute the same polynomial exp.
+void ditkit_silu(float *x, size_t n);
+/// GELU with the tanh approximation, in place.
+void ditkit_gelu_tanh(float *x, size_t n);
+
+#endif

@@ -1,0 +1,376 @@
+// See ditkit_kernels.h. Floating-point contraction is off so that the portable and vector paths
+// perform exactly the same IEEE operations in the same order.
+#pragma STDC FP_CONTRACT OFF
+#pragma clang fp contract(off)
+#include "ditkit_kernels.h"
+#include <math.h>
+#include <string.h>
+#include <immintrin.h>
+
+static int forced_portable = 0;
+static int vector_state = -1;
+
+int ditkit_kernels_vectorised(void) {
+    if (forced_portable) return 0;
+    if (vector_state < 0) {
+        __builtin_cpu_init();
+        vector_state = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    return vector_state;
+}
+
+void ditkit_kernels_force_portable(int on) { forced_portable = on; }
+
+// ---------------------------------------------------------------------------------------------
+// Scalar conversions (reference semantics).
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline uint16_t f32_to_f16_scalar(float f) {
+    // Round to nearest even, overflow to infinity, NaN to quiet NaN (as vcvtps2ph does).
+    uint32_t x = f2u(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t absx = x & 0x7FFFFFFFu;
+    if (absx > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((absx >> 13) & 0x3FFu));
+    if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);            // >= 65520: inf
+    if (absx < 0x38800000u) {                                              // subnormal or zero in f16
+        if (absx < 0x33000000u) return (uint16_t)sign;                      // < 2^-25: zero
+        uint32_t e = absx >> 23;
+        uint32_t m = (absx & 0x7FFFFFu) | 0x800000u;
+        uint32_t shift = 126u - e;                                         // 14..24
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t r = absx - 0x38000000u;                                       // rebias exponent 127 -> 15
+    uint32_t q = r >> 13, rem = r & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) q++;
+    return (uint16_t)(sign | q);
+}
+
+static inline float f16_to_f32_scalar(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+    if (e == 0) {
+        if (m == 0) return u2f(sign);
+        float v = (float)m * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    if (e == 31) return u2f(sign | 0x7F800000u | (m << 13));
+    return u2f(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+static inline uint16_t f32_to_bf16_scalar(float f) {
+    uint32_t u = f2u(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0u;
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error accumulation: 8 lanes of float partial sums over blocks of 1024 elements, folded into
+// double in lane order. Shared by both paths.
+
+#define BLOCK 1024
+
+typedef struct { float err[8], src[8], maxabs[8]; uint64_t overflow, flushed; } lanes;
+
+static inline void lanes_clear(lanes *l) { memset(l, 0, sizeof *l); }
+
+static inline void lanes_add(lanes *l, int lane, float s, float t) {
+    if (isfinite(s) && isinf(t)) { l->overflow++; return; }
+    if (s != 0.0f && t == 0.0f) l->flushed++;
+    float d = t - s;
+    l->err[lane] = l->err[lane] + d * d;
+    l->src[lane] = l->src[lane] + s * s;
+    float a = fabsf(d);
+    if (a > l->maxabs[lane] || a != a) l->maxabs[lane] = a;
+}
+
+static inline void lanes_fold(lanes *l, ditkit_error_stats *st) {
+    for (int k = 0; k < 8; k++) {
+        st->sum_sq_err += (double)l->err[k];
+        st->sum_sq_src += (double)l->src[k];
+        if (l->maxabs[k] > st->max_abs || l->maxabs[k] != l->maxabs[k]) st->max_abs = l->maxabs[k];
+    }
+    st->overflow += l->overflow;
+    st->flushed += l->flushed;
+    lanes_clear(l);
+}
+
+// Portable path: element i goes to lane i % 8 within its block, like the vector path.
+static void stats_portable(const float *src, const float *back, size_t n, size_t start, ditkit_error_stats *st) {
+    lanes l;
+    lanes_clear(&l);
+    for (size_t i = 0; i < n; i++) {
+        lanes_add(&l, (int)((start + i) & 7), src[i], back[i]);
+        if (((start + i + 1) % BLOCK) == 0) lanes_fold(&l, st);
+    }
+    lanes_fold(&l, st);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector path.
+
+__attribute__((target("avx2,f16c")))
+static void lanes_add8(lanes *l, __m256 s, __m256 t) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256 as = _mm256_and_ps(s, absmask), at = _mm256_and_ps(t, absmask);
+    __m256 src_finite = _mm256_cmp_ps(as, inf, _CMP_LT_OQ);
+    __m256 dst_inf = _mm256_cmp_ps(at, inf, _CMP_EQ_OQ);
+    __m256 over = _mm256_and_ps(src_finite, dst_inf);
+    int overmask = _mm256_movemask_ps(over);
+    __m256 zero = _mm256_setzero_ps();
+    __m256 flushed = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_NEQ_UQ), _mm256_cmp_ps(t, zero, _CMP_EQ_OQ));
+    flushed = _mm256_andnot_ps(over, flushed);
+    l->overflow += (uint64_t)__builtin_popcount(overmask);
+    l->flushed += (uint64_t)__builtin_popcount(_mm256_movemask_ps(flushed));
+    __m256 d = _mm256_sub_ps(t, s);
+    __m256 keep = _mm256_xor_ps(over, _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
+    __m256 d2 = _mm256_and_ps(_mm256_mul_ps(d, d), keep);
+    __m256 s2 = _mm256_and_ps(_mm256_mul_ps(s, s), keep);
+    float e[8], q[8], a[8];
+    _mm256_storeu_ps(e, d2);
+    _mm256_storeu_ps(q, s2);
+    _mm256_storeu_ps(a, _mm256_and_ps(_mm256_and_ps(d, absmask), keep));
+    for (int k = 0; k < 8; k++) {
+        if ((overmask >> k) & 1) continue;
+        l->err[k] = l->err[k] + e[k];
+        l->src[k] = l->src[k] + q[k];
+        if (a[k] > l->maxabs[k] || a[k] != a[k]) l->maxabs[k] = a[k];
+    }
+}
+
+__attribute__((target("avx2,f16c")))
+static void f16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
+    lanes l;
+    lanes_clear(&l);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(dst + i), h);
+        lanes_add8(&l, v, _mm256_cvtph_ps(h));
+        if (((i + 8) % BLOCK) == 0) lanes_fold(&l, st);
+    }
+    for (; i < n; i++) {
+        dst[i] = f32_to_f16_scalar(src[i]);
+        lanes_add(&l, (int)(i & 7), src[i], f16_to_f32_scalar(dst[i]));
+    }
+    lanes_fold(&l, st);
+}
+
+__attribute__((target("avx2,f16c")))
+static void bf16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
+    lanes l;
+    lanes_clear(&l);
+    const __m256i bias = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1), expmask = _mm256_set1_epi32(0x7F800000);
+    const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF), qnan = _mm256_set1_epi32(0x7FC00000);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m256i u = _mm256_castps_si256(v);
+        __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+        __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), expmask);
+        __m256i hi = _mm256_blendv_epi8(_mm256_and_si256(r, _mm256_set1_epi32((int)0xFFFF0000u)), qnan, isnan);
+        __m256i packed = _mm256_srli_epi32(hi, 16);
+        __m128i lo128 = _mm256_castsi256_si128(packed), hi128 = _mm256_extracti128_si256(packed, 1);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo128, hi128));
+        lanes_add8(&l, v, _mm256_castsi256_ps(hi));
+        if (((i + 8) % BLOCK) == 0) lanes_fold(&l, st);
+    }
+    for (; i < n; i++) {
+        dst[i] = f32_to_bf16_scalar(src[i]);
+        lanes_add(&l, (int)(i & 7), src[i], u2f((uint32_t)dst[i] << 16));
+    }
+    lanes_fold(&l, st);
+}
+
+__attribute__((target("avx2,f16c")))
+static float i8_vector(const float *src, int8_t *dst, size_t n, ditkit_error_stats *st) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(src + i), absmask));
+    float mm[8];
+    _mm256_storeu_ps(mm, m);
+    float amax = 0;
+    for (int k = 0; k < 8; k++) if (mm[k] > amax) amax = mm[k];
+    for (; i < n; i++) { float a = fabsf(src[i]); if (a > amax) amax = a; }
+    float scale = amax / 127.0f;
+    lanes l;
+    lanes_clear(&l);
+    __m256 vs = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m256 q = scale > 0 ? _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_round_ps(_mm256_div_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)))
+                             : _mm256_setzero_ps();
+        __m256i qi = _mm256_cvtps_epi32(q);
+        int32_t tmp[8];
+        _mm256_storeu_si256((__m256i *)tmp, qi);
+        for (int k = 0; k < 8; k++) dst[i + k] = (int8_t)tmp[k];
+        lanes_add8(&l, v, _mm256_mul_ps(q, vs));
+        if (((i + 8) % BLOCK) == 0) lanes_fold(&l, st);
+    }
+    for (; i < n; i++) {
+        float q = scale > 0 ? fminf(127.0f, fmaxf(-127.0f, nearbyintf(src[i] / scale))) : 0.0f;
+        dst[i] = (int8_t)q;
+        lanes_add(&l, (int)(i & 7), src[i], q * scale);
+    }
+    lanes_fold(&l, st);
+    return scale;
+}
+
+__attribute__((target("avx2,f16c")))
+static void f16_widen_vector(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public entry points.
+
+void ditkit_f32_to_f16(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
+    if (ditkit_kernels_vectorised()) { f16_vector(src, dst, n, st); return; }
+    float back[BLOCK];
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t m = n - start < BLOCK ? n - start : BLOCK;
+        for (size_t i = 0; i < m; i++) { dst[start + i] = f32_to_f16_scalar(src[start + i]); back[i] = f16_to_f32_scalar(dst[start + i]); }
+        stats_portable(src + start, back, m, start, st);
+    }
+}
+
+void ditkit_f32_to_bf16(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
+    if (ditkit_kernels_vectorised()) { bf16_vector(src, dst, n, st); return; }
+    float back[BLOCK];
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t m = n - start < BLOCK ? n - start : BLOCK;
+        for (size_t i = 0; i < m; i++) { dst[start + i] = f32_to_bf16_scalar(src[start + i]); back[i] = u2f((uint32_t)dst[start + i] << 16); }
+        stats_portable(src + start, back, m, start, st);
+    }
+}
+
+float ditkit_f32_to_i8_row(const float *src, int8_t *dst, size_t n, ditkit_error_stats *st) {
+    if (ditkit_kernels_vectorised()) return i8_vector(src, dst, n, st);
+    float amax = 0;
+    for (size_t i = 0; i < n; i++) { float a = fabsf(src[i]); if (a > amax) amax = a; }
+    float scale = amax / 127.0f;
+    float back[BLOCK];
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t m = n - start < BLOCK ? n - start : BLOCK;
+        for (size_t i = 0; i < m; i++) {
+            float q = scale > 0 ? fminf(127.0f, fmaxf(-127.0f, nearbyintf(src[start + i] / scale))) : 0.0f;
+            dst[start + i] = (int8_t)q;
+            back[i] = q * scale;
+        }
+        stats_portable(src + start, back, m, start, st);
+    }
+    return scale;
+}
+
+void ditkit_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    if (ditkit_kernels_vectorised()) { f16_widen_vector(src, dst, n); return; }
+    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+void ditkit_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = u2f((uint32_t)src[i] << 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations with a polynomial exp (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, degree-6
+// polynomial, scaled by 2^n), identical in both paths.
+
+#define EXP_HI 88.3762626647949f
+#define EXP_LO -87.3365447504019f
+
+static inline float exp_scalar(float x) {
+    x = x > EXP_HI ? EXP_HI : x;
+    x = x < EXP_LO ? EXP_LO : x;
+    float fx = x * 1.44269504088896341f + 0.5f;
+    float fl = floorf(fx);
+    float r = x - fl * 0.693359375f;
+    r = r - fl * -2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r;
+    y = y + 1.0f;
+    int32_t n = (int32_t)fl;
+    return y * u2f((uint32_t)(n + 127) << 23);
+}
+
+__attribute__((target("avx2,f16c")))
+static inline __m256 exp_vector(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(EXP_HI));
+    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LO));
+    __m256 fx = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _mm256_set1_ps(0.5f));
+    __m256 fl = _mm256_floor_ps(fx);
+    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(fl, _mm256_set1_ps(0.693359375f)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(fl, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 z = _mm256_mul_ps(r, r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, z), r);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    __m256i n = _mm256_cvttps_epi32(fl);
+    __m256i pow2 = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
+}
+
+static inline float silu_scalar(float v) { return v / (1.0f + exp_scalar(-v)); }
+
+static inline float gelu_scalar(float v) {
+    // 0.5·v·(1 + tanh(u)), tanh(u) = 1 - 2 / (exp(2u) + 1)
+    float u = 0.7978845608028654f * (v + 0.044715f * (v * v * v));
+    float t = 1.0f - 2.0f / (exp_scalar(2.0f * u) + 1.0f);
+    return 0.5f * v * (1.0f + t);
+}
+
+__attribute__((target("avx2,f16c")))
+static void silu_vector(float *x, size_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = exp_vector(_mm256_xor_ps(v, sign));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) x[i] = silu_scalar(x[i]);
+}
+
+__attribute__((target("avx2,f16c")))
+static void gelu_vector(float *x, size_t n) {
+    const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.0f);
+    const __m256 two = _mm256_set1_ps(2.0f), half = _mm256_set1_ps(0.5f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+        __m256 u = _mm256_mul_ps(c, _mm256_add_ps(v, _mm256_mul_ps(k, v3)));
+        __m256 e = exp_vector(_mm256_mul_ps(two, u));
+        __m256 t = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+    }
+    for (; i < n; i++) x[i] = gelu_scalar(x[i]);
+}
+
+void ditkit_silu(float *x, size_t n) {
+    if (ditkit_kernels_vectorised()) { silu_vector(x, n); return; }
+    for (size_t i = 0; i < n; i++) x[i] = silu_scalar(x[i]);
+}
+
+void ditkit_gelu_tanh(float *x, size_t n) {
+    if (ditkit_kernels_vectorised()) { gelu_vector(x, n); return; }
+    for (size_t i = 0; i < n; i++) x[i] = gelu_scalar(x[i]);
+}

@@ -1,0 +1,62 @@
+// The vector and portable conversion kernels must agree bit for bit, values and statistics.
+import Testing
+import DiTKitCore
+
+@Suite(.serialized) struct KernelTests {
+    func values(_ n: Int) -> [Float] {
+        var rng = SeededRandom(seed: 42)
+        var v = rng.normals(n).map { $0 * 3 }
+        // Edge cases: ties, overflow, subnormals, zeros, NaN-free extremes.
+        v[0] = 65520; v[1] = -1e6; v[2] = 65504; v[3] = 0x1p-25; v[4] = 3 * 0x1p-26; v[5] = 0; v[6] = -0.0
+        v[7] = 1 + 0x1p-11; v[8] = 1 + 3 * 0x1p-11; v[9] = 1 + 0x1p-8; v[10] = 6e-8; v[11] = .greatestFiniteMagnitude
+        return v
+    }
+
+    func run(_ portable: Bool, _ src: [Float]) -> ([UInt16], NarrowingStats, [UInt16], NarrowingStats, [Int8], [Float], NarrowingStats) {
+        Narrow.forcePortable(portable)
+        defer { Narrow.forcePortable(false) }
+        var h = [UInt16](repeating: 0, count: src.count), b = h
+        var sh = NarrowingStats.zero, sb = NarrowingStats.zero, sq = NarrowingStats.zero
+        Narrow.f16(src, &h, count: src.count, stats: &sh)
+        Narrow.bf16(src, &b, count: src.count, stats: &sb)
+        let rows = 7, cols = src.count / rows
+        var q = [Int8](repeating: 0, count: rows * cols)
+        var scales = [Float](repeating: 0, count: rows)
+        src.withUnsafeBufferPointer { s in
+            q.withUnsafeMutableBufferPointer { qp in
+                for r in 0..<rows { scales[r] = Narrow.int8Row(s.baseAddress! + r * cols, qp.baseAddress! + r * cols, count: cols, stats: &sq) }
+            }
+        }
+        return (h, sh, b, sb, q, scales, sq)
+    }
+
+    @Test func vectorAndPortablePathsAgreeBitForBit() {
+        let src = values(7 * 1531)   // not a multiple of 8 or of the 1024-element block
+        let v = run(false, src), p = run(true, src)
+        #expect(v.0 == p.0)
+        #expect(v.2 == p.2)
+        #expect(v.4 == p.4)
+        #expect(v.5 == p.5)
+        for (a, b) in [(v.1, p.1), (v.3, p.3), (v.6, p.6)] {
+            #expect(a.sum_sq_err == b.sum_sq_err && a.sum_sq_src == b.sum_sq_src && a.max_abs == b.max_abs)
+            #expect(a.overflow == b.overflow && a.flushed == b.flushed)
+        }
+        // Values agree with Swift's own float16 rounding and torch's bfloat16 rule.
+        for (i, x) in src.enumerated() {
+            #expect(v.0[i] == Float16(x).bitPattern, "f16 of \(x)")
+            #expect(v.2[i] == HalfPrecision.bf16Bits(x), "bf16 of \(x)")
+        }
+        #expect(v.1.overflow == 3)      // 65520, -1e6 and greatestFiniteMagnitude overflow float16
+        #expect(v.3.overflow == 1)      // bfloat16 rounds float32 max up to infinity, as torch does
+    }
+
+    @Test func widening() {
+        let src = values(1001)
+        var h = [UInt16](repeating: 0, count: src.count)
+        var s = NarrowingStats.zero
+        Narrow.f16(src, &h, count: src.count, stats: &s)
+        var back = [Float](repeating: 0, count: src.count)
+        h.withUnsafeBytes { ElementConversion.toFloat32($0.baseAddress!, dtype: .f16, count: src.count, into: &back) }
+        for i in 0..<src.count { #expect(back[i] == Float(Float16(bitPattern: h[i])) || (back[i].isNaN && Float16(bitPattern: h[i]).isNaN)) }
+    }
+}
