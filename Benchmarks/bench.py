@@ -83,9 +83,12 @@ for d in ("f32", "f16"):
     st = os.path.join(OUT, "torch-%s.safetensors" % d)
     r = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "convert", DIT, st, d], env=env)
     torch_t[d] = r[0]["median_s"]
+cps_t, _ = timed(["sh", "-c", "cp \"$0\" \"$1\" && sync", DIT, os.path.join(OUT, "copy.pt")], before=drop(os.path.join(OUT, "copy.pt")))
+os.remove(os.path.join(OUT, "copy.pt"))
 for d in ("f32", "f16", "int8"):
     b = os.path.join(OUT, "xl-%s.ditkit" % d)
-    t, rss = timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d, "--force"])
+    t, rss = timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d], before=drop(b))
+    row("convert --dtype %s" % d, t, "cp + sync of the source (durable copy)", cps_t, "", None)
     row("convert --dtype %s" % d, t, "cp of the source", cp_t, "<= 2.0", rss)
     row("convert --dtype %s" % d, t, "torch.load+save_file (%s)" % ("f16" if d == "f16" else "f32"), torch_t.get(d, torch_t["f32"]), "<= 0.33")
 
@@ -107,13 +110,18 @@ row("SD-VAE decode, batch 1, 256 px", f["median_s"], "PyTorch CPU decode", p["me
 
 # 6. verify --against of the f16 bundle, end to end (one run: it is long)
 t, rss = timed([DITKIT, "verify", os.path.join(OUT, "xl-f16.ditkit"), "--against", DIT], runs=1)
-row("verify f16 --against .pt (2 forwards, batch 4)", t, "PyTorch forward x2 (batch 1, scaled x4)", 8 * p["median_s"] if False else 8 * json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0]["median_s"], None, rss)
+dit_torch = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0]["median_s"]
+row("verify f16 --against .pt (2 forwards, batch 4)", t, "8 PyTorch batch-1 forwards", 8 * dit_torch, None, rss)
 
 # Scale: several conversions with bounded parallelism.
 jobs_in = [DIT, VAE]
+both_t, _ = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
+for f in ("a", "b"):
+    os.remove(os.path.join(OUT, f))
 for jobs in (1, 2):
-    t, rss = timed([DITKIT, "convert", *jobs_in, "-o", os.path.join(OUT, "many"), "--dtype", "f16", "--force", "--jobs", str(jobs)], runs=1)
-    row("convert DiT-XL/2 + SD-VAE --jobs %d" % jobs, t, "cp of both sources", cp_t * 1.124, None, rss)
+    many = os.path.join(OUT, "many")
+    t, rss = timed([DITKIT, "convert", *jobs_in, "-o", many, "--dtype", "f16", "--jobs", str(jobs)], runs=1, before=drop(many))
+    row("convert DiT-XL/2 + SD-VAE f16 --jobs %d" % jobs, t, "cp of both sources", both_t, None, rss)
 
 print("\nBENCHMARKS.md rows:")
 print("| task | DiTKit | baseline | baseline time | ratio | target | peak RSS |")

@@ -23,6 +23,8 @@ public final class BundleWeights: WeightStore, @unchecked Sendable {
 
     public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
         guard let view = bundle.view(name) else { throw ModelError.notRecognised("bundle \(bundle.path) has no tensor '\(name)'") }
+        // Weights are used once per forward pass: keep resident memory flat across the model.
+        defer { bundle.releaseTensor(name) }
         if view.dtype == .f32 {
             return try view.bytes.withElements(of: Float.self) { try body($0) }
         }
@@ -65,6 +67,7 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
             guard let i = index[source] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(source)'") }
             let e = container.tensors[i]
             let bytes = try container.bytes(of: i)
+            defer { container.release(i) }
             try bytes.withElements(of: UInt8.self) { raw in
                 guard let base = raw.baseAddress, position + e.elementCount <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
                 ElementConversion.toFloat32(UnsafeRawPointer(base), dtype: e.dtype, count: e.elementCount, into: buffer + position)

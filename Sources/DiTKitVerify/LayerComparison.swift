@@ -73,7 +73,7 @@ public struct TolerancePolicy: Sendable, Equatable {
     public static let f32 = TolerancePolicy(name: "f32", maxRelL2: 1e-4)
     public static let f16 = TolerancePolicy(name: "f16", maxRelL2: 5e-3)
     public static let bf16 = TolerancePolicy(name: "bf16", maxRelL2: 3e-2)
-    public static let int8 = TolerancePolicy(name: "int8", maxRelL2: 6e-2)
+    public static let int8 = TolerancePolicy(name: "int8", maxRelL2: 1e-1)
 
     /// The profile of a storage type name (`f32`, `f16`, `bf16`, `int8`).
     public static func forStorage(_ s: String) -> TolerancePolicy {

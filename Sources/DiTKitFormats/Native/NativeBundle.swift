@@ -123,6 +123,18 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
                           scale: t.scale.map { weights.slice($0.offset..<($0.offset + $0.bytes)) })
     }
 
+    /// Drops the pages of tensor `name` (and its scale) from resident memory; they stay readable.
+    public func releaseTensor(_ name: String) {
+        guard let k = index[name] else { return }
+        let t = manifest.tensors[k]
+        weights.release(t.stored.offset..<(t.stored.offset + t.stored.bytes))
+        if let s = t.scale { weights.release(s.offset..<(s.offset + s.bytes)) }
+    }
+
+    public func release(_ i: Int) {
+        releaseTensor(manifest.tensors[entries[i].tensor].name)
+    }
+
     /// The mapped weights file (for checks).
     public var weightsBytes: RawBytes { weights.slice(0..<weights.count) }
 
