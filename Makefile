@@ -33,9 +33,9 @@ build: deps
 ## pyenv: numpy, safetensors, h5py and gguf in a virtualenv outside the repository, so the
 ## tests can prove that real Python clients read what ditkit writes (no torch).
 PYENV ?= $(HOME)/.cache/ditkit/pyenv
-PYENV_PACKAGES := numpy safetensors h5py gguf
+PYENV_PACKAGES := numpy safetensors h5py gguf jsonschema
 pyenv:
-	@if ! $(PYENV)/bin/python -c "import numpy, safetensors, h5py, gguf" 2>/dev/null; then \
+	@if ! $(PYENV)/bin/python -c "import numpy, safetensors, h5py, gguf, jsonschema" 2>/dev/null; then \
 	  echo "make pyenv: installing $(PYENV_PACKAGES) into $(PYENV)"; \
 	  python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q --disable-pip-version-check $(PYENV_PACKAGES); \
 	fi

@@ -57,13 +57,17 @@ let package = Package(
             dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitNumerics"],
             swiftSettings: common),
         .target(
+            name: "DiTKitZoo",
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitVerify"],
+            swiftSettings: common),
+        .target(
             name: "DiTKitExport",
             dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
             swiftSettings: common),
         .executableTarget(
             name: "ditkit",
             dependencies: [
-                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitExport", "DiTKitVerify",
+                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitExport", "DiTKitVerify", "DiTKitZoo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common),
@@ -77,7 +81,7 @@ let package = Package(
         .testTarget(name: "DiTKitCoreTests", dependencies: ["DiTKitCore"]),
         .testTarget(name: "DiTKitFormatsTests", dependencies: ["DiTKitFormats"]),
         .testTarget(name: "DiTKitNumericsTests", dependencies: ["DiTKitNumerics"]),
-        .testTarget(name: "DiTKitModelsTests", dependencies: ["DiTKitModels"]),
+        .testTarget(name: "DiTKitZooTests", dependencies: ["DiTKitZoo"]),
         .testTarget(name: "DiTKitVerifyTests", dependencies: ["DiTKitVerify", "DiTKitConvert"]),
         .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "DiTKitCore"], exclude: ["python"]),

@@ -1,0 +1,185 @@
+// `ditkit zoo fetch`: HTTP(S) download into the cache with resume (Range requests), SHA-256
+// verification (published hash, or trust on first use), and an atomic rename into place.
+import DiTKitCore
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The local cache: `$DITKIT_CACHE`, else `$XDG_CACHE_HOME/ditkit`, else `~/.cache/ditkit`.
+public enum ZooCache {
+    public static func directory(_ explicit: String? = nil) -> String {
+        if let e = explicit { return e }
+        let env = ProcessInfo.processInfo.environment
+        if let d = env["DITKIT_CACHE"] { return d }
+        if let x = env["XDG_CACHE_HOME"] { return x + "/ditkit" }
+        return (env["HOME"] ?? ".") + "/.cache/ditkit"
+    }
+
+    /// Trust-on-first-use pins recorded by fetch.
+    public static func pinsFile(_ cache: String) -> String { cache + "/zoo/pins.SHA256SUMS" }
+}
+
+/// What fetch did.
+public struct FetchResult: Sendable {
+    public var path: String
+    public var sha256: String
+    public var bytes: Int
+    /// `downloaded`, `resumed`, or `cached`.
+    public var how: String
+    /// Set when the hash was recorded now (trust on first use).
+    public var pinnedNow: Bool
+    /// How the hash was checked: `published`, `pinned`, `trust-on-first-use`.
+    public var verification: String
+}
+
+/// Receives download progress (bytes so far, total if known).
+public typealias DownloadProgress = @Sendable (_ done: Int, _ total: Int?) -> Void
+
+public enum Fetcher {
+    /// Fetches the primary file of `entry` (or `fileName`) into `<cache>/zoo/<id>/`, verifying it.
+    public static func fetch(_ entry: ZooEntry, fileName: String? = nil, cache: String, mirror: String? = nil,
+                             progress: DownloadProgress? = nil) throws -> FetchResult {
+        guard let file = fileName.flatMap({ n in entry.files.first { $0.name == n } }) ?? entry.primaryFile else {
+            throw ZooError.noFiles(entry.id)
+        }
+        let dir = cache + "/zoo/" + entry.id
+        try FileSystem.makeDirectories(dir)
+        let final = dir + "/" + file.name
+        let label = "\(entry.id)/\(file.name)"
+        let pins = (try? Checksums.parse(String(decoding: try FileSystem.readFile(ZooCache.pinsFile(cache)), as: UTF8.self), file: ZooCache.pinsFile(cache))) ?? []
+        let pinned = pins.last { $0.path == label }?.sha256
+        let expected = file.sha256 ?? pinned
+
+        if FileSystem.exists(final) {
+            let sha = try SHA256Hasher.hex(file: final)
+            if let e = expected, e != sha {
+                // A damaged or foreign file in the cache: remove it and download again.
+                FileSystem.removeTree(final)
+            } else {
+                var pinnedNow = false
+                if expected == nil {
+                    try Checksums.appendPin(ChecksumLine(sha256: sha, path: label), to: ZooCache.pinsFile(cache))
+                    pinnedNow = true
+                }
+                return FetchResult(path: final, sha256: sha, bytes: FileSystem.fileSize(final) ?? 0, how: "cached", pinnedNow: pinnedNow,
+                                   verification: file.sha256 != nil ? "published" : (pinnedNow ? "trust-on-first-use" : "pinned"))
+            }
+        }
+
+        let partial = dir + "/." + file.name + ".part"
+        let url = mirror ?? file.url
+        let resumedFrom = FileSystem.fileSize(partial) ?? 0
+        let how = try HTTPDownload.run(url: url, to: partial, expectedSize: file.bytes, progress: progress)
+        let sha = try SHA256Hasher.hex(file: partial)
+        if let want = file.sha256, want != sha {
+            FileSystem.removeTree(partial)
+            throw ZooError.checksum(file: label, expected: want, got: sha)
+        }
+        if file.sha256 == nil, let p = pinned, p != sha {
+            FileSystem.removeTree(partial)
+            throw ZooError.pinMismatch(file: label, pinned: p, got: sha)
+        }
+        if let size = file.bytes, let got = FileSystem.fileSize(partial), got != size {
+            FileSystem.removeTree(partial)
+            throw ZooError.download("\(label): \(got) bytes downloaded, the manifest says \(size)")
+        }
+        guard rename(partial, final) == 0 else { throw ZooError.download("cannot move \(partial) into place") }
+        var pinnedNow = false
+        if file.sha256 == nil && pinned == nil {
+            try Checksums.appendPin(ChecksumLine(sha256: sha, path: label), to: ZooCache.pinsFile(cache))
+            pinnedNow = true
+        }
+        return FetchResult(path: final, sha256: sha, bytes: FileSystem.fileSize(final) ?? 0,
+                           how: how == .resumed && resumedFrom > 0 ? "resumed" : "downloaded", pinnedNow: pinnedNow,
+                           verification: file.sha256 != nil ? "published" : (pinnedNow ? "trust-on-first-use" : "pinned"))
+    }
+}
+
+/// One HTTP(S) download into a partial file, resuming it with a Range request when it exists.
+enum HTTPDownload {
+    enum How { case fresh, resumed }
+
+    final class Delegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+        let path: String
+        let offset: Int
+        let progress: DownloadProgress?
+        var handle: FileHandle?
+        var status = 0
+        var error: String?
+        var received = 0
+        var total: Int?
+        var resumed = false
+        let done = DispatchSemaphore(value: 0)
+
+        init(path: String, offset: Int, progress: DownloadProgress?) {
+            self.path = path
+            self.offset = offset
+            self.progress = progress
+        }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+            guard let http = response as? HTTPURLResponse else { error = "not an HTTP response"; completionHandler(.cancel); return }
+            status = http.statusCode
+            let length = Int(http.value(forHTTPHeaderField: "Content-Length") ?? "")
+            switch status {
+            case 206:
+                // Content-Range: bytes START-END/TOTAL must continue where the partial file stops.
+                let range = http.value(forHTTPHeaderField: "Content-Range") ?? ""
+                let start = range.split(whereSeparator: { $0 == " " || $0 == "-" }).dropFirst().first.flatMap { Int($0) }
+                guard start == offset else { error = "server resumed at \(start.map(String.init) ?? "?") instead of \(offset)"; completionHandler(.cancel); return }
+                resumed = true
+                total = length.map { $0 + offset }
+                if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+                handle = FileHandle(forWritingAtPath: path)
+                handle?.seekToEndOfFile()
+                received = offset
+            case 200:
+                total = length
+                FileManager.default.createFile(atPath: path, contents: nil)
+                handle = FileHandle(forWritingAtPath: path)
+            default:
+                error = "HTTP \(status)"
+                completionHandler(.cancel)
+                return
+            }
+            completionHandler(.allow)
+        }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+            handle?.write(data)
+            received += data.count
+            progress?(received, total)
+        }
+
+        func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError e: Error?) {
+            if let e, error == nil { error = e.localizedDescription }
+            try? handle?.synchronize()
+            try? handle?.close()
+            done.signal()
+        }
+    }
+
+    static func run(url: String, to path: String, expectedSize: Int?, progress: DownloadProgress?) throws -> How {
+        guard let u = URL(string: url), ["http", "https"].contains(u.scheme ?? "") else { throw ZooError.download("bad URL \(url)") }
+        let offset = FileSystem.fileSize(path) ?? 0
+        var request = URLRequest(url: u)
+        request.timeoutInterval = 60
+        if offset > 0 { request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range") }
+        let delegate = Delegate(path: path, offset: offset, progress: progress)
+        let session = URLSession(configuration: .ephemeral, delegate: delegate, delegateQueue: nil)
+        let task = session.dataTask(with: request)
+        task.resume()
+        delegate.done.wait()
+        session.finishTasksAndInvalidate()
+        if delegate.status == 416, offset > 0, expectedSize == nil || expectedSize == offset {
+            return .resumed   // the partial file was already complete
+        }
+        if let e = delegate.error { throw ZooError.download("\(url): \(e)") }
+        if let total = delegate.total, delegate.received != total {
+            throw ZooError.download("\(url): connection closed after \(delegate.received) of \(total) bytes (run fetch again to resume)")
+        }
+        return delegate.resumed ? .resumed : .fresh
+    }
+}

@@ -1,0 +1,122 @@
+// `ditkit zoo identify`: what is this file? By SHA-256 against Checksums/ and the trust-on-first-use
+// pins first; otherwise by structure (names and shapes) against every known architecture.
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What identify found.
+public struct Identification: Sendable {
+    public var path: String
+    public var sha256: String
+    /// Zoo files with this exact hash (`<entry id>/<file name>`), from Checksums/ or pins.
+    public var hashMatches: [(path: String, source: String)]
+    /// The detected model, when the structure is a DiT or VAE DiTKit knows how to read.
+    public var detected: ModelConfiguration?
+    public var sourceNaming: String?
+    public var subtree: String?
+    /// The closest architecture entry and how far it is.
+    public var closest: (entry: String, exact: Bool, differences: [String])?
+    /// Why the structure could not be read as a model.
+    public var structureError: String?
+
+    public var json: JSONValue {
+        var m: [(String, JSONValue)] = [("path", .string(path)), ("sha256", .string(sha256)),
+                                        ("hash_matches", .array(hashMatches.map { .object([("file", .string($0.path)), ("source", .string($0.source))]) }))]
+        if let d = detected {
+            m.append(("model", .object([("family", .string(d.family.rawValue)), ("variant", .string(d.variant)), ("config", d.json)])))
+            m.append(("naming", .string(sourceNaming ?? "")))
+            m.append(("subtree", .string(subtree ?? "")))
+        }
+        if let c = closest {
+            m.append(("closest", .object([("entry", .string(c.entry)), ("exact", .bool(c.exact)), ("differences", .array(c.differences.map { .string($0) }))])))
+        }
+        if let e = structureError { m.append(("structure_error", .string(e))) }
+        return .object(m)
+    }
+}
+
+extension Zoo {
+    /// Identifies the file (or bundle) at `path`.
+    public func identify(_ path: String, checksums: [ChecksumLine], hints: DetectionHints = DetectionHints()) throws -> Identification {
+        let sha = FileSystem.isDirectory(path) ? "" : try FileError.wrapping(path) { try SHA256Hasher.hex(file: path) }
+        var result = Identification(path: path, sha256: sha, hashMatches: [])
+        for line in checksums where line.sha256 == sha {
+            result.hashMatches.append((line.path, "checksums"))
+        }
+        for e in entries {
+            for f in e.files where f.sha256 == sha { result.hashMatches.append(("\(e.id)/\(f.name)", "manifest")) }
+        }
+        do {
+            let container = try Checkpoint.open(path)
+            var h = hints
+            if h.trainArgsModel == nil { h.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
+            let configuration: ModelConfiguration
+            if let b = container as? NativeBundle {
+                configuration = try ModelConfiguration(family: b.manifest.family, json: b.manifest.config)
+                result.sourceNaming = b.manifest.naming
+            } else {
+                let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+                let plan = try ModelDetector.plan(sources, hints: h)
+                configuration = plan.configuration
+                result.sourceNaming = plan.sourceNaming
+                result.subtree = plan.subtree
+            }
+            result.detected = configuration
+            result.closest = closestArchitecture(configuration)
+        } catch {
+            result.structureError = String(describing: error)
+        }
+        return result
+    }
+
+    /// The architecture entry closest to `c`, with the hyperparameters that differ.
+    public func closestArchitecture(_ c: ModelConfiguration) -> (entry: String, exact: Bool, differences: [String])? {
+        var best: (id: String, diff: [String], distance: Double)?
+        for e in entries where e.kind == "architecture" || e.family == .vae {
+            guard e.family == c.family else { continue }
+            let size: Int?
+            if case .dit(let d) = c { size = d.imageSize } else { size = nil }
+            guard let ref = e.configuration(imageSize: size) else { continue }
+            let diff = differences(c, ref)
+            // Ties on the number of differences go to the nearest width and depth.
+            var distance = 0.0
+            if case .dit(let x) = c, case .dit(let y) = ref {
+                distance = abs(log(Double(x.hiddenSize) / Double(y.hiddenSize))) + abs(log(Double(x.depth) / Double(y.depth)))
+            }
+            if best == nil || diff.count < best!.diff.count || (diff.count == best!.diff.count && distance < best!.distance) {
+                best = (e.id, diff, distance)
+            }
+        }
+        return best.map { ($0.id, $0.diff.isEmpty, $0.diff) }
+    }
+
+    func differences(_ a: ModelConfiguration, _ b: ModelConfiguration) -> [String] {
+        switch (a, b) {
+        case let (.dit(x), .dit(y)):
+            var d: [String] = []
+            func check(_ name: String, _ u: Int, _ v: Int) { if u != v { d.append("\(name) \(u) instead of \(v)") } }
+            check("depth", x.depth, y.depth)
+            check("hidden size", x.hiddenSize, y.hiddenSize)
+            check("heads", x.numHeads, y.numHeads)
+            check("patch size", x.patchSize, y.patchSize)
+            check("input size", x.inputSize, y.inputSize)
+            check("in channels", x.inChannels, y.inChannels)
+            check("classes", x.numClasses, y.numClasses)
+            if x.learnSigma != y.learnSigma { d.append("learn_sigma \(x.learnSigma) instead of \(y.learnSigma)") }
+            if x.mlpRatio != y.mlpRatio { d.append("mlp ratio \(x.mlpRatio) instead of \(y.mlpRatio)") }
+            return d
+        case let (.vae(x), .vae(y)):
+            var d: [String] = []
+            if x.blockOutChannels != y.blockOutChannels { d.append("block channels \(x.blockOutChannels) instead of \(y.blockOutChannels)") }
+            if x.layersPerBlock != y.layersPerBlock { d.append("layers per block \(x.layersPerBlock) instead of \(y.layersPerBlock)") }
+            if x.latentChannels != y.latentChannels { d.append("latent channels \(x.latentChannels) instead of \(y.latentChannels)") }
+            if x.midAttention != y.midAttention { d.append("mid attention \(x.midAttention) instead of \(y.midAttention)") }
+            return d
+        default:
+            return ["a different model family"]
+        }
+    }
+}

@@ -1,0 +1,197 @@
+// `ditkit zoo`: list, show, identify, fetch and import known models.
+import ArgumentParser
+import DiTKitConvert
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+import DiTKitVerify
+import DiTKitZoo
+
+struct ZooCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zoo",
+        abstract: "Known models: list, show, identify a file, fetch and import.",
+        discussion: """
+        Manifests are read from --manifests, $DITKIT_MANIFESTS, or the Manifests/ folder of the installation. \
+        Downloads go to the cache: $DITKIT_CACHE, else $XDG_CACHE_HOME/ditkit, else ~/.cache/ditkit.
+        """,
+        subcommands: [List.self, Show.self, Identify.self, Fetch.self, Import.self])
+
+    struct Location: ParsableArguments {
+        @Option(help: "Directory of zoo manifests.")
+        var manifests: String?
+
+        @Option(help: "Directory of SHA256SUMS files (default: Checksums/ beside the manifests).")
+        var checksums: String?
+
+        @Option(help: "Cache directory for downloads and trust-on-first-use pins.")
+        var cache: String?
+
+        func zoo() throws -> Zoo { try Zoo(directory: try Zoo.locate(manifests)) }
+        func checksumLines(_ zoo: Zoo) throws -> [ChecksumLine] {
+            let dir = checksums ?? FileSystem.parentDirectory(zoo.directory) + "/Checksums"
+            var lines = try Checksums.load(directory: dir)
+            let pins = ZooCache.pinsFile(ZooCache.directory(cache))
+            if let text = try? FileSystem.readFile(pins) { lines += try Checksums.parse(String(decoding: text, as: UTF8.self), file: pins) }
+            return lines
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the zoo.")
+        @OptionGroup var location: Location
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            try reportingErrors {
+                let zoo = try location.zoo()
+                if json {
+                    writeOut(JSONWriter.string(.array(zoo.entries.map(\.json))))
+                    return
+                }
+                let rows = zoo.entries.map { e -> [String] in
+                    let counts = e.counts.first { $0.size == String(e.imageSize ?? 256) } ?? e.counts[0]
+                    let pinned = e.files.isEmpty ? "-" : (e.primaryFile?.sha256 != nil ? "pinned" : "unpinned")
+                    return [e.id, e.kind, e.architecture, e.imageSize.map(String.init) ?? "-", grouped(counts.tensors), grouped(counts.parameters), pinned, e.title]
+                }
+                writeOut(renderTable(header: ["id", "kind", "architecture", "size", "tensors", "parameters", "hash", "title"], rows: rows, rightAligned: [4, 5]))
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Everything the zoo knows about an entry, and its local copy.")
+        @OptionGroup var location: Location
+        @Argument(help: "Zoo id.") var id: String
+
+        func run() throws {
+            try reportingErrors {
+                let zoo = try location.zoo()
+                let e = try zoo.entry(id)
+                var out = "\(e.id): \(e.title)\n  \(e.description)\n"
+                out += "  kind: \(e.kind), family: \(e.family.rawValue), architecture: \(e.architecture)" + (e.imageSize.map { ", image size \($0)" } ?? "") + "\n"
+                for c in e.counts { out += "  at \(c.size): \(grouped(c.tensors)) tensors, \(grouped(c.parameters)) parameters\n" }
+                if let f = e.scalingFactor { out += "  scaling factor: \(f)\n" }
+                if !e.pairsWith.isEmpty { out += "  pairs with: \(e.pairsWith.joined(separator: ", "))\n" }
+                out += "  license: \(e.license)\n"
+                if case .object(let m) = e.metrics, !m.isEmpty { out += "  metrics: \(JSONWriter.string(e.metrics, pretty: false))\n" }
+                let cache = ZooCache.directory(location.cache)
+                for f in e.files {
+                    out += "  file \(f.name)\(f.primary ? " (weights)" : ""): \(f.url)\n"
+                    out += "    bytes: \(f.bytes.map(grouped) ?? "unknown"), sha256: \(f.sha256 ?? "not published (pinned on first fetch)")\n"
+                    let local = cache + "/zoo/" + e.id + "/" + f.name
+                    if FileSystem.exists(local) {
+                        let sha = try SHA256Hasher.hex(file: local)
+                        let lines = try location.checksumLines(zoo)
+                        let want = f.sha256 ?? lines.last { $0.path == "\(e.id)/\(f.name)" }?.sha256
+                        out += "    local copy: \(local) (\(want == nil ? "unverified" : (want == sha ? "verified" : "SHA-256 MISMATCH")))\n"
+                    } else {
+                        out += "    local copy: none\n"
+                    }
+                }
+                if !e.recipes.isEmpty { out += "  recipes: " + e.recipes.map { $0.dtype + ($0.select.map { " (select \($0))" } ?? "") }.joined(separator: ", ") + "\n" }
+                writeOut(out)
+            }
+        }
+    }
+
+    struct Identify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Identify a file: by SHA-256 against Checksums/, else by structure.")
+        @OptionGroup var location: Location
+        @Argument(help: "A checkpoint or bundle.") var file: String
+        @Flag(help: "Print JSON.") var json = false
+        @Option(help: "Attention heads of a DiT whose width does not tell them.") var heads: Int?
+
+        func run() throws {
+            try reportingErrors {
+                let zoo = try location.zoo()
+                var hints = DetectionHints()
+                hints.numHeads = heads
+                let r = try zoo.identify(file, checksums: try location.checksumLines(zoo), hints: hints)
+                if json { writeOut(JSONWriter.string(r.json)); return }
+                var out = "\(file)\n  sha256: \(r.sha256)\n"
+                if r.hashMatches.isEmpty { out += "  hash: not a known file\n" }
+                for m in r.hashMatches { out += "  hash: identical to \(m.path) (\(m.source))\n" }
+                if let d = r.detected {
+                    out += "  structure: \(d.variant) (\(d.family.rawValue)), \(r.sourceNaming ?? "") naming" + ((r.subtree ?? "").isEmpty ? "" : ", subtree '\(r.subtree!)'") + "\n"
+                    if case .dit(let c) = d { out += "    depth \(c.depth), hidden \(c.hiddenSize), heads \(c.numHeads), patch \(c.patchSize), image \(c.imageSize), classes \(c.numClasses)\n" }
+                }
+                if let c = r.closest {
+                    out += c.exact ? "  architecture: matches \(c.entry) exactly\n" : "  closest architecture: \(c.entry); differs: \(c.differences.joined(separator: "; "))\n"
+                }
+                if let e = r.structureError { out += "  structure: not a model DiTKit reads: \(e)\n" }
+                writeOut(out)
+            }
+        }
+    }
+
+    struct Fetch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Download an entry's weights into the cache, verifying their SHA-256.")
+        @OptionGroup var location: Location
+        @Argument(help: "Zoo id.") var id: String
+        @Option(help: "Download from this URL instead (a mirror).") var url: String?
+        @Option(help: "Cache directory (same as --cache).") var dir: String?
+
+        func run() throws {
+            try reportingErrors {
+                let zoo = try location.zoo()
+                let e = try zoo.entry(id)
+                let r = try Fetcher.fetch(e, cache: ZooCache.directory(dir ?? location.cache), mirror: url, progress: downloadProgress())
+                report(r)
+            }
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Fetch, convert with the entry's recipe, and verify against the source.")
+        @OptionGroup var location: Location
+        @Argument(help: "Zoo id.") var id: String
+        @Option(help: "Storage type (default: the entry's first recipe).") var dtype: String?
+        @Option(name: .shortAndLong, help: "Bundle to write (default: ID-DTYPE.ditkit).") var output: String?
+        @Option(help: "Download from this URL instead (a mirror).") var url: String?
+        @Flag(help: "Replace an existing bundle.") var force = false
+
+        func run() throws {
+            try reportingErrors {
+                let zoo = try location.zoo()
+                let e = try zoo.entry(id)
+                let dtype = self.dtype ?? e.recipes.first?.dtype ?? "f32"
+                let out = output ?? "\(e.id)-\(dtype).ditkit"
+                let r = try ZooImport.run(e, zoo: zoo, output: out, dtype: dtype, cache: ZooCache.directory(location.cache), mirror: url,
+                                          force: force, progress: downloadProgress())
+                report(r.fetch)
+                writeOut(ConversionReport.text(r.conversion))
+                writeOut(r.verification.text)
+                if !r.verification.passed { throw Exit.mismatch }
+            }
+        }
+    }
+}
+
+/// Prints what fetch did; trust on first use is said loudly.
+func report(_ r: FetchResult) {
+    writeOut("\(r.how) \(r.path): \(humanBytes(r.bytes)), sha256 \(r.sha256) (\(r.verification))\n")
+    if r.pinnedNow {
+        printError("""
+        ditkit: WARNING: no SHA-256 is published for this file. TRUST ON FIRST USE: recorded \(r.sha256);
+        ditkit: later fetches must match it. Compare it with a hash from a source you trust.
+        """)
+    }
+}
+
+/// A progress callback drawing a bar with rate and ETA on a terminal.
+func downloadProgress() -> DownloadProgress? {
+    guard stderrIsTerminal else { return nil }
+    let bar = TerminalProgress()
+    let state = DownloadState()
+    return { done, total in
+        if !state.started { state.started = true; bar.begin("downloading", total: total ?? max(done, 1), unit: .bytes) }
+        bar.advance(done - state.last)
+        state.last = done
+    }
+}
+
+final class DownloadState: @unchecked Sendable {
+    var started = false
+    var last = 0
+}

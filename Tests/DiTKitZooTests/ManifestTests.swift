@@ -1,0 +1,96 @@
+// Every zoo manifest against the architecture code: counts and shapes computed from the code must
+// equal what the manifest states; every published hash is in Checksums/.
+import Testing
+import DiTKitCore
+import DiTKitModels
+@testable import DiTKitZoo
+
+let repository: String = {
+    var p = #filePath
+    for _ in 0..<3 { p = String(p[..<p.lastIndex(of: "/")!]) }
+    return p
+}()
+
+@Suite struct ManifestTests {
+    let zoo: Zoo
+    init() throws { zoo = try Zoo(directory: repository + "/Manifests") }
+
+    @Test func everyEntryIsPresent() throws {
+        let ids = Set(zoo.entries.map(\.id))
+        for size in ["s", "b", "l", "xl"] { for p in [2, 4, 8] { #expect(ids.contains("dit-\(size)-\(p)")) } }
+        for id in ["dit-xl-2-256x256", "dit-xl-2-512x512", "sd-vae-ft-ema", "sd-vae-ft-mse", "vae-ft-mse-840000-ema-pruned", "vae-ft-ema-560000-ema-pruned"] {
+            #expect(ids.contains(id), "\(id)")
+        }
+    }
+
+    @Test func countsMatchTheArchitectureCode() throws {
+        for e in zoo.entries {
+            for c in e.counts {
+                let size = Int(c.size)
+                let config = try #require(e.configuration(imageSize: size), "\(e.id)")
+                let shapes = config.tensorShapes()
+                #expect(shapes.count == c.tensors, "\(e.id) at \(c.size): tensors")
+                #expect(shapes.reduce(0) { $0 + $1.shape.reduce(1, *) } == c.parameters, "\(e.id) at \(c.size): parameters")
+            }
+        }
+    }
+
+    @Test func referenceFiguresHold() throws {
+        // ../shared/reference/dit-and-vae.md §1.2 and §4.
+        let xl = try zoo.entry("dit-xl-2")
+        #expect(xl.counts.first { $0.size == "256" }?.parameters == 675_129_632)
+        #expect(xl.counts.first { $0.size == "512" }?.parameters == 676_014_368)
+        #expect(xl.counts.first { $0.size == "256" }?.tensors == 292)
+        #expect(try zoo.entry("dit-l-2").counts.first { $0.size == "256" }?.parameters == 458_102_816)
+        #expect(try zoo.entry("dit-b-2").counts.first { $0.size == "256" }?.parameters == 130_512_416)
+        #expect(try zoo.entry("dit-s-2").counts.first { $0.size == "256" }?.parameters == 32_963_360)
+        let vae = try zoo.entry("sd-vae-ft-mse")
+        #expect(vae.counts[0].tensors == 248 && vae.counts[0].parameters == 83_653_863)
+        #expect(vae.scalingFactor == 0.18215)
+        #expect(try zoo.entry("dit-xl-2-256x256").metrics["fid50k"]?.doubleValue == 2.27)
+        #expect(try zoo.entry("dit-xl-2-512x512").metrics["fid50k"]?.doubleValue == 3.04)
+        if case .vae(let c)? = vae.configuration() { #expect(c.levels == 4 && c.blockOutChannels == [128, 256, 512, 512]) } else { Issue.record("no VAE") }
+    }
+
+    @Test func releasesPairAndPin() throws {
+        let checksums = try Checksums.load(directory: repository + "/Checksums")
+        for e in zoo.entries where e.kind == "release" {
+            #expect(e.primaryFile != nil)
+            for p in e.pairsWith { #expect((try? zoo.entry(p)) != nil, "\(e.id) pairs with unknown \(p)") }
+            for f in e.files {
+                if let sha = f.sha256 {
+                    #expect(checksums.contains(ChecksumLine(sha256: sha, path: "\(e.id)/\(f.name)")), "\(e.id)/\(f.name) missing from Checksums/")
+                }
+                #expect(f.url.hasPrefix("https://"))
+            }
+        }
+        // The official DiT files publish no hash: they are unpinned, fetched by trust on first use.
+        #expect(try zoo.entry("dit-xl-2-256x256").primaryFile?.sha256 == nil)
+        #expect(try zoo.entry("dit-xl-2-256x256").primaryFile?.url == "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt")
+    }
+
+    @Test func strictValidation() throws {
+        func refuse(_ text: String) -> String {
+            do {
+                _ = try ZooEntry(json: try JSONReader.parse(text), path: "/x/bad.json")
+                return "accepted"
+            } catch { return String(describing: error) }
+        }
+        #expect(refuse(#"{"id": "bad", "kind": "release", "extra": 1}"#).contains("unknown member 'extra'"))
+        #expect(refuse(#"{"id": "other", "kind": "release"}"#).contains("file name must be other.json"))
+        #expect(refuse(#"{"id": "bad", "kind": "release", "family": "dit", "title": "t", "description": "d", "architecture": "DiT-XL/2", "counts": {"256": {"tensors": 1, "parameters": 1}}, "license": "x", "files": []}"#)
+            .contains("exactly one primary file"))
+    }
+
+    @Test func closestArchitectureOfACustomDiT() throws {
+        var c = try #require(DiTConfiguration.named("DiT-S/2"))
+        c.depth = 10
+        let best = try #require(zoo.closestArchitecture(.dit(c)))
+        #expect(best.entry == "dit-s-2")
+        #expect(!best.exact)
+        #expect(best.differences == ["depth 10 instead of 12"])
+        let l4 = try #require(DiTConfiguration.named("DiT-L/4", imageSize: 512))
+        let exact = try #require(zoo.closestArchitecture(.dit(l4)))
+        #expect(exact.entry == "dit-l-4" && exact.exact)
+    }
+}

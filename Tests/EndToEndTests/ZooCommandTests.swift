@@ -1,0 +1,156 @@
+// `ditkit zoo` against a loopback mirror serving the fixtures.
+import Testing
+import Foundation
+import DiTKitCore
+
+@Suite(.serialized) struct ZooCommandTests {
+    let manifests = Tool.fixture("zoo/Manifests")
+    let checksums = Tool.fixture("zoo/Checksums")
+    let dit = Tool.fixture("verify/dit_verify.pt")
+
+    func zoo(_ args: [String], cache: String) throws -> ToolResult {
+        try Tool.run(["zoo"] + args + ["--manifests", manifests, "--checksums", checksums, "--cache", cache])
+    }
+
+    func server() throws -> LoopbackServer {
+        try LoopbackServer(files: ["dit_verify.pt": dit,
+                                   "diffusion_pytorch_model.safetensors": Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"),
+                                   "config.json": Tool.fixture("verify/vae_verify/config.json")])
+    }
+
+    @Test func fetchVerifiesAndMovesIntoPlace() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        let r = try zoo(["fetch", "test-dit", "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("downloaded"))
+        #expect(r.stdout.contains("(published)"))
+        let path = cache + "/zoo/test-dit/dit_verify.pt"
+        #expect(try FileSystem.readFile(path) == FileSystem.readFile(dit))
+        // The cache is reused: no second request.
+        let before = s.log.count
+        let again = try zoo(["fetch", "test-dit", "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(again.stdout.contains("cached"))
+        #expect(s.log.count == before)
+    }
+
+    @Test func interruptedDownloadResumesWithARangeRequest() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        let cut = try zoo(["fetch", "test-dit", "--url", s.url("cut", "dit_verify.pt")], cache: cache)
+        #expect(cut.status != 0)
+        #expect(cut.stderr.contains("connection closed") || cut.stderr.contains("download failed"), "\(cut.stderr)")
+        #expect(!FileSystem.exists(cache + "/zoo/test-dit/dit_verify.pt"), "nothing under the final name")
+        let partial = FileSystem.fileSize(cache + "/zoo/test-dit/.dit_verify.pt.part") ?? 0
+        #expect(partial > 0)
+        let resumed = try zoo(["fetch", "test-dit", "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("resumed"))
+        #expect(s.log.last?.hasSuffix("range=\(partial)") == true, "\(s.log)")
+        #expect(try FileSystem.readFile(cache + "/zoo/test-dit/dit_verify.pt") == FileSystem.readFile(dit))
+    }
+
+    @Test func serverWithoutRangeSupportRestartsTheDownload() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        _ = try zoo(["fetch", "test-dit", "--url", s.url("cut", "dit_verify.pt")], cache: cache)
+        let r = try zoo(["fetch", "test-dit", "--url", s.url("norange", "dit_verify.pt")], cache: cache)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("downloaded"))
+        #expect(try FileSystem.readFile(cache + "/zoo/test-dit/dit_verify.pt") == FileSystem.readFile(dit))
+    }
+
+    @Test func corruptedBodyIsRefusedAndRemoved() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        let r = try zoo(["fetch", "test-dit", "--url", s.url("corrupt", "dit_verify.pt")], cache: cache)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("SHA-256 mismatch"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache + "/zoo/test-dit").isEmpty, "no file left, partial or final")
+    }
+
+    @Test func unpinnedFilesAreTrustedOnFirstUseThenPinned() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        let first = try zoo(["fetch", "test-dit-unpinned", "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(first.status == 0)
+        #expect(first.stderr.contains("TRUST ON FIRST USE"))
+        let pins = String(decoding: try FileSystem.readFile(cache + "/zoo/pins.SHA256SUMS"), as: UTF8.self)
+        #expect(pins.contains("test-dit-unpinned/dit_verify.pt"))
+        // A later download must match the pin.
+        FileSystem.removeTree(cache + "/zoo/test-dit-unpinned/dit_verify.pt")
+        let bad = try zoo(["fetch", "test-dit-unpinned", "--url", s.url("corrupt", "dit_verify.pt")], cache: cache)
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("differs from the hash recorded on first download"))
+        let good = try zoo(["fetch", "test-dit-unpinned", "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(good.status == 0)
+        #expect(good.stdout.contains("(pinned)"))
+        #expect(!good.stderr.contains("TRUST ON FIRST USE"))
+    }
+
+    @Test func importConvertsAndVerifiesEndToEnd() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        let out = cache + "/dit.ditkit"
+        let r = try zoo(["import", "test-dit", "--dtype", "int8", "-o", out, "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("PASSED"))
+        let manifest = try JSONReader.parse(try FileSystem.readFile(out + "/manifest.json"))
+        #expect(manifest["provenance"]?["zoo"]?["id"]?.stringValue == "test-dit")
+        #expect(manifest["dtype_policy"]?["dtype"]?.stringValue == "int8")
+        let v = try zoo(["import", "test-vae", "-o", cache + "/vae.ditkit", "--url", s.url("range", "diffusion_pytorch_model.safetensors")], cache: cache)
+        #expect(v.status == 0, "\(v.stdout)\n\(v.stderr)")
+        #expect(FileSystem.exists(cache + "/zoo/test-vae/config.json"))
+    }
+
+    @Test func identifyByHashThenByStructure() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let byHash = try zoo(["identify", dit], cache: cache)
+        #expect(byHash.status == 0)
+        #expect(byHash.stdout.contains("identical to test-dit/dit_verify.pt"))
+        let real = try Tool.run(["zoo", "identify", "--json", Tool.fixture("convert/vae_ldm.ckpt")])
+        let j = try JSONReader.parse(real.stdout)
+        #expect(j["model"]?["family"]?.stringValue == "vae")
+        #expect(j["naming"]?.stringValue == "vae-ldm")
+        #expect(j["closest"]?["entry"]?.stringValue != nil)
+        #expect(j["closest"]?["exact"] == .bool(false))
+        let notModel = try Tool.run(["zoo", "identify", Tool.fixture("readers/views.pt")])
+        #expect(notModel.stdout.contains("not a model DiTKit reads"))
+    }
+
+    @Test func listAndShow() throws {
+        let list = try Tool.run(["zoo", "list", "--json"])
+        #expect(list.status == 0)
+        #expect(try JSONReader.parse(list.stdout).arrayValue?.count == 18)
+        let show = try Tool.run(["zoo", "show", "sd-vae-ft-mse"])
+        #expect(show.stdout.contains("a1d993488569e928462932c8c38a0760b874d166399b14414135bd9c42df5815"))
+        #expect(show.stdout.contains("scaling factor: 0.18215"))
+        let unknown = try Tool.run(["zoo", "show", "nope"])
+        #expect(unknown.status == 2)
+    }
+}
+
+@Suite struct ManifestSchemaTests {
+    @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with jsonschema (make test provides it)"))
+    func manifestsValidateAgainstTheSchema() throws {
+        for folder in [Tool.root + "/Manifests", Tool.fixture("zoo/Manifests")] {
+            let out = try runPython([Tool.root + "/Tests/EndToEndTests/python/validate_manifests.py", folder])
+            #expect(out.hasPrefix("valid "), "\(out)")
+        }
+        let schema = try JSONReader.parse(try FileSystem.readFile(Tool.root + "/Manifests/schema.json"))
+        #expect(schema["additionalProperties"] == .bool(false))
+    }
+}
