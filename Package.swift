@@ -38,7 +38,7 @@ let package = Package(
             swiftSettings: common),
         .target(
             name: "DiTKitFormats",
-            dependencies: ["DiTKitCore", "CDiTKitSupport", "CZip", "CHDF5"],
+            dependencies: ["DiTKitCore", "CDiTKitSupport", "CZip", "CHDF5", "CZstd"],
             swiftSettings: common),
         .target(
             name: "DiTKitNumerics",
@@ -78,13 +78,18 @@ let package = Package(
             path: "Benchmarks/DiTKitBench",
             swiftSettings: common),
 
+        .executableTarget(
+            name: "ditkit-example",
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
+            path: "examples/ReadBundle"),
+
         .testTarget(name: "DiTKitCoreTests", dependencies: ["DiTKitCore"]),
         .testTarget(name: "DiTKitFormatsTests", dependencies: ["DiTKitFormats"]),
         .testTarget(name: "DiTKitNumericsTests", dependencies: ["DiTKitNumerics"]),
         .testTarget(name: "DiTKitZooTests", dependencies: ["DiTKitZoo"]),
         .testTarget(name: "DiTKitVerifyTests", dependencies: ["DiTKitVerify", "DiTKitConvert"]),
         .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "DiTKitCore"], exclude: ["python"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "ditkit-example", "DiTKitCore"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v5]
 )

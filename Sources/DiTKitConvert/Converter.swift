@@ -18,7 +18,7 @@ public enum Converter {
         let container = try Checkpoint.open(source)
         if container is NativeBundle { throw FileError(path: source, ConvertError.sourceIsBundle) }
         var hints = options.hints
-        if hints.diffusersConfig == nil { hints.diffusersConfig = diffusersConfig(besides: source) }
+        if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: source) }
         if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
         let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
         let plan = try FileError.wrapping(source) { try ModelDetector.plan(sources, hints: hints) }
@@ -73,14 +73,6 @@ public enum Converter {
             if error is ModelError || error is ConvertError || error is CheckpointError { throw FileError(path: source, error) }
             throw error
         }
-    }
-
-    /// A diffusers `config.json` in the same directory as `path`, if there is one that fits.
-    static func diffusersConfig(besides path: String) -> JSONValue? {
-        let candidate = FileSystem.parentDirectory(path) + "/config.json"
-        guard let bytes = try? FileSystem.readFile(candidate), bytes.count < 1 << 20, let json = try? JSONReader.parse(bytes) else { return nil }
-        let cls = json["_class_name"]?.stringValue ?? ""
-        return ["DiTTransformer2DModel", "Transformer2DModel", "AutoencoderKL"].contains(cls) ? json : nil
     }
 
     static func provenance(source: String, container: any TensorContainer, plan: ModelPlan, sha256: String, zoo: String?) -> JSONValue {

@@ -105,13 +105,19 @@ public enum ModelDetector {
             order.append(n)
         }
         let full = { (n: String) in subtree.isEmpty ? n : subtree + "." + n }
-        let plan: ModelPlan
+        var plan: ModelPlan
         if local[DiTNaming.officialAnchor] != nil {
             plan = try planOfficialDiT(local, order: order, full: full, hints: hints)
         } else if local[DiTNaming.diffusersAnchor] != nil {
             plan = try planDiffusersDiT(local, order: order, full: full, hints: hints)
         } else if local[VAENaming.anchor] != nil {
             plan = try planVAE(local, order: order, full: full)
+            if case .vae(var c) = plan.configuration, let s = hints.diffusersConfig?["sample_size"]?.intValue {
+                c.sampleSize = s
+                var p2 = plan
+                p2.configuration = .vae(c)
+                plan = p2
+            }
         } else {
             throw ModelError.notRecognised("no DiT or VAE tensors under '\(subtree)'")
         }

@@ -12,6 +12,14 @@ public struct LoadedModel: Sendable {
     public let storage: String
     public let container: any TensorContainer
 
+    /// A diffusers `config.json` in the same directory as `path`, if there is one that fits.
+    public static func diffusersConfig(besides path: String) -> JSONValue? {
+        let candidate = FileSystem.parentDirectory(path) + "/config.json"
+        guard let bytes = try? FileSystem.readFile(candidate), bytes.count < 1 << 20, let json = try? JSONReader.parse(bytes) else { return nil }
+        let cls = json["_class_name"]?.stringValue ?? ""
+        return ["DiTTransformer2DModel", "Transformer2DModel", "AutoencoderKL"].contains(cls) ? json : nil
+    }
+
     /// Opens `path`. Throws `FileError` wrapping format or model errors.
     public static func open(_ path: String, hints: DetectionHints = DetectionHints()) throws -> LoadedModel {
         let container = try Checkpoint.open(path)
@@ -22,6 +30,7 @@ public struct LoadedModel: Sendable {
                                    storage: bundle.manifest.dtypePolicy["dtype"]?.stringValue ?? "f32", container: bundle)
             }
             var h = hints
+            if h.diffusersConfig == nil { h.diffusersConfig = LoadedModel.diffusersConfig(besides: path) }
             if h.trainArgsModel == nil { h.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
             let weights = try PlannedWeights(container: container, hints: h)
             let sourceTypes = Set(container.tensors.map(\.dtype))

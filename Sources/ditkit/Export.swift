@@ -5,12 +5,13 @@ import DiTKitExport
 import DiTKitFormats
 
 extension ExportNaming: ExpressibleByArgument {}
+extension GGUFTarget: ExpressibleByArgument {}
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Write a bundle in another format.")
 
     enum Target: String, ExpressibleByArgument, CaseIterable {
-        case safetensors
+        case safetensors, diffusers, gguf, hdf5
     }
 
     @Argument(help: "The .ditkit bundle.")
@@ -25,8 +26,11 @@ struct Export: ParsableCommand {
     @Option(help: "Tensor names: canonical (default), official or diffusers (DiT), diffusers or ldm (VAE).")
     var naming: ExportNaming = .canonical
 
-    @Flag(help: "Write int8 tensors as float32 values instead of I8 plus <name>.scale.")
+    @Flag(help: "safetensors: write int8 tensors as float32 values instead of I8 plus <name>.scale.")
     var dequantize = false
+
+    @Option(help: "gguf: tensor types: auto (stored types; int8 -> Q8_0), f32, f16, bf16, q8_0 (linear weights).")
+    var ggufType: GGUFTarget = .auto
 
     @Flag(help: "Replace an existing output.")
     var force = false
@@ -38,6 +42,12 @@ struct Export: ParsableCommand {
             switch to {
             case .safetensors:
                 s = try SafetensorsExport.export(b, to: output, naming: naming, dequantize: dequantize, force: force)
+            case .diffusers:
+                s = try DiffusersExport.export(b, to: output, force: force)
+            case .gguf:
+                s = try GGUFExport.export(b, to: output, type: ggufType, force: force)
+            case .hdf5:
+                s = try HDF5Export.export(b, to: output, force: force)
             }
             writeOut("wrote \(s.path): \(s.format), \(s.tensors) tensors, \(humanBytes(s.bytes))\n")
         }

@@ -213,10 +213,21 @@ public final class HDF5File: @unchecked Sendable {
         case .i32: type = ditkit_h5t_native_int32()
         case .i8: type = ditkit_h5t_native_int8()
         case .u8, .bool: type = ditkit_h5t_native_uint8()
-        case .f16, .bf16, .u16: type = ditkit_h5t_native_uint16()
+        case .u16: type = ditkit_h5t_native_uint16()
         default: throw HDF5Error.write("dtype \(dtype) has no HDF5 mapping")
         }
         try write(p, shape: shape, type: type, bytes.baseAddress)
+    }
+
+    /// Writes IEEE half-precision values (numpy float16) from little-endian bytes.
+    public func writeHalf(_ p: String, shape: [Int], _ bytes: UnsafeRawBufferPointer) throws {
+        let t = H5Tcopy(ditkit_h5t_native_float())
+        defer { H5Tclose(t) }
+        // sign bit 15, exponent bits 10-14 (bias 15), mantissa bits 0-9.
+        guard H5Tset_fields(t, 15, 10, 5, 0, 10) >= 0, H5Tset_size(t, 2) >= 0, H5Tset_ebias(t, 15) >= 0 else {
+            throw HDF5Error.write("cannot build a half-precision type")
+        }
+        try write(p, shape: shape, type: t, bytes.baseAddress)
     }
 
     /// Sets a fixed-length string attribute on an object (the root by default).

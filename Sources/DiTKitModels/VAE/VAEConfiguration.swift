@@ -16,6 +16,8 @@ public struct VAEConfiguration: Sendable, Equatable {
     public var midAttention = true
     public var useQuantConv = true
     public var usePostQuantConv = true
+    /// The image size the VAE was configured for (diffusers `sample_size`; informational).
+    public var sampleSize = 256
 
     public init() {}
 
@@ -23,6 +25,14 @@ public struct VAEConfiguration: Sendable, Equatable {
     public static let sdVAE = VAEConfiguration()
 
     public var variant: String { self == VAEConfiguration.sdVAE ? "sd-vae-kl-f8" : "vae-custom" }
+
+    /// Equal when every hyperparameter a forward pass uses is equal (`sampleSize` is informational).
+    public static func == (a: VAEConfiguration, b: VAEConfiguration) -> Bool {
+        a.inChannels == b.inChannels && a.outChannels == b.outChannels && a.latentChannels == b.latentChannels
+            && a.blockOutChannels == b.blockOutChannels && a.layersPerBlock == b.layersPerBlock && a.normNumGroups == b.normNumGroups
+            && a.normEps == b.normEps && a.scalingFactor == b.scalingFactor && a.midAttention == b.midAttention
+            && a.useQuantConv == b.useQuantConv && a.usePostQuantConv == b.usePostQuantConv
+    }
     public var levels: Int { blockOutChannels.count }
     /// Spatial downsampling factor (2^(levels-1)).
     public var downsampleFactor: Int { 1 << (levels - 1) }
@@ -105,6 +115,7 @@ public struct VAEConfiguration: Sendable, Equatable {
             ("block_out_channels", .array(blockOutChannels.map { .int($0) })), ("layers_per_block", .int(layersPerBlock)),
             ("norm_num_groups", .int(normNumGroups)), ("norm_eps", .double(normEps)), ("scaling_factor", .double(scalingFactor)),
             ("mid_attention", .bool(midAttention)), ("use_quant_conv", .bool(useQuantConv)), ("use_post_quant_conv", .bool(usePostQuantConv)),
+            ("sample_size", .int(sampleSize)),
         ])
     }
 
@@ -121,6 +132,7 @@ public struct VAEConfiguration: Sendable, Equatable {
         if let v = json["mid_attention"]?.boolValue { midAttention = v }
         if let v = json["use_quant_conv"]?.boolValue { useQuantConv = v }
         if let v = json["use_post_quant_conv"]?.boolValue { usePostQuantConv = v }
+        if let v = json["sample_size"]?.intValue { sampleSize = v }
         try validate()
     }
 }

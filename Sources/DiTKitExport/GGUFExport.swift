@@ -1,0 +1,112 @@
+// `ditkit export --to gguf`: GGUF v3 with the configuration as namespaced metadata and provenance.
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+
+/// Tensor types for a GGUF export.
+public enum GGUFTarget: String, Sendable, CaseIterable {
+    /// Stored dtypes as they are (F32, F16, BF16); I8 tensors become Q8_0.
+    case auto
+    case f32, f16, bf16
+    /// Q8_0 for 2-D weights whose rows are a multiple of 32 (the linear layers); others stay as stored.
+    case q8_0 = "q8_0"
+}
+
+public enum GGUFExport {
+    /// `general.architecture` of a family.
+    static func architecture(_ c: ModelConfiguration) -> String {
+        switch c {
+        case .dit: return "dit"
+        case .vae: return "sdvae"
+        }
+    }
+
+    static func metadata(_ b: NativeBundle, _ c: ModelConfiguration, quantized: Bool) -> [(String, GGUFValue)] {
+        let arch = architecture(c)
+        var m: [(String, GGUFValue)] = [
+            ("general.architecture", .string(arch)),
+            ("general.name", .string(b.manifest.variant)),
+            ("general.alignment", .u32(UInt32(GGUFWriter.alignment))),
+        ]
+        if quantized { m.append(("general.quantization_version", .u32(2))) }
+        if case .object(let fields) = b.manifest.config {
+            for (k, v) in fields {
+                switch v {
+                case .int(let i): m.append(("\(arch).\(k)", i >= 0 && i <= Int(UInt32.max) ? .u32(UInt32(i)) : .u64(UInt64(bitPattern: Int64(i)))))
+                case .double(let d): m.append(("\(arch).\(k)", .f32(Float(d))))
+                case .bool(let x): m.append(("\(arch).\(k)", .bool(x)))
+                case .string(let s): m.append(("\(arch).\(k)", .string(s)))
+                case .array(let a): m.append(("\(arch).\(k)", .array(a.compactMap { $0.intValue.map { .u32(UInt32(clamping: $0)) } })))
+                default: break
+                }
+            }
+        }
+        m.append(("ditkit.variant", .string(b.manifest.variant)))
+        m.append(("ditkit.naming", .string(b.manifest.naming)))
+        m.append(("ditkit.converter", .string("\(b.manifest.converterName) \(b.manifest.converterVersion)")))
+        m.append(("ditkit.dtype", .string(b.manifest.dtypePolicy["dtype"]?.stringValue ?? "")))
+        if let s = b.manifest.provenance["source"] {
+            for k in ["file", "sha256", "container", "naming", "subtree"] {
+                if let v = s[k]?.stringValue { m.append(("ditkit.source.\(k)", .string(v))) }
+            }
+        }
+        if let z = b.manifest.provenance["zoo"]?["id"]?.stringValue { m.append(("ditkit.zoo.id", .string(z))) }
+        return m
+    }
+
+    /// Writes the bundle as GGUF. Throws on names over 64 bytes and write errors.
+    public static func export(_ bundle: NativeBundle, to output: String, type target: GGUFTarget = .auto, force: Bool = false) throws -> ExportSummary {
+        let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
+        var tensors: [GGUFTensor] = []
+        var quantized = false
+        for t in bundle.manifest.tensors {
+            guard let view = bundle.view(t.name) else { continue }
+            let n = view.elementCount
+            let rowLength = view.shape.last ?? 1
+            let q8able = view.shape.count == 2 && rowLength % 32 == 0
+            let type: GGMLType
+            switch target {
+            case .auto:
+                switch view.dtype {
+                case .f16: type = .f16
+                case .bf16: type = .bf16
+                case .i8: type = q8able ? .q8_0 : .f32
+                default: type = .f32
+                }
+            case .f32: type = .f32
+            case .f16: type = .f16
+            case .bf16: type = .bf16
+            case .q8_0: type = q8able ? .q8_0 : (view.dtype == .f16 ? .f16 : (view.dtype == .bf16 ? .bf16 : .f32))
+            }
+            if type == .q8_0 { quantized = true }
+            let stored = view.dtype
+            tensors.append(GGUFTensor(name: t.name, shape: view.shape, type: type, bytes: {
+                // Same type as stored: the bytes as they are.
+                if (type == .f32 && stored == .f32) || (type == .f16 && stored == .f16) || (type == .bf16 && stored == .bf16) { return view.bytes }
+                let floats = OwnedBuffer(uninitializedCount: n * 4)
+                let fp = floats.pointer.assumingMemoryBound(to: Float.self)
+                view.dequantize(into: fp)
+                let out = OwnedBuffer(uninitializedCount: type.byteCount(n))
+                var stats = NarrowingStats.zero
+                switch type {
+                case .f32: return floats.bytes
+                case .f16: Narrow.f16(fp, out.pointer.assumingMemoryBound(to: UInt16.self), count: n, stats: &stats)
+                case .bf16: Narrow.bf16(fp, out.pointer.assumingMemoryBound(to: UInt16.self), count: n, stats: &stats)
+                case .q8_0: GGUFWriter.quantizeQ8_0(fp, count: n, into: out.pointer.assumingMemoryBound(to: UInt8.self))
+                }
+                return out.bytes
+            }))
+        }
+        let out = try AtomicOutput(finalPath: output, directory: false, force: force)
+        do {
+            let file = try OutputFile(path: out.temporaryPath)
+            try GGUFWriter.write(metadata: metadata(bundle, c, quantized: quantized), tensors: tensors, to: file)
+            try file.close()
+            try out.commit()
+        } catch {
+            out.discard()
+            throw error
+        }
+        return ExportSummary(path: output, format: "gguf", tensors: tensors.count, bytes: FileSystem.fileSize(output) ?? 0)
+    }
+}

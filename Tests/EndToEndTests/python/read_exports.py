@@ -1,0 +1,68 @@
+"""Reads DiTKit exports with their real Python clients and prints JSON for the Swift tests.
+
+    read_exports.py gguf FILE        -> tensors {name: {type, shape (numpy order), sha256 of data}}, metadata, q8_0 check
+    read_exports.py hdf5 FILE        -> datasets {name: {dtype, shape, sha256}}, root attributes
+    read_exports.py ditkit BUNDLE [--dequantize]   -> examples/read_ditkit.py output
+"""
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def digest(a):
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def main():
+    kind, path = sys.argv[1], sys.argv[2]
+    out = {}
+    if kind == "gguf":
+        import gguf
+        from gguf import quants
+        r = gguf.GGUFReader(path)
+        meta = {}
+        for name, field in r.fields.items():
+            if name.startswith("GGUF."):
+                continue
+            v = field.contents() if hasattr(field, "contents") else None
+            meta[name] = v if isinstance(v, (str, int, float, bool, list)) else str(v)
+        tensors = {}
+        for t in r.tensors:
+            entry = {"type": t.tensor_type.name, "shape": [int(x) for x in reversed(t.shape)], "bytes_sha256": digest(t.data.view(np.uint8))}
+            values = quants.dequantize(t.data, t.tensor_type) if t.tensor_type.name == "Q8_0" else np.asarray(t.data)
+            entry["values_sha256"] = digest(values.astype(np.float32).reshape(entry["shape"]))
+            tensors[t.name] = entry
+        out = {"tensors": tensors, "metadata": meta, "alignment": int(r.alignment)}
+        # Q8_0 must match gguf-py's bit-exact port of ggml's reference quantizer.
+        if len(sys.argv) > 3:
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
+            from read_ditkit import read_ditkit
+            source = read_ditkit(sys.argv[3], dequantize=True)
+            checked = 0
+            for t in r.tensors:
+                if t.tensor_type.name == "Q8_0":
+                    want = quants.quantize(np.ascontiguousarray(source[t.name], dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
+                    if not np.array_equal(want.view(np.uint8).ravel(), t.data.view(np.uint8).ravel()):
+                        out["q8_0_mismatch"] = t.name
+                    checked += 1
+            out["q8_0_checked"] = checked
+    elif kind == "hdf5":
+        import h5py
+        f = h5py.File(path, "r")
+        datasets = {}
+        f.visititems(lambda name, obj: datasets.__setitem__(name, {"dtype": str(obj.dtype), "shape": list(obj.shape), "sha256": digest(obj[()]),
+                                                                  "stored_dtype": str(obj.attrs.get("stored_dtype", ""))}) if isinstance(obj, h5py.Dataset) else None)
+        out = {"datasets": datasets, "attrs": {k: (v if isinstance(v, str) else v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}}
+    elif kind == "ditkit":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
+        from read_ditkit import read_ditkit
+        tensors = read_ditkit(path, dequantize="--dequantize" in sys.argv)
+        out = {"tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": digest(v)} for k, v in tensors.items()}}
+    json.dump(out, sys.stdout, indent=1, sort_keys=True, default=str)
+
+
+if __name__ == "__main__":
+    main()
