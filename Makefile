@@ -5,8 +5,8 @@ CONFIG ?= release
 BIN := .build/$(CONFIG)/ditkit
 
 # System libraries (pkg-config module -> Debian package).
-PKG_CONFIG_MODULES := libzip hdf5 openblas libzstd
-APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev
+PKG_CONFIG_MODULES := libzip hdf5 openblas libzstd libpng
+APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev libpng-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DEMO_CHECKPOINT := Tests/Fixtures/verify/dit_verify.pt

@@ -26,6 +26,7 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
         // System calls Swift cannot import directly (renameat2).
         .target(name: "CDiTKitSupport"),
@@ -38,7 +39,7 @@ let package = Package(
             swiftSettings: common),
         .target(
             name: "DiTKitFormats",
-            dependencies: ["DiTKitCore", "CDiTKitSupport", "CZip", "CHDF5", "CZstd"],
+            dependencies: ["DiTKitCore", "CDiTKitSupport", "CZip", "CHDF5", "CZstd", "CPNG"],
             swiftSettings: common),
         .target(
             name: "DiTKitNumerics",

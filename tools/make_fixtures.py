@@ -532,7 +532,49 @@ def verify():
     print("verify: wrote", len(os.listdir(out)), "entries")
 
 
-GROUPS = {"readers": readers, "convert": convert, "verify": verify}
+# ---------------------------------------------------------------------------------------
+# Sampling (issue: sampler and report): DDIM from fixed noise through the reference of the official
+# loop (tools/diffusion_reference.py), decoded by the verify VAE, and respacing sets.
+
+def sample():
+    out = os.path.join(ROOT, "sample")
+    os.makedirs(out, exist_ok=True)
+    import h5py
+    from diffusers import AutoencoderKL
+    from dit_reference import DiT
+    from diffusion_reference import Diffusion, space_timesteps
+    ver = os.path.join(ROOT, "verify")
+    dit = DiT(input_size=8, patch_size=2, hidden_size=128, depth=2, num_heads=2, num_classes=1000).eval()
+    dit.load_state_dict(torch.load(os.path.join(ver, "dit_verify.pt"), weights_only=True))
+    vae = AutoencoderKL.from_pretrained(os.path.join(ver, "vae_verify")).eval()
+    g = torch.Generator().manual_seed(21)
+    noise = torch.randn(2, 4, 8, 8, generator=g)
+    classes = torch.tensor([207, 360])
+    spec, cfg = "ddim10", 4.0
+    diffusion = Diffusion(spec)
+    with torch.no_grad():
+        z = torch.cat([noise, noise], 0)
+        y = torch.cat([classes, torch.tensor([1000, 1000])], 0)
+        latents = diffusion.sample(lambda x, t: dit.forward_with_cfg(x, t, y, cfg), z, ddim=True)
+        latents = latents.chunk(2, dim=0)[0]
+        images = vae.decode(latents / 0.18215).sample
+        pixels = images.clamp(-1, 1).add(1).div(2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        # Unguided DDIM too (cfg 1: no doubled batch).
+        plain = diffusion.sample(lambda x, t: dit(x, t, classes), noise, ddim=True)
+    with h5py.File(os.path.join(out, "ddim_reference.h5"), "w") as f:
+        f.create_dataset("noise", data=noise.numpy())
+        f.create_dataset("classes", data=classes.numpy().astype(np.int64))
+        f.create_dataset("latents", data=latents.numpy())
+        f.create_dataset("latents_unguided", data=plain.numpy())
+        f.create_dataset("pixels", data=pixels.numpy())
+        f.attrs["steps"] = spec
+        f.attrs["cfg_scale"] = cfg
+    specs = ["250", "25", "ddim25", "ddim50", "ddim10", "10,15,20", "1", "7", "100,3", "1000"]
+    write_json(os.path.join(out, "respacing.json"), OrderedDict((s, sorted(space_timesteps(1000, s))) for s in specs))
+    print("sample: wrote", len(os.listdir(out)), "files")
+
+
+GROUPS = {"readers": readers, "convert": convert, "verify": verify, "sample": sample}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

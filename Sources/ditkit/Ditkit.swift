@@ -12,6 +12,6 @@ struct Ditkit: ParsableCommand {
         unsupported), 64 usage error, 74 output could not be written.
         """,
         version: DiTKitVersion.string,
-        subcommands: [Inspect.self, Convert.self, Check.self, Verify.self, Export.self, Pack.self, Unpack.self, ZooCommand.self]
+        subcommands: [Inspect.self, Convert.self, Check.self, Verify.self, Sample.self, Export.self, Pack.self, Unpack.self, ZooCommand.self]
     )
 }

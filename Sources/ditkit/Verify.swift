@@ -3,6 +3,7 @@ import ArgumentParser
 import DiTKitCore
 import DiTKitModels
 import DiTKitVerify
+import DiTKitFormats
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,9 +40,32 @@ struct Verify: ParsableCommand {
     @Option(help: "Attention heads of a source DiT whose width does not tell them.")
     var heads: Int?
 
+    @Flag(help: "With --against: also sample with both models from identical noise and compare latents and images.")
+    var sample = false
+
+    @Option(help: "VAE bundle (or checkpoint) to decode samples with.")
+    var vae: String?
+
+    @Option(help: "Classes to sample (comma-separated).")
+    var classes: String = "207,360,387,974"
+
+    @Option(help: "Sampling steps (respacing, as for `ditkit sample`).")
+    var steps: String = "25"
+
+    @Option(help: "Sampler for --sample: ddpm or ddim.")
+    var sampler: String = "ddpm"
+
+    @Option(help: "Guidance scale for --sample.")
+    var cfg: Float = 4.0
+
+    @Option(help: "Write a self-contained HTML report here.")
+    var report: String?
+
     func validate() throws {
         guard (reference == nil) != (against == nil) else { throw ValidationError("give exactly one of --reference and --against") }
         if let p = profile, !["f32", "f16", "bf16", "int8"].contains(p) { throw ValidationError("--profile must be f32, f16, bf16 or int8") }
+        if sample && against == nil { throw ValidationError("--sample needs --against (the model to compare samples with)") }
+        guard ["ddpm", "ddim"].contains(sampler) else { throw ValidationError("--sampler must be ddpm or ddim") }
     }
 
     func run() throws {
@@ -62,8 +86,45 @@ struct Verify: ParsableCommand {
             } else {
                 throw ValidationError("give --reference or --against")
             }
-            writeOut(json ? JSONWriter.string(result.json) : result.text)
-            if !result.passed { throw Exit.mismatch }
+            var comparison: SampleComparison?
+            if sample, let against {
+                var o = SamplingOptions()
+                o.steps = steps
+                o.ddim = sampler == "ddim" || steps.hasPrefix("ddim")
+                o.cfgScale = cfg
+                o.seed = seed
+                let decoder = try vae.map { try LoadedModel.open($0) }
+                let ids = classes.split(separator: ",").compactMap { Int($0.trimmingPrefix(while: { $0 == " " })) }
+                comparison = try SampleComparison.run(converted: m, source: try LoadedModel.open(against, hints: hints), vae: decoder,
+                                                      classes: ids, options: o, profile: result.profile, progress: TerminalProgress())
+            }
+            if json {
+                var j = result.json
+                if let c = comparison, case .object(var members) = j {
+                    members.append(("sample", c.json))
+                    members[0] = ("passed", .bool(result.passed && c.passed))
+                    j = .object(members)
+                }
+                writeOut(JSONWriter.string(j))
+            } else {
+                var text = result.text
+                if let c = comparison {
+                    let psnr = c.psnr.map { $0.isFinite ? fixed($0, 1) : "inf" }.joined(separator: ", ")
+                    text += "samples (\(c.options.ddim ? "DDIM" : "DDPM") \(c.options.steps) steps, cfg \(c.options.cfgScale)): final-latent rel L2 \(scientific(c.latentRelL2)) (<= \(scientific(c.thresholds.maxLatentRelL2))); "
+                    text += c.source.images.isEmpty ? "no VAE, no images\n" : "image PSNR \(psnr) dB (>= \(fixed(c.thresholds.minPSNR, 0)))\n"
+                    text += c.passed ? "samples PASSED\n" : "samples FAILED\n"
+                }
+                writeOut(text)
+            }
+            if let report {
+                let html = try HTMLReport.render(result, title: "DiTKit verification: \(FileSystem.baseName(model))",
+                                                 bundle: m.container as? NativeBundle, sample: comparison)
+                let out = try AtomicOutput(finalPath: report, directory: false, force: true)
+                try FileSystem.writeFile(out.temporaryPath, Array(html.utf8))
+                try out.commit()
+                writeOut("report: \(report)\n")
+            }
+            if !result.passed || comparison?.passed == false { throw Exit.mismatch }
         }
     }
 }

@@ -1,0 +1,61 @@
+// `verify --sample`: the source and the converted model draw from identical noise; the final
+// latents and the decoded images are compared.
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+import DiTKitNumerics
+
+/// Thresholds of the visual check, per dtype profile (measured: README "Sample thresholds").
+public struct SampleThresholds: Sendable, Equatable {
+    /// Minimum PSNR (dB) of every converted image against the source model's image.
+    public var minPSNR: Double
+    /// Maximum relative L2 error of the final latents.
+    public var maxLatentRelL2: Double
+
+    public static func forProfile(_ name: String) -> SampleThresholds {
+        switch name {
+        case "f16": return SampleThresholds(minPSNR: 35, maxLatentRelL2: 2e-2)
+        case "bf16": return SampleThresholds(minPSNR: 25, maxLatentRelL2: 1e-1)
+        case "int8": return SampleThresholds(minPSNR: 20, maxLatentRelL2: 2e-1)
+        default: return SampleThresholds(minPSNR: 60, maxLatentRelL2: 1e-4)
+        }
+    }
+}
+
+/// What `verify --sample` found.
+public struct SampleComparison: Sendable {
+    public var options: SamplingOptions
+    public var classes: [Int]
+    public var source: SampleResult
+    public var converted: SampleResult
+    public var latentRelL2: Double
+    /// PSNR of each converted image against the source image (dB; infinite when identical).
+    public var psnr: [Double]
+    public var thresholds: SampleThresholds
+
+    public var passed: Bool {
+        latentRelL2.isFinite && latentRelL2 <= thresholds.maxLatentRelL2 && psnr.allSatisfy { $0 >= thresholds.minPSNR }
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("passed", .bool(passed)), ("steps", .string(options.steps)), ("sampler", .string(options.ddim ? "ddim" : "ddpm")),
+            ("cfg_scale", .double(Double(options.cfgScale))), ("seed", .int(Int(options.seed))), ("classes", .array(classes.map { .int($0) })),
+            ("latent_rel_l2", .double(latentRelL2)), ("psnr_db", .array(psnr.map { $0.isFinite ? .double($0) : .null })),
+            ("thresholds", .object([("min_psnr_db", .double(thresholds.minPSNR)), ("max_latent_rel_l2", .double(thresholds.maxLatentRelL2))])),
+        ])
+    }
+
+    /// Samples with both models from the same noise and compares.
+    public static func run(converted: LoadedModel, source: LoadedModel, vae: LoadedModel?, classes: [Int], options: SamplingOptions,
+                           profile: TolerancePolicy, progress: ProgressReporter? = nil) throws -> SampleComparison {
+        guard case .dit(let c) = converted.configuration else { throw VerifyError.incompatible("--sample needs a DiT") }
+        let noise = DiTSampler.initialNoise(count: classes.count, config: c, seed: options.seed)
+        let a = try Sampling.run(dit: source, vae: vae, classes: classes, options: options, noise: noise, progress: progress)
+        let b = try Sampling.run(dit: converted, vae: vae, classes: classes, options: options, noise: noise, progress: progress)
+        let cmp = LayerComparison.compare("latents", b.latents.data, a.latents.data, shape: b.latents.shape, threshold: .infinity)
+        let psnr = zip(b.images, a.images).map { $0.psnr(against: $1) }
+        return SampleComparison(options: options, classes: classes, source: a, converted: b, latentRelL2: cmp.nonFinite > 0 ? .nan : cmp.relL2,
+                                psnr: psnr, thresholds: .forProfile(profile.name))
+    }
+}
