@@ -113,6 +113,19 @@ t, rss = timed([DITKIT, "verify", os.path.join(OUT, "xl-f16.ditkit"), "--against
 dit_torch = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0]["median_s"]
 row("verify f16 --against .pt (2 forwards, batch 4)", t, "8 PyTorch batch-1 forwards", 8 * dit_torch, None, rss)
 
+# Packs: compression ratio and speed per dtype (zstd level 3, all cores, long-distance matching).
+packs = []
+for d in ("f32", "f16", "int8"):
+    b = os.path.join(OUT, "xl-%s.ditkit" % d)
+    z = os.path.join(OUT, "xl-%s.ditkit.zst" % d)
+    t, _ = timed([DITKIT, "pack", b, "-o", z], runs=1, before=drop(z))
+    u, _ = timed([DITKIT, "unpack", z, "-o", os.path.join(OUT, "unpacked")], runs=1, before=drop(os.path.join(OUT, "unpacked")))
+    size_in = os.path.getsize(os.path.join(b, "weights.bin"))
+    size_out = os.path.getsize(z)
+    packs.append((d, size_in, size_out, t, u))
+    print("pack %-4s %8.1f MB -> %8.1f MB  ratio %.3f  pack %.1f MB/s  unpack+verify %.1f MB/s" % (
+        d, size_in / 1e6, size_out / 1e6, size_in / size_out, size_in / t / 1e6, size_in / u / 1e6), flush=True)
+
 # Scale: several conversions with bounded parallelism.
 jobs_in = [DIT, VAE]
 both_t, _ = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
@@ -123,6 +136,11 @@ for jobs in (1, 2):
     t, rss = timed([DITKIT, "convert", *jobs_in, "-o", many, "--dtype", "f16", "--jobs", str(jobs)], runs=1, before=drop(many))
     row("convert DiT-XL/2 + SD-VAE f16 --jobs %d" % jobs, t, "cp of both sources", both_t, None, rss)
 
+print("\npack rows:")
+print("| bundle | weights | pack | ratio | pack speed | unpack + verify speed |")
+print("|---|---|---|---|---|---|")
+for d, a, b, t, u in packs:
+    print("| DiT-XL/2 %s | %.1f MB | %.1f MB | %.3f | %.0f MB/s | %.0f MB/s |" % (d, a / 1e6, b / 1e6, a / b, a / t / 1e6, a / u / 1e6))
 print("\nBENCHMARKS.md rows:")
 print("| task | DiTKit | baseline | baseline time | ratio | target | peak RSS |")
 print("|---|---|---|---|---|---|---|")
