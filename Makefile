@@ -14,7 +14,7 @@ DEMO_REFERENCE := Tests/Fixtures/verify/dit_reference.h5
 DEMO_VAE := Tests/Fixtures/verify/vae_verify/diffusion_pytorch_model.safetensors
 DEMO_OUT := .build/demo
 
-.PHONY: all deps pyenv build test demo bench fixtures clean
+.PHONY: all deps pyenv build test demo bench fuzz fixtures clean
 
 all: build
 
@@ -75,6 +75,11 @@ demo: build
 ## bench: full-size benchmarks against baselines measured in the same run (see BENCHMARKS.md).
 bench: deps
 	Benchmarks/run.sh
+
+## fuzz: libFuzzer + ASan on every parser (FUZZ_SECONDS each, default 60; see FUZZING.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	Fuzz/run.sh $(FUZZ_SECONDS)
 
 ## fixtures: regenerate Tests/Fixtures (needs torch, timm, safetensors, diffusers, h5py; see CONTRIBUTING.md).
 PYTHON ?= python3

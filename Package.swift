@@ -79,6 +79,11 @@ let package = Package(
             path: "Benchmarks/DiTKitBench",
             swiftSettings: common),
 
+        // Fuzz harnesses: libFuzzer entry with -DFUZZING (make fuzz), a reproducer runner otherwise.
+        .executableTarget(
+            name: "ditkit-fuzz",
+            dependencies: ["DiTKitCore", "DiTKitFormats"],
+            path: "Fuzz/DiTKitFuzz"),
         .executableTarget(
             name: "ditkit-example",
             dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
@@ -90,7 +95,7 @@ let package = Package(
         .testTarget(name: "DiTKitZooTests", dependencies: ["DiTKitZoo"]),
         .testTarget(name: "DiTKitVerifyTests", dependencies: ["DiTKitVerify", "DiTKitConvert"]),
         .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "ditkit-example", "DiTKitCore"], exclude: ["python"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "ditkit-example", "ditkit-fuzz", "DiTKitCore"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -574,7 +574,168 @@ def sample():
     print("sample: wrote", len(os.listdir(out)), "files")
 
 
-GROUPS = {"readers": readers, "convert": convert, "verify": verify, "sample": sample}
+# ---------------------------------------------------------------------------------------
+# Hostile (issue: reliability and security): files built with the real pickle module and torch.save
+# that scanners have been fooled by, and resource attacks. Every one must be refused with exit 2.
+
+class Reduce:
+    """Pickles as `obj(*args)`, the way a payload does; `obj` is the real callable."""
+
+    def __init__(self, obj, args=()):
+        self.obj, self.args = obj, args
+
+    def __reduce__(self):
+        return (self.obj, self.args)
+
+
+def evil_pickle(module, name, protocol=2):
+    """A state dict whose value calls module.name, with the global written literally (for modules
+    pickle would spell differently or that do not exist on this machine, like os, nt, requests.api)."""
+    g = b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+    return b"\x80\x02}q\x00X\x01\x00\x00\x00xq\x01" + g + b"X\x02\x00\x00\x00idq\x02\x85q\x03Rq\x04s."
+
+
+def zip_raw(path, entries, prefix="archive/"):
+    """A stored zip with the given (name, bytes) entries, written with Python's zipfile."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in entries:
+            z.writestr(prefix + name, data)
+
+
+def hostile():
+    out = os.path.join(ROOT, "hostile")
+    os.makedirs(out, exist_ok=True)
+    cases = OrderedDict()
+
+    def save(name, obj, expect, **kw):
+        torch.save(obj, os.path.join(out, name), **kw)
+        cases[name] = expect
+
+    w = torch.ones(2)
+    import builtins, functools, importlib, operator, pty, runpy, shutil, socket, subprocess, types, webbrowser
+    # Real callables, pickled by torch.save under the names pickle gives them.
+    real = [(os.system, "posix.system"), (subprocess.Popen, "commands.Popen"), (subprocess.check_output, "commands.check_output"),
+            (eval, "__builtin__.eval"), (exec, "__builtin__.exec"), (getattr, "__builtin__.getattr"), (compile, "__builtin__.compile"),
+            (open, "io.open"), (builtins.__import__, "__builtin__.__import__"), (sys.exit, "sys.exit"), (socket.create_connection, "socket.create_connection"),
+            (webbrowser.open, "webbrowser.open"), (runpy.run_path, "runpy.run_path"), (pty.spawn, "pty.spawn"), (shutil.rmtree, "shutil.rmtree"),
+            (importlib.import_module, "importlib.import_module"), (functools.partial, "functools.partial"),
+            (operator.attrgetter, "operator.attrgetter"), (pickle.loads, "pickle.loads"), (torch.load, "torch.serialization.load")]
+    for obj, spelled in real:
+        name = "global_" + spelled.replace(".", "_") + ".pt"
+        save(name, {"w": w, "x": Reduce(obj, ("echo pwned",))}, "refused global '%s'" % spelled)
+    # Literal spellings scanners list: os.system, nt.system, builtins.*, and third-party modules.
+    src = os.path.join(out, "_clean.pt")
+    torch.save({"w": w}, src)
+    for module, name in [("os", "system"), ("nt", "system"), ("builtins", "eval"), ("builtins", "exec"), ("builtins", "getattr"),
+                         ("types", "CodeType"), ("requests.api", "get"), ("aiohttp.client", "ClientSession"), ("cloudpickle", "loads"),
+                         ("__builtin__", "apply"), ("builtins", "breakpoint"), ("httplib", "HTTPConnection")]:
+        fname = "literal_%s_%s.pt" % (module.replace(".", "_"), name)
+        data = evil_pickle(module, name)
+        rewrite_archive(src, os.path.join(out, fname), lambda n, d, data=data: data if n == "data.pkl" else (None if n.startswith("data/") else d))
+        cases[fname] = "refused global '%s.%s'" % (module, name)
+    # Payloads hidden deep in an otherwise valid state dict, in a list, in a tuple, as a dict key.
+    sd = OrderedDict([("a.weight", torch.randn(3, 3)), ("a.bias", torch.zeros(3))])
+    sd["meta"] = {"cfg": [1, 2, {"deep": (3, [Reduce(os.system, ("id",))])}]}
+    save("nested_deep.pt", sd, "refused global 'posix.system'")
+    save("as_dict_key.pt", {Reduce(os.system, ("id",)): w}, "refused global 'posix.system'")
+    save("in_train_args.pt", {"model": sd.copy(), "args": argparse.Namespace(lr=Reduce(eval, ("1",)))}, "refused global")
+    save("in_legacy_stream.pt", {"w": w, "x": Reduce(os.system, ("id",))}, "refused global 'posix.system'", _use_new_zipfile_serialization=False)
+    # STACK_GLOBAL (protocols 4 and 5).
+    save("stack_global_p4.pt", {"w": w, "x": Reduce(os.system, ("id",))}, "refused global 'posix.system'", pickle_protocol=4)
+    save("stack_global_p5.pt", {"w": w, "x": Reduce(os.system, ("id",))}, "refused global 'posix.system'", pickle_protocol=5)
+    # Protocol 0 and 1 pickles with no PROTO header, as data.pkl of a real torch zip.
+    for proto in (0, 1):
+        payload = pickle.dumps({"x": Reduce(os.system, ("id",))}, protocol=proto)
+        assert not payload.startswith(b"\x80")
+        rewrite_archive(src, os.path.join(out, "protocol%d_no_header.pt" % proto),
+                        lambda n, d, p=payload: p if n == "data.pkl" else (None if n.startswith("data/") else d))
+        cases["protocol%d_no_header.pt" % proto] = "refused global 'posix.system'"
+    # The payload before a deliberately corrupted tail: refused at the global, not for the garbage.
+    payload = b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00idq\x00\x85R" + b"\xff" * 64
+    rewrite_archive(src, os.path.join(out, "corrupted_tail.pt"), lambda n, d: payload if n == "data.pkl" else (None if n.startswith("data/") else d))
+    cases["corrupted_tail.pt"] = "refused global 'posix.system'"
+    # Archive names and zip flags scanners miss: an odd folder name, a data descriptor and UTF-8 flag.
+    evil = evil_pickle("os", "system")
+    zip_raw(os.path.join(out, "odd_folder_name.pt"), [("data.pkl", evil), ("version", b"3\n")], prefix="..weights.bin/")
+    cases["odd_folder_name.pt"] = "refused global 'os.system'"
+    zip_raw(os.path.join(out, "utf8_flag_name.pt"), [("data.pkl", evil), ("version", b"3\n")], prefix="modèle/")
+    cases["utf8_flag_name.pt"] = "refused global 'os.system'"
+    # The malicious pickle under a name other than data.pkl is not read; the real data.pkl is clean
+    # but a storage is missing: still refused, and nothing from the extra member runs.
+    zip_raw(os.path.join(out, "pickle_under_other_name.pt"), [("data.pkl", pickle.dumps({"w": 1}, protocol=2)), ("extra.bin", evil), ("version", b"3\n")])
+    cases["pickle_under_other_name.pt"] = "unexpected member 'archive/extra.bin'"
+    # Resource attacks.
+    # Each level is a list holding the previous level twice: 2^199 paths through 199 nodes.
+    memo = bytearray(b"\x80\x02]q\x000")
+    for i in range(1, 200):
+        memo += b"](h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"eq" + bytes([i]) + b"0"
+    memo += b"h" + bytes([199]) + b"."
+    zip_raw(os.path.join(out, "memo_bomb.pt"), [("data.pkl", bytes(memo)), ("version", b"3\n")])
+    cases["memo_bomb.pt"] = "expands to"
+    deep = b"\x80\x02)" + b"\x85" * 2_000_000 + b"."
+    zip_raw(os.path.join(out, "deep_nesting.pt"), [("data.pkl", deep), ("version", b"3\n")])
+    cases["deep_nesting.pt"] = "nests deeper than"
+    marks = b"\x80\x02" + b"(" * 500_000 + b"."
+    zip_raw(os.path.join(out, "deep_marks.pt"), [("data.pkl", marks), ("version", b"3\n")])
+    cases["deep_marks.pt"] = "nested MARKs"
+    huge = b"\x80\x02X\xff\xff\xff\x7fabc."
+    zip_raw(os.path.join(out, "huge_string_length.pt"), [("data.pkl", huge), ("version", b"3\n")])
+    cases["huge_string_length.pt"] = "declares 2147483647 bytes"
+    huge8 = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b"abc."
+    zip_raw(os.path.join(out, "huge_bytes8_length.pt"), [("data.pkl", huge8), ("version", b"3\n")])
+    cases["huge_bytes8_length.pt"] = "declares 4611686018427387904 bytes"
+    # A storage that declares more bytes than its record holds, and one with a huge element count.
+    def grow(name, data):
+        if name == "data.pkl":
+            i = data.index(b"K\x02")   # numel 2 of the storage persistent id (after 'cpu')
+            return data[:i] + b"J\x00\x00\x00\x10" + data[i + 2:]
+        return data
+    rewrite_archive(src, os.path.join(out, "storage_larger_than_record.pt"), grow)
+    cases["storage_larger_than_record.pt"] = "holds 8 bytes but its storage needs"
+    # Zip structure attacks, hand-assembled from a plain stored zip: duplicate names, overlapping entries.
+    base = os.path.join(out, "_base.zip")
+    z = zipfile.ZipFile(src)
+    zip_raw(base, [(n.split("/", 1)[1], z.read(n)) for n in z.namelist()])
+    good = open(base, "rb").read()
+    os.remove(base)
+    cd_start = good.index(b"PK\x01\x02")
+    eocd = good.rindex(b"PK\x05\x06")
+    cd = good[cd_start:eocd]
+    entries = []
+    p = 0
+    while p < len(cd):
+        n, e, c = struct.unpack("<HHH", cd[p + 28:p + 34])
+        entries.append(cd[p:p + 46 + n + e + c])
+        p += 46 + n + e + c
+
+    def write_zip(name, cd_entries, body=good[:cd_start]):
+        cdb = b"".join(cd_entries)
+        tail = good[eocd:eocd + 22]
+        tail = tail[:8] + struct.pack("<HHII", len(cd_entries), len(cd_entries), len(cdb), len(body)) + tail[20:]
+        open(os.path.join(out, name), "wb").write(body + cdb + tail)
+    write_zip("duplicate_entries.pt", entries + [entries[0]])
+    cases["duplicate_entries.pt"] = "corrupt zip archive"
+    alias = bytearray(entries[-1])
+    struct.pack_into("<I", alias, 42, struct.unpack("<I", entries[0][42:46])[0])
+    write_zip("overlapping_entries.pt", entries[:-1] + [bytes(alias)])
+    cases["overlapping_entries.pt"] = "corrupt zip archive"
+    # Deflate bomb: data.pkl compressed 1000:1 and more (a 64 MB run of zeros).
+    with zipfile.ZipFile(os.path.join(out, "zip_bomb.pt"), "w", zipfile.ZIP_DEFLATED) as zb:
+        zb.writestr("archive/data.pkl", b"\x80\x02" + b"\x00" * (64 << 20))
+        zb.writestr("archive/version", b"3\n")
+    cases["zip_bomb.pt"] = "refused as a zip bomb"
+    # safetensors denial of service: a 4 GB header length, and offsets far outside the file.
+    open(os.path.join(out, "safetensors_huge_header.safetensors"), "wb").write(struct.pack("<Q", 4 << 30) + b"{}")
+    cases["safetensors_huge_header.safetensors"] = "exceeds the limit"
+    hdr = json.dumps({"x": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 4 << 40]}}).encode()
+    open(os.path.join(out, "safetensors_offsets_outside.safetensors"), "wb").write(struct.pack("<Q", len(hdr)) + hdr + b"\x00" * 16)
+    cases["safetensors_offsets_outside.safetensors"] = "tensor data ends at byte"
+    os.remove(src)
+    write_json(os.path.join(out, "cases.json"), cases)
+    print("hostile: wrote", len(cases), "cases")
+
+
+GROUPS = {"readers": readers, "convert": convert, "verify": verify, "sample": sample, "hostile": hostile}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

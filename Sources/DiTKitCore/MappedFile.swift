@@ -64,13 +64,31 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: p, count: length)
     }
 
+    /// An in-memory copy of `bytes` standing in for a file (fuzzing and tests): no descriptor.
+    public init(copying bytes: [UInt8], path: String) {
+        self.path = path
+        length = bytes.count
+        if bytes.isEmpty {
+            base = nil
+            self.bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 4096)
+        bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        base = p
+        owned = true
+        self.bytes = UnsafeRawBufferPointer(start: p, count: bytes.count)
+    }
+
+    private var owned = false
+
     /// File size in bytes.
     public var count: Int { length }
 
     /// Drops the pages of `range` from this process (they stay in the page cache), so reading a
     /// large file through the mapping does not grow resident memory.
     public func release(_ range: Range<Int>) {
-        guard let base, range.count > 0 else { return }
+        guard let base, range.count > 0, !owned else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (range.lowerBound / page) * page
         let end = min(length, ((range.upperBound + page - 1) / page) * page)
@@ -79,7 +97,7 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Tells the kernel the mapping will be read front to back.
     public func adviseSequential() {
-        if let base { _ = madvise(base, length, MADV_SEQUENTIAL) }
+        if let base, !owned { _ = madvise(base, length, MADV_SEQUENTIAL) }
     }
 
     /// A zero-copy view of `range`, keeping the mapping alive. The range must be checked by the caller.
@@ -91,7 +109,7 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
-        if let base { munmap(base, length) }
+        if let base { if owned { base.deallocate() } else { munmap(base, length) } }
         if descriptor >= 0 { close(descriptor) }
     }
 }

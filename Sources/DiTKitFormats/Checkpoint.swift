@@ -98,10 +98,11 @@ public enum Checkpoint {
         if bytes.count >= 10 {
             var n: UInt64 = 0
             for k in (0..<8).reversed() { n = n << 8 | UInt64(bytes[k]) }
-            if n >= 2, n <= UInt64(SafetensorsFile.maxHeaderSize) {
-                let c = bytes[8]
-                if c == UInt8(ascii: "{") || c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { return .safetensors }
-            }
+            let c = bytes[8]
+            // A JSON object right after the length is safetensors, whatever the length says (the
+            // validator then reports a bad length precisely); whitespace counts only with a sane length.
+            if c == UInt8(ascii: "{") { return .safetensors }
+            if n >= 2, n <= UInt64(SafetensorsFile.maxHeaderSize), c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { return .safetensors }
         }
         if starts([0x80]) || starts([UInt8(ascii: "(")]) || starts([UInt8(ascii: "}")]) || starts([UInt8(ascii: "c")]) || starts([UInt8(ascii: "]")]) {
             throw CheckpointError.unrecognised("a bare pickle, not a torch.save checkpoint (no zip container and no legacy magic number)")

@@ -1,9 +1,20 @@
 // The `ditkit` command line. It parses arguments and prints; all work happens in the libraries.
 import ArgumentParser
 import DiTKitCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Ditkit: ParsableCommand {
+    /// A full disk or a file-size limit makes write() fail with a clear error instead of killing
+    /// the process with SIGXFSZ; a closed output pipe makes writes fail instead of SIGPIPE.
+    static func main() {
+        signal(SIGXFSZ, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "ditkit",
         abstract: "Bring DiT and SD-VAE checkpoints out of PyTorch into a verified, memory-mapped native format.",

@@ -41,3 +41,16 @@ import DiTKitExport
         #expect(try FileSystem.readFile(dir + "/a.safetensors") == FileSystem.readFile(dir + "/b.safetensors"))
     }
 }
+
+@Suite struct PackTests {
+    @Test func packsDoNotDependOnTheNumberOfWorkers() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        var o = ConversionOptions()
+        o.hints.numHeads = 2
+        _ = try Converter.convert(source: Fixtures.path("readers/dit_tiny.pt"), output: dir + "/m.ditkit", options: o)
+        _ = try BundlePack.pack(bundle: dir + "/m.ditkit", output: dir + "/a.zst", threads: 1)
+        _ = try BundlePack.pack(bundle: dir + "/m.ditkit", output: dir + "/b.zst", threads: 4)
+        #expect(try FileSystem.readFile(dir + "/a.zst") == FileSystem.readFile(dir + "/b.zst"))
+    }
+}

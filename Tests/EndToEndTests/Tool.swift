@@ -33,10 +33,11 @@ enum Tool {
 
     /// Runs `ditkit args...` and waits.
     @discardableResult
-    static func run(_ args: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> ToolResult {
+    static func run(_ args: [String], environment: [String: String] = [:], cwd: String? = nil, viaShell: Bool = false) throws -> ToolResult {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
+        // viaShell: args[0] is the program to run (e.g. sh), not a ditkit subcommand.
+        p.executableURL = URL(fileURLWithPath: viaShell ? (args[0].hasPrefix("/") ? args[0] : "/bin/" + args[0]) : binary)
+        p.arguments = viaShell ? Array(args.dropFirst()) : args
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         p.environment = env

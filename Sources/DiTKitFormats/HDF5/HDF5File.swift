@@ -46,7 +46,9 @@ public final class HDF5File: @unchecked Sendable {
     /// Creates (truncates) a file for writing. Throws `HDF5Error.write`.
     public static func create(_ path: String) throws -> HDF5File {
         ditkit_h5_silence()
-        let f = H5Fcreate(path, ditkit_h5f_acc_trunc(), h5Default, h5Default)
+        let fapl = ditkit_h5p_fapl_v18(), fcpl = ditkit_h5p_fcpl_untimed()
+        defer { H5Pclose(fapl); H5Pclose(fcpl) }
+        let f = H5Fcreate(path, ditkit_h5f_acc_trunc(), fcpl, fapl)
         guard f >= 0 else { throw HDF5Error.write("cannot create \(path)") }
         return HDF5File(path: path, id: f)
     }
@@ -182,9 +184,9 @@ public final class HDF5File: @unchecked Sendable {
         let space = H5Screate_simple(Int32(dims.count), &dims, nil)
         guard space >= 0 else { throw HDF5Error.write("dataspace for \(p)") }
         defer { H5Sclose(space) }
-        let lcpl = linkCreationWithParents()
-        defer { H5Pclose(lcpl) }
-        let d = H5Dcreate2(id, p, type, space, lcpl, h5Default, h5Default)
+        let lcpl = linkCreationWithParents(), dcpl = ditkit_h5p_dcpl_untimed()
+        defer { H5Pclose(lcpl); H5Pclose(dcpl) }
+        let d = H5Dcreate2(id, p, type, space, lcpl, dcpl, h5Default)
         guard d >= 0 else { throw HDF5Error.write("cannot create dataset \(p)") }
         defer { H5Dclose(d) }
         if shape.reduce(1, *) > 0, H5Dwrite(d, type, h5All, h5All, h5Default, bytes) < 0 {

@@ -15,9 +15,8 @@ public enum BundleCheck {
     /// matches its recorded SHA-256. Returns the mismatches (empty when the bundle is intact).
     public static func run(_ bundle: NativeBundle, progress: ProgressReporter? = nil) throws -> [BundleMismatch] {
         var problems: [BundleMismatch] = []
-        let sidecarPath = bundle.path + "/" + BundleManifest.checksumFile
         let manifestHash = bundle.manifestBytes.withUnsafeBytes { SHA256Hasher.hex($0) }
-        if let sidecar = try? FileSystem.readFile(sidecarPath) {
+        if let sidecar = bundle.checksumLine {
             let text = String(decoding: sidecar, as: UTF8.self)
             let recorded = text.split(separator: " ").first.map(String.init) ?? ""
             if recorded != manifestHash || !text.hasSuffix("  \(BundleManifest.manifestFile)\n") {

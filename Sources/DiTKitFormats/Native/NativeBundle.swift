@@ -57,6 +57,8 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
     public let manifest: BundleManifest
     /// Raw bytes of `manifest.json` as read.
     public let manifestBytes: [UInt8]
+    /// Contents of `manifest.json.sha256` as read with the manifest (`nil` when missing).
+    public let checksumLine: [UInt8]?
     public let tensors: [TensorEntry]
     public var objects: [(name: String, value: String)] { [] }
     public let metadata: [(key: String, value: String)]
@@ -67,9 +69,22 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
     private let entries: [(tensor: Int, isScale: Bool)]
 
     /// Opens the bundle directory at `path`. Manifest and weights are opened through one directory
-    /// descriptor, so a bundle replaced meanwhile is read entirely old or entirely new.
+    /// descriptor, so a bundle replaced meanwhile is read entirely old or entirely new: if the old
+    /// one disappears between the two opens (it was replaced), the open starts again on the new one.
     /// Throws `BundleError`, `JSONError` or `SystemError`.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        var attempt = 0
+        while true {
+            do {
+                try self.init(once: path)
+                return
+            } catch BundleError.notABundle(let why) where why.hasPrefix("no ") && attempt < 3 && FileSystem.isDirectory(path) {
+                attempt += 1
+            }
+        }
+    }
+
+    private init(once path: String) throws {
         self.path = path
         let dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dirfd >= 0 else { throw BundleError.notABundle("cannot open directory (\(String(cString: strerror(errno))))") }
@@ -83,6 +98,17 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         let json: JSONValue
         do { json = try JSONReader.parse(manifestBytes) } catch { throw BundleError.manifest("\(error)") }
         manifest = try BundleManifest(json: json)
+        // The manifest's checksum line, read through the same directory descriptor (so a bundle
+        // replaced meanwhile never pairs an old manifest with a new checksum).
+        let sumFD = openat(dirfd, BundleManifest.checksumFile, O_RDONLY | O_CLOEXEC)
+        if sumFD >= 0 {
+            var buf = [UInt8](repeating: 0, count: 512)
+            let n = read(sumFD, &buf, buf.count)
+            close(sumFD)
+            checksumLine = n >= 0 ? Array(buf.prefix(n)) : nil
+        } else {
+            checksumLine = nil
+        }
         let weightsFD = openat(dirfd, BundleManifest.weightsFile, O_RDONLY | O_CLOEXEC)
         guard weightsFD >= 0 else { throw BundleError.notABundle("no \(BundleManifest.weightsFile)") }
         weights = try MappedFile(fd: weightsFD, path: path + "/" + BundleManifest.weightsFile)

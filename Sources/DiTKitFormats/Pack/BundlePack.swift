@@ -247,7 +247,9 @@ final class ZstdWriter {
         try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1))
         try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_enableLongDistanceMatching, 1))
         try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_windowLog, 27))
-        if threads > 1 { _ = ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, Int32(threads)) }
+        // Always at least one worker: zstd's multithreaded output does not depend on the number
+        // of workers, so packs are byte-identical on machines with different core counts.
+        _ = ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, Int32(max(1, threads)))
     }
 
     deinit { ZSTD_freeCCtx(ctx) }

@@ -59,6 +59,15 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
         if records["constants.pkl"] != nil || records.keys.contains(where: { $0.hasPrefix("code/") }) {
             throw TorchError.torchScript
         }
+        // torch.save writes data.pkl, data/<key>, version, byteorder and dot-records (.format_version,
+        // .storage_alignment, .data/...). Anything else is not from torch.save: refuse it rather
+        // than leave a payload in the file unexamined.
+        for e in directory.entries {
+            let r = String(e.name.dropFirst(prefix.count + 1))
+            let known = r == "data.pkl" || r == "version" || r == "byteorder" || r.hasPrefix(".")
+                || (r.hasPrefix("data/") && r.count > 5 && !r.dropFirst(5).contains("/"))
+            if !known { throw TorchError.notATorchArchive("unexpected member '\(e.name)'") }
+        }
         guard let pickleIndex = indices["data.pkl"] else { throw TorchError.notATorchArchive("no data.pkl record") }
 
         var meta: [(key: String, value: String)] = []
@@ -179,8 +188,11 @@ final class LibZipArchive {
         let name = st.name.map { String(cString: $0) } ?? "#\(index)"
         guard st.size <= UInt64(limit) else { throw ZipError.libzip("record '\(name)' is \(st.size) bytes (limit \(limit))") }
         if st.comp_method != 0 {
-            // Refuse inflation ratios deflate cannot produce honestly.
-            guard st.size <= st.comp_size &* 1100 &+ 1024 else { throw ZipError.libzip("record '\(name)' inflates \(st.comp_size) bytes to \(st.size)") }
+            // A compressed pickle or small record is never 100 times smaller than its content in
+            // practice (pickles of state dicts compress 3-10x); refuse before inflating a bomb.
+            guard st.size <= max(1 << 20, st.comp_size &* 100) else {
+                throw ZipError.libzip("record '\(name)' inflates \(st.comp_size) bytes to \(st.size) (refused as a zip bomb)")
+            }
         }
         guard let f = zip_fopen_index(za, zip_uint64_t(index), 0) else {
             throw ZipError.libzip("cannot open record '\(name)': \(String(cString: zip_strerror(za)))")
