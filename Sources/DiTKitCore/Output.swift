@@ -256,6 +256,27 @@ public final class AtomicOutput {
     deinit { discard() }
 }
 
+extension AtomicOutput {
+    /// Produces an output: `body` writes to the temporary path it is given; the result is renamed
+    /// into place when `body` returns, and discarded if it throws.
+    public static func produce<R>(_ path: String, directory: Bool = false, force: Bool, _ body: (String) throws -> R) throws -> R {
+        let out = try AtomicOutput(finalPath: path, directory: directory, force: force)
+        do {
+            let r = try body(out.temporaryPath)
+            try out.commit()
+            return r
+        } catch {
+            out.discard()
+            throw error
+        }
+    }
+
+    /// Writes `bytes` to `path` atomically.
+    public static func write(_ bytes: [UInt8], to path: String, force: Bool) throws {
+        try produce(path, force: force) { try FileSystem.writeFile($0, bytes) }
+    }
+}
+
 /// A file being written sequentially with positioned padding, used for blobs and exports.
 public final class OutputFile {
     public let path: String

@@ -42,16 +42,11 @@ public enum DiffusersExport {
     public static func export(_ bundle: NativeBundle, to output: String, force: Bool = false) throws -> ExportSummary {
         let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
         let items = try ExportTensors.items(bundle, naming: .diffusers, dequantize: true)
-        let out = try AtomicOutput(finalPath: output, directory: true, force: force)
-        do {
-            try FileSystem.writeFile(out.temporaryPath + "/config.json", Array(JSONWriter.string(config(c)).utf8))
-            let file = try OutputFile(path: out.temporaryPath + "/diffusion_pytorch_model.safetensors")
+        try AtomicOutput.produce(output, directory: true, force: force) { folder in
+            try FileSystem.writeFile(folder + "/config.json", Array(JSONWriter.string(config(c)).utf8))
+            let file = try OutputFile(path: folder + "/diffusion_pytorch_model.safetensors")
             try SafetensorsWriter.write(items, metadata: SafetensorsExport.metadata(bundle, naming: .diffusers, dequantize: true), to: file)
             try file.close()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
         return ExportSummary(path: output, format: "diffusers", tensors: items.count,
                              bytes: FileSystem.fileSize(output + "/diffusion_pytorch_model.safetensors") ?? 0)

@@ -97,15 +97,10 @@ public enum GGUFExport {
                 return out.bytes
             }))
         }
-        let out = try AtomicOutput(finalPath: output, directory: false, force: force)
-        do {
-            let file = try OutputFile(path: out.temporaryPath)
+        try AtomicOutput.produce(output, force: force) { temporary in
+            let file = try OutputFile(path: temporary)
             try GGUFWriter.write(metadata: metadata(bundle, c, quantized: quantized), tensors: tensors, to: file)
             try file.close()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
         return ExportSummary(path: output, format: "gguf", tensors: tensors.count, bytes: FileSystem.fileSize(output) ?? 0)
     }

@@ -9,10 +9,9 @@ public enum HDF5Export {
     /// Each dataset has attributes `stored_dtype` and `sha256` (of the stored bytes); the root has
     /// `manifest` (the manifest JSON) and `format` (`ditkit-hdf5`).
     public static func export(_ bundle: NativeBundle, to output: String, force: Bool = false) throws -> ExportSummary {
-        let out = try AtomicOutput(finalPath: output, directory: false, force: force)
         var count = 0
-        do {
-            let f = try HDF5File.create(out.temporaryPath)
+        try AtomicOutput.produce(output, force: force) { temporary in
+            let f = try HDF5File.create(temporary)
             try f.setAttribute("format", "ditkit-hdf5")
             try f.setAttribute("manifest", String(decoding: bundle.manifestBytes, as: UTF8.self))
             try f.setAttribute("variant", bundle.manifest.variant)
@@ -40,10 +39,6 @@ public enum HDF5Export {
                 bundle.releaseTensor(t.name)
             }
             try f.flush()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
         return ExportSummary(path: output, format: "hdf5", tensors: count, bytes: FileSystem.fileSize(output) ?? 0)
     }

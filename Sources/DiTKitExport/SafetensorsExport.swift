@@ -38,15 +38,10 @@ public enum SafetensorsExport {
     public static func export(_ bundle: NativeBundle, to output: String, naming: ExportNaming = .canonical,
                               dequantize: Bool = false, force: Bool = false) throws -> ExportSummary {
         let items = try ExportTensors.items(bundle, naming: naming, dequantize: dequantize)
-        let out = try AtomicOutput(finalPath: output, directory: false, force: force)
-        do {
-            let file = try OutputFile(path: out.temporaryPath)
+        try AtomicOutput.produce(output, force: force) { temporary in
+            let file = try OutputFile(path: temporary)
             try SafetensorsWriter.write(items, metadata: metadata(bundle, naming: naming, dequantize: dequantize), to: file)
             try file.close()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
         return ExportSummary(path: output, format: "safetensors", tensors: items.count, bytes: FileSystem.fileSize(output) ?? 0)
     }

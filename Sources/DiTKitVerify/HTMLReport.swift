@@ -21,24 +21,10 @@ public enum HTMLReport {
     }
 
     static func num(_ v: Double, _ digits: Int = 2) -> String {
-        guard v.isFinite else { return v.isNaN ? "nan" : "∞" }
-        if v != 0 && (abs(v) < 1e-2 || abs(v) >= 1e5) {
-            var e = Int(log10(abs(v)).rounded(.down))
-            var m = v / pow(10, Double(e))
-            if abs(m) >= 9.995 { m /= 10; e += 1 }
-            return fixed(m, 2) + "e" + String(e)
-        }
-        return fixed(v, digits)
+        v.isInfinite && v > 0 ? "∞" : NumberFormat.compact(v, digits)
     }
 
-    static func fixed(_ v: Double, _ d: Int) -> String {
-        var p = 1.0
-        for _ in 0..<d { p *= 10 }
-        let r = (abs(v) * p).rounded()
-        var frac = String(Int(r.truncatingRemainder(dividingBy: p)))
-        while frac.count < d { frac = "0" + frac }
-        return (v < 0 && r != 0 ? "-" : "") + String(Int(r / p)) + (d > 0 ? "." + frac : "")
-    }
+    static func fixed(_ v: Double, _ d: Int) -> String { NumberFormat.fixed(v, d) }
 
     /// SQNR of a threshold given as relative L2.
     static func sqnr(ofRelL2 r: Double) -> Double { r > 0 ? -20 * log10(r) : .infinity }

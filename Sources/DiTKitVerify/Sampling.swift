@@ -26,19 +26,14 @@ public enum Sampling {
 
     /// Writes `/latents` (and the classes and settings) to an HDF5 file, atomically.
     public static func saveLatents(_ r: SampleResult, options: SamplingOptions, to path: String) throws {
-        let out = try AtomicOutput(finalPath: path, directory: false, force: true)
-        do {
-            let f = try HDF5File.create(out.temporaryPath)
+        try AtomicOutput.produce(path, force: true) { temporary in
+            let f = try HDF5File.create(temporary)
             try f.writeFloats("/latents", shape: r.latents.shape, r.latents.data)
             try f.writeInt64("/classes", shape: [r.classes.count], r.classes.map { Int64($0) })
             try f.setAttribute("steps", options.steps)
             try f.setAttribute("sampler", options.ddim ? "ddim" : "ddpm")
             try f.setAttribute("cfg_scale", String(options.cfgScale))
             try f.flush()
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
     }
 

@@ -43,9 +43,7 @@ public enum Checksums {
         var text = (try? FileSystem.readFile(file)).map { String(decoding: $0, as: UTF8.self) } ?? "# DiTKit trust-on-first-use pins: hashes seen on first download\n"
         if !text.hasSuffix("\n") { text += "\n" }
         text += "\(line.sha256)  \(line.path)\n"
-        let out = try AtomicOutput(finalPath: file, directory: false, force: true)
-        try FileSystem.writeFile(out.temporaryPath, Array(text.utf8))
-        try out.commit()
+        try AtomicOutput.write(Array(text.utf8), to: file, force: true)
     }
 }
 

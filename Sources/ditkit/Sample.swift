@@ -33,33 +33,40 @@ struct Sample: ParsableCommand {
         guard !parsedClasses.isEmpty else { throw ValidationError("--class needs at least one class id") }
     }
 
-    var parsedClasses: [Int] { classes.split(separator: ",").compactMap { Int($0.trimmingPrefix(while: { $0 == " " })) } }
+    var parsedClasses: [Int] { classList(classes) }
 
     func run() throws {
         try reportingErrors {
             let dit = try LoadedModel.open(model)
             let decoder = try LoadedModel.open(vae)
-            var o = SamplingOptions()
-            o.steps = steps
-            o.ddim = sampler == "ddim" || steps.hasPrefix("ddim")
-            o.cfgScale = cfg
-            o.seed = seed
+            let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
             let z = try noise.map(Sampling.readNoise)
             let r = try Sampling.run(dit: dit, vae: decoder, classes: parsedClasses, options: o, noise: z, progress: TerminalProgress())
             if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents) }
-            let out = try AtomicOutput(finalPath: output, directory: false, force: force)
-            try FileSystem.writeFile(out.temporaryPath, try Image8.grid(r.images).png())
-            try out.commit()
+            try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, force: force)
             if let each {
                 try FileSystem.makeDirectories(each)
                 for (k, im) in r.images.enumerated() {
                     let path = each + "/\(k)-class\(r.classes[k]).png"
-                    let o1 = try AtomicOutput(finalPath: path, directory: false, force: true)
-                    try FileSystem.writeFile(o1.temporaryPath, try im.png())
-                    try o1.commit()
+                    try AtomicOutput.write(try im.png(), to: path, force: true)
                 }
             }
             writeOut("wrote \(output): \(r.images.count) images (\(o.ddim ? "DDIM" : "DDPM") \(steps) steps, cfg \(cfg))\n")
         }
     }
+}
+
+/// Sampling options from the command line (`--steps ddimN` implies DDIM).
+func samplingOptions(steps: String, sampler: String, cfg: Float, seed: UInt64) -> SamplingOptions {
+    var o = SamplingOptions()
+    o.steps = steps
+    o.ddim = sampler == "ddim" || steps.hasPrefix("ddim")
+    o.cfgScale = cfg
+    o.seed = seed
+    return o
+}
+
+/// Class ids from a comma-separated list.
+func classList(_ text: String) -> [Int] {
+    text.split(separator: ",").compactMap { Int($0.trimmingPrefix(while: { $0 == " " })) }
 }

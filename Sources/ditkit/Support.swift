@@ -49,30 +49,14 @@ func humanBytes(_ n: Int) -> String {
     return u == 0 ? "\(n) B" : String(format2(v)) + " " + units[u]
 }
 
-/// Two decimals without Foundation.
-func format2(_ v: Double) -> String { fixed(v, 2) }
+/// Two decimals.
+func format2(_ v: Double) -> String { NumberFormat.fixed(v, 2) }
 
 /// `v` with `digits` decimals.
-func fixed(_ v: Double, _ digits: Int) -> String {
-    guard v.isFinite else { return v.isNaN ? "nan" : (v < 0 ? "-inf" : "inf") }
-    var p = 1.0
-    for _ in 0..<digits { p *= 10 }
-    let r = (abs(v) * p).rounded()
-    let whole = Int(r / p)
-    var frac = String(Int(r.truncatingRemainder(dividingBy: p)))
-    while frac.count < digits { frac = "0" + frac }
-    let sign = v < 0 && r != 0 ? "-" : ""
-    return digits == 0 ? sign + String(whole) : sign + String(whole) + "." + frac
-}
+func fixed(_ v: Double, _ digits: Int) -> String { NumberFormat.fixed(v, digits) }
 
 /// Writes a string to standard output without a trailing newline being added.
 func writeOut(_ s: String) { fputs(s, stdout) }
 
 /// `v` in scientific notation with `digits` decimals (`2.43e-04`).
-func scientific(_ v: Double, _ digits: Int = 2) -> String {
-    guard v.isFinite, v != 0 else { return v == 0 ? "0" : fixed(v, digits) }
-    var e = Int((log10(abs(v))).rounded(.down))
-    var m = v / pow(10, Double(e))
-    if abs((m * pow(10, Double(digits))).rounded()) >= 10 * pow(10, Double(digits)) { m /= 10; e += 1 }
-    return fixed(m, digits) + "e" + (e < 0 ? "-" : "+") + (abs(e) < 10 ? "0" : "") + String(abs(e))
-}
+func scientific(_ v: Double, _ digits: Int = 2) -> String { NumberFormat.scientific(v, digits) }

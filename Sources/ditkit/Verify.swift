@@ -88,13 +88,9 @@ struct Verify: ParsableCommand {
             }
             var comparison: SampleComparison?
             if sample, let against {
-                var o = SamplingOptions()
-                o.steps = steps
-                o.ddim = sampler == "ddim" || steps.hasPrefix("ddim")
-                o.cfgScale = cfg
-                o.seed = seed
+                let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
                 let decoder = try vae.map { try LoadedModel.open($0) }
-                let ids = classes.split(separator: ",").compactMap { Int($0.trimmingPrefix(while: { $0 == " " })) }
+                let ids = classList(classes)
                 comparison = try SampleComparison.run(converted: m, source: try LoadedModel.open(against, hints: hints), vae: decoder,
                                                       classes: ids, options: o, profile: result.profile, progress: TerminalProgress())
             }
@@ -119,9 +115,7 @@ struct Verify: ParsableCommand {
             if let report {
                 let html = try HTMLReport.render(result, title: "DiTKit verification: \(FileSystem.baseName(model))",
                                                  bundle: m.container as? NativeBundle, sample: comparison)
-                let out = try AtomicOutput(finalPath: report, directory: false, force: true)
-                try FileSystem.writeFile(out.temporaryPath, Array(html.utf8))
-                try out.commit()
+                try AtomicOutput.write(Array(html.utf8), to: report, force: true)
                 writeOut("report: \(report)\n")
             }
             if !result.passed || comparison?.passed == false { throw Exit.mismatch }
