@@ -4,6 +4,7 @@ import DiTKitCore
 import DiTKitFormats
 import DiTKitModels
 import DiTKitNumerics
+import Dispatch
 
 /// The outcome of a verification.
 public struct VerificationResult: Sendable {
@@ -151,5 +152,30 @@ public enum Verifier {
             try run("encode") { trace, w in try VAEModel(config: c, weights: w).encode(image, trace: trace) }
         }
         return VerificationResult(model: converted.configuration.variant, profile: policy, layers: rows, skipped: [])
+    }
+}
+
+extension Verifier {
+    /// Verifies several models against one source, `jobs` at a time (each job gets cores/jobs BLAS
+    /// threads). Results are in input order; a model that cannot be opened gives its error.
+    public static func verifyMany(_ paths: [String], against source: String, hints: DetectionHints, options: AgainstOptions,
+                                  profile: TolerancePolicy?, jobs: Int) -> [Result<VerificationResult, Error>] {
+        let jobs = max(1, min(jobs, paths.count))
+        if jobs > 1 { Gemm.setThreads(max(1, ProcessInfoLite.activeProcessorCount / jobs)) }
+        let results = UnsafeMutableBufferPointer<Result<VerificationResult, Error>?>.allocate(capacity: paths.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        let next = AtomicCounter()
+        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
+            while true {
+                let k = next.increment()
+                if k >= paths.count { return }
+                results[k] = Result {
+                    try verify(try LoadedModel.open(paths[k], hints: hints), against: try LoadedModel.open(source, hints: hints),
+                               options: options, profile: profile)
+                }
+            }
+        }
+        return results.map { $0 ?? .failure(VerifyError.incompatible("not run")) }
     }
 }

@@ -16,8 +16,13 @@ struct Verify: ParsableCommand {
         """
     )
 
-    @Argument(help: "The model under test: a .ditkit bundle (or any checkpoint convert accepts).")
-    var model: String
+    @Argument(help: "The model(s) under test: .ditkit bundles (or any checkpoint convert accepts). Several need --against.")
+    var models: [String]
+
+    @Option(help: "Models verified at once when several are given (each gets cores/jobs BLAS threads).")
+    var jobs: Int = 1
+
+    var model: String { models[0] }
 
     @Option(help: "HDF5 reference activations (tools/dump_reference.py).")
     var reference: String?
@@ -63,6 +68,12 @@ struct Verify: ParsableCommand {
 
     func validate() throws {
         guard (reference == nil) != (against == nil) else { throw ValidationError("give exactly one of --reference and --against") }
+        guard !models.isEmpty else { throw ValidationError("give the model to verify") }
+        if models.count > 1 {
+            guard against != nil else { throw ValidationError("several models can only be verified --against one source") }
+            guard !sample, report == nil else { throw ValidationError("--sample and --report take one model at a time") }
+        }
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         if let p = profile, !["f32", "f16", "bf16", "int8"].contains(p) { throw ValidationError("--profile must be f32, f16, bf16 or int8") }
         if sample && against == nil { throw ValidationError("--sample needs --against (the model to compare samples with)") }
         guard ["ddpm", "ddim"].contains(sampler) else { throw ValidationError("--sampler must be ddpm or ddim") }
@@ -72,6 +83,35 @@ struct Verify: ParsableCommand {
         try reportingErrors {
             var hints = DetectionHints()
             hints.numHeads = heads
+            if models.count > 1, let against {
+                var o = Verifier.AgainstOptions()
+                o.seed = seed
+                o.vaeImageSize = size
+                let results = Verifier.verifyMany(models, against: against, hints: hints, options: o,
+                                                  profile: profile.map(TolerancePolicy.forStorage), jobs: jobs)
+                var failed = 0, refused = 0
+                var jsonItems: [JSONValue] = []
+                for (path, r) in zip(models, results) {
+                    switch r {
+                    case .success(let v):
+                        if !v.passed { failed += 1 }
+                        if json {
+                            if case .object(let m) = v.json { jsonItems.append(.object([("path", .string(path))] + m)) }
+                        } else {
+                            writeOut("== \(path)\n" + v.text + "\n")
+                        }
+                    case .failure(let e):
+                        refused += 1
+                        printError("ditkit: error: \(e)")
+                    }
+                }
+                if json { writeOut(JSONWriter.string(.array(jsonItems))) } else {
+                    writeOut("\(models.count - failed - refused) of \(models.count) passed\n")
+                }
+                if refused > 0 { throw Exit.refused }
+                if failed > 0 { throw Exit.mismatch }
+                return
+            }
             let m = try LoadedModel.open(model, hints: hints)
             let policy = profile.map(TolerancePolicy.forStorage)
             let result: VerificationResult

@@ -137,3 +137,30 @@ func runPython(_ args: [String]) throws -> String {
     }
     return String(decoding: data, as: UTF8.self)
 }
+
+@Suite struct ManyInputsTests {
+    @Test func severalSourcesConvertAndVerifyInParallel() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let sources = [Tool.fixture("verify/dit_verify.pt"), Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"),
+                       Tool.fixture("convert/vae_ldm.ckpt")]
+        let r = try Tool.run(["convert"] + sources + ["-o", dir + "/out", "--dtype", "f16", "--jobs", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let made = try FileManager.default.contentsOfDirectory(atPath: dir + "/out").sorted()
+        #expect(made == ["dit_verify.ditkit", "vae_ldm.ditkit", "vae_verify.ditkit"])
+        for m in made { #expect(try Tool.run(["check", dir + "/out/" + m]).status == 0) }
+        // One refused source fails the run (exit 2) without stopping the others.
+        let bad = try Tool.run(["convert", Tool.fixture("hostile/literal_os_system.pt"), sources[0], "-o", dir + "/mixed"])
+        #expect(bad.status == 2)
+        #expect(FileSystem.exists(dir + "/mixed/dit_verify.ditkit"))
+        #expect(!FileSystem.exists(dir + "/mixed/literal_os_system.ditkit"))
+        // Several bundles verified against one source.
+        #expect(try Tool.run(["convert", sources[0], "-o", dir + "/int8.ditkit", "--dtype", "int8"]).status == 0)
+        let v = try Tool.run(["verify", dir + "/out/dit_verify.ditkit", dir + "/int8.ditkit", "--against", sources[0], "--jobs", "2", "--json"])
+        #expect(v.status == 0, "\(v.stderr)")
+        let results = try JSONReader.parse(v.stdout).arrayValue ?? []
+        #expect(results.count == 2)
+        #expect(results.allSatisfy { $0["passed"] == .bool(true) })
+        #expect(results.map { $0["profile"]?["name"]?.stringValue } == ["f16", "int8"])
+    }
+}
