@@ -50,6 +50,13 @@ public enum Verifier {
     public static func verify(_ model: LoadedModel, reference referencePath: String, profile: TolerancePolicy? = nil) throws -> VerificationResult {
         let ref = try FileError.wrapping(referencePath) { try HDF5File.open(referencePath) }
         let policy = profile ?? .forStorage(model.storage)
+        // The file names the configuration it was made from; a different family is the wrong file.
+        if let named = ref.stringAttribute("model")?.lowercased(), !named.isEmpty {
+            let family = model.configuration.family
+            if (named.hasPrefix("dit") && family != .dit) || (named.contains("vae") && family != .vae) {
+                throw FileError(path: referencePath, VerifyError.reference("made from '\(named)', but the model under test is \(model.configuration.variant)"))
+            }
+        }
         let available = Set(ref.datasets(under: "/layers").map { String($0.dropFirst("/layers/".count)) })
         var rows: [LayerComparison] = []
         var seen = Set<String>()

@@ -135,3 +135,18 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
         #expect(Verifier.ditInputs(c, batch: 4, seed: 0).x == x)
     }
 }
+
+@Suite struct ReferenceFileTests {
+    @Test func referenceFromAnotherModelFamilyIsRefused() throws {
+        let (m, dir) = try bundle("verify/vae_verify/diffusion_pytorch_model.safetensors", .f32)
+        defer { FileSystem.removeTree(dir) }
+        do {
+            _ = try Verifier.verify(m, reference: Fixtures.path("verify/dit_reference.h5"))
+            Issue.record("accepted")
+        } catch {
+            #expect(String(describing: error).contains("made from 'dit-custom'"))
+        }
+        let f = try HDF5File.open(Fixtures.path("verify/vae_decode_reference.h5"))
+        #expect(f.stringAttribute("model") == "vae-custom")
+    }
+}

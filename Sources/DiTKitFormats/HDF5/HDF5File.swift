@@ -160,6 +160,7 @@ public final class HDF5File: @unchecked Sendable {
             let mem = H5Tcopy(ditkit_h5t_c_s1())
             defer { H5Tclose(mem) }
             H5Tset_size(mem, ditkit_h5t_variable())
+            H5Tset_cset(mem, H5Tget_cset(type))
             guard H5Aread(a, mem, &p) >= 0, let s = p else { return nil }
             defer { free(s) }
             return String(cString: s)
