@@ -42,22 +42,26 @@ public enum FileSystem {
         return Int(st.st_size)
     }
 
+    /// Names in a directory (without `.` and `..`), sorted; empty when it cannot be read.
+    public static func listDirectory(_ path: String) -> [String] {
+        guard let d = opendir(path) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
     /// Removes a file or a directory tree; ignores a missing path.
     public static func removeTree(_ path: String) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let d = opendir(path) {
-                var names: [String] = []
-                while let e = readdir(d) {
-                    let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                        String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(d)
-                for n in names { removeTree(path + "/" + n) }
-            }
+            for n in listDirectory(path) { removeTree(path + "/" + n) }
             rmdir(path)
         } else {
             unlink(path)
@@ -197,19 +201,14 @@ public final class AtomicOutput {
 
     /// Removes temporaries left by killed processes (`.BASE.partial-PID` whose PID is gone).
     static func removeStalePartials(directory: String, base: String) {
-        guard let d = opendir(directory) else { return }
         var stale: [String] = []
         let prefix = ".\(base).partial-"
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-            }
+        for name in FileSystem.listDirectory(directory) {
             guard name.hasPrefix(prefix) else { continue }
             let rest = name.dropFirst(prefix.count)
             let pidText = rest.hasSuffix(".old") ? rest.dropLast(4) : rest
             if let pid = Int32(pidText), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH { stale.append(name) }
         }
-        closedir(d)
         for s in stale { FileSystem.removeTree(directory + "/" + s) }
     }
 

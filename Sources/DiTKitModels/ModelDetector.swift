@@ -127,7 +127,7 @@ public enum ModelDetector {
         let dtypes = Dictionary(all.map { ($0.name, $0.dtype) }, uniquingKeysWith: { a, _ in a })
         for t in p.tensors {
             for s in t.recipe.sources where !(dtypes[s]?.isConvertibleFloat ?? true) {
-                throw ModelError.inconsistent("tensor '\(s)' has dtype \(dtypes[s]!); DiT and VAE weights must be F32, F16, BF16 or F64")
+                throw ModelError.inconsistent("tensor '\(s)' has dtype \(dtypes[s].map { $0.name } ?? "?"); DiT and VAE weights must be F32, F16, BF16 or F64")
             }
         }
         return p

@@ -31,7 +31,7 @@ public enum Checksums {
     public static func load(directory: String) throws -> [ChecksumLine] {
         guard FileSystem.isDirectory(directory) else { return [] }
         var out: [ChecksumLine] = []
-        for name in try Zoo.listAll(directory) where name.hasSuffix(".SHA256SUMS") {
+        for name in FileSystem.listDirectory(directory) where name.hasSuffix(".SHA256SUMS") {
             let p = directory + "/" + name
             out += try parse(String(decoding: try FileSystem.readFile(p), as: UTF8.self), file: p)
         }
@@ -44,19 +44,6 @@ public enum Checksums {
         if !text.hasSuffix("\n") { text += "\n" }
         text += "\(line.sha256)  \(line.path)\n"
         try AtomicOutput.write(Array(text.utf8), to: file, force: true)
-    }
-}
-
-extension Zoo {
-    static func listAll(_ dir: String) throws -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let n = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-            if n != "." && n != ".." { names.append(n) }
-        }
-        return names.sorted()
     }
 }
 

@@ -180,14 +180,8 @@ public struct Zoo: Sendable {
     }
 
     static func listJSON(_ dir: String) throws -> [String] {
-        guard let d = opendir(dir) else { throw ZooError.noManifests("cannot open \(dir)") }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let n = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-            if n.hasSuffix(".json") { names.append(n) }
-        }
-        return names.sorted()
+        guard FileSystem.isDirectory(dir) else { throw ZooError.noManifests("cannot open \(dir)") }
+        return FileSystem.listDirectory(dir).filter { $0.hasSuffix(".json") }
     }
 
     public func entry(_ id: String) throws -> ZooEntry {
