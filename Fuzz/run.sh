@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(pickle torchzip legacy safetensors manifest hdf5 pack json)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(pickle torchzip torchpickle legacy safetensors manifest hdf5 pack json)
 swift build -c release --product ditkit-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address -Xswiftc -DFUZZING
 BIN=.build-fuzz/release/ditkit-fuzz
 mkdir -p Fuzz/findings .build-fuzz/logs

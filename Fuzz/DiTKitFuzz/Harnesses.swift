@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 enum Harness: String, CaseIterable {
-    case pickle, torchzip, legacy, safetensors, manifest, hdf5, pack, json
+    case pickle, torchzip, torchpickle, legacy, safetensors, manifest, hdf5, pack, json
 
     func run(_ data: UnsafeRawBufferPointer) {
         let bytes = Array(data)
@@ -21,6 +21,10 @@ enum Harness: String, CaseIterable {
             }
         case .torchzip:
             readAll { try TorchArchive(file: MappedFile(copying: bytes, path: "fuzz.pt")) }
+        case .torchpickle:
+            // The input is data.pkl of a valid torch zip with four storages of 64 bytes, so that
+            // mutations reach tensor resolution and view checks instead of failing the zip CRC.
+            readAll { try TorchArchive(file: MappedFile(copying: StoredZip.torchArchive(pickle: bytes), path: "fuzz.pt")) }
         case .legacy:
             readAll { try TorchLegacyFile(file: MappedFile(copying: bytes, path: "fuzz.pt")) }
         case .safetensors:
@@ -59,5 +63,52 @@ enum Harness: String, CaseIterable {
         for i in c.tensors.indices {
             if let b = try? c.bytes(of: i) { _ = SHA256Hasher.hex(b) }
         }
+    }
+}
+
+/// A minimal stored (method 0) zip writer for the torchpickle harness.
+enum StoredZip {
+    static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func crc32(_ b: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for x in b { c = crcTable[Int((c ^ UInt32(x)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+
+    static func le(_ v: UInt32, _ n: Int, _ out: inout [UInt8]) {
+        for k in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) }
+    }
+
+    static func archive(_ entries: [(String, [UInt8])]) -> [UInt8] {
+        var out: [UInt8] = [], cd: [UInt8] = []
+        for (name, data) in entries {
+            let offset = UInt32(out.count), crc = crc32(data), n = Array(name.utf8)
+            le(0x0403_4B50, 4, &out); le(20, 2, &out); le(0, 2, &out); le(0, 2, &out); le(0, 4, &out)
+            le(crc, 4, &out); le(UInt32(data.count), 4, &out); le(UInt32(data.count), 4, &out)
+            le(UInt32(n.count), 2, &out); le(0, 2, &out)
+            out += n + data
+            le(0x0201_4B50, 4, &cd); le(20, 2, &cd); le(20, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 4, &cd)
+            le(crc, 4, &cd); le(UInt32(data.count), 4, &cd); le(UInt32(data.count), 4, &cd)
+            le(UInt32(n.count), 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 4, &cd); le(offset, 4, &cd)
+            cd += n
+        }
+        let cdOffset = UInt32(out.count)
+        out += cd
+        le(0x0605_4B50, 4, &out); le(0, 2, &out); le(0, 2, &out)
+        le(UInt32(entries.count), 2, &out); le(UInt32(entries.count), 2, &out)
+        le(UInt32(cd.count), 4, &out); le(cdOffset, 4, &out); le(0, 2, &out)
+        return out
+    }
+
+    static func torchArchive(pickle: [UInt8]) -> [UInt8] {
+        var entries: [(String, [UInt8])] = [("archive/data.pkl", pickle), ("archive/byteorder", Array("little".utf8))]
+        for k in 0..<4 { entries.append(("archive/data/\(k)", (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ k) })) }
+        entries.append(("archive/version", Array("3\n".utf8)))
+        return archive(entries)
     }
 }
