@@ -12,6 +12,17 @@ public struct LoadedModel: Sendable {
     public let storage: String
     public let container: any TensorContainer
 
+    /// Hints for opening the source a bundle was converted from: the same subtree (a bundle made
+    /// with `--select model` is compared with the `model` weights, not the default `ema`).
+    public func sourceHints(_ base: DetectionHints) -> DetectionHints {
+        var h = base
+        if h.select == nil, let b = container as? NativeBundle,
+           let subtree = b.manifest.provenance["source"]?["subtree"]?.stringValue, !subtree.isEmpty {
+            h.select = subtree
+        }
+        return h
+    }
+
     /// A diffusers `config.json` in the same directory as `path`, if there is one that fits.
     public static func diffusersConfig(besides path: String) -> JSONValue? {
         let candidate = FileSystem.parentDirectory(path) + "/config.json"

@@ -178,8 +178,8 @@ extension Verifier {
                 let k = next.increment()
                 if k >= paths.count { return }
                 results[k] = Result {
-                    try verify(try LoadedModel.open(paths[k], hints: hints), against: try LoadedModel.open(source, hints: hints),
-                               options: options, profile: profile)
+                    let model = try LoadedModel.open(paths[k], hints: hints)
+                    return try verify(model, against: try LoadedModel.open(source, hints: model.sourceHints(hints)), options: options, profile: profile)
                 }
             }
         }

@@ -118,7 +118,7 @@ struct Verify: ParsableCommand {
             if let reference {
                 result = try Verifier.verify(m, reference: reference, profile: policy)
             } else if let against {
-                let source = try LoadedModel.open(against, hints: hints)
+                let source = try LoadedModel.open(against, hints: m.sourceHints(hints))
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.vaeImageSize = size
@@ -131,7 +131,7 @@ struct Verify: ParsableCommand {
                 let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
                 let decoder = try vae.map { try LoadedModel.open($0) }
                 let ids = classList(classes)
-                comparison = try SampleComparison.run(converted: m, source: try LoadedModel.open(against, hints: hints), vae: decoder,
+                comparison = try SampleComparison.run(converted: m, source: try LoadedModel.open(against, hints: m.sourceHints(hints)), vae: decoder,
                                                       classes: ids, options: o, profile: result.profile, progress: TerminalProgress())
             }
             if json {

@@ -150,3 +150,23 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
         #expect(f.stringAttribute("model") == "vae-custom")
     }
 }
+
+@Suite struct SubtreeTests {
+    @Test func aBundleIsComparedWithTheSubtreeItCameFrom() throws {
+        let dir = NSTemporaryDirectory() + "ditkit-subtree-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { FileSystem.removeTree(dir) }
+        var o = ConversionOptions()
+        o.hints.select = "model"
+        o.hints.numHeads = 2
+        _ = try Converter.convert(source: Fixtures.path("readers/train_checkpoint.pt"), output: dir + "/m.ditkit", options: o)
+        var hints = DetectionHints()
+        hints.numHeads = 2
+        let m = try LoadedModel.open(dir + "/m.ditkit")
+        let right = try Verifier.verify(m, against: LoadedModel.open(Fixtures.path("readers/train_checkpoint.pt"), hints: m.sourceHints(hints)))
+        #expect(right.passed && right.layers.allSatisfy { $0.relL2 == 0 })
+        // Against the default subtree (ema, different weights) it must fail.
+        let wrong = try Verifier.verify(m, against: LoadedModel.open(Fixtures.path("readers/train_checkpoint.pt"), hints: hints))
+        #expect(!wrong.passed)
+    }
+}
