@@ -272,9 +272,10 @@ final class ConversionWork: @unchecked Sendable {
                 let narrowed = target == .f16 ? Narrowing.toF16(src, out.pointer.assumingMemoryBound(to: UInt16.self))
                                               : Narrowing.toBF16(src, out.pointer.assumingMemoryBound(to: UInt16.self))
                 if sourceDType != target || lossyWiden {
+                    // From an F64 source the error has two stages: rounding to float32, then narrowing.
                     var total = narrowed
                     if lossyWiden { total = acc; total.merge(narrowed) }
-                    error = narrowed.figures
+                    error = total.figures
                     if narrowed.overflow > 0 { recordOverflow(i, t.name, narrowed.overflow) }
                 }
             case .i8:

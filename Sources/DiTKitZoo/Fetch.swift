@@ -131,13 +131,21 @@ enum HTTPDownload {
                 guard start == offset else { error = "server resumed at \(start.map(String.init) ?? "?") instead of \(offset)"; completionHandler(.cancel); return }
                 resumed = true
                 total = length.map { $0 + offset }
-                if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+                if !FileManager.default.fileExists(atPath: path) && !FileManager.default.createFile(atPath: path, contents: nil) {
+                    error = "cannot create \(path)"
+                    completionHandler(.cancel)
+                    return
+                }
                 handle = FileHandle(forWritingAtPath: path)
                 handle?.seekToEndOfFile()
                 received = offset
             case 200:
                 total = length
-                FileManager.default.createFile(atPath: path, contents: nil)
+                guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                    error = "cannot create \(path)"
+                    completionHandler(.cancel)
+                    return
+                }
                 handle = FileHandle(forWritingAtPath: path)
             default:
                 error = "HTTP \(status)"
