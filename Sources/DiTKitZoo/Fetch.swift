@@ -137,7 +137,7 @@ enum HTTPDownload {
                     return
                 }
                 handle = FileHandle(forWritingAtPath: path)
-                handle?.seekToEndOfFile()
+                _ = try? handle?.seekToEnd()
                 received = offset
             case 200:
                 total = length
@@ -156,7 +156,15 @@ enum HTTPDownload {
         }
 
         func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-            handle?.write(data)
+            guard error == nil else { return }
+            do {
+                try handle?.write(contentsOf: data)
+            } catch let e {
+                // A full disk: stop cleanly, keeping what was written for a later resume.
+                error = "writing \(path): \(e.localizedDescription)"
+                dataTask.cancel()
+                return
+            }
             received += data.count
             progress?(received, total)
         }
