@@ -37,15 +37,11 @@ enum Harness: String, CaseIterable {
         case .json:
             if let v = try? JSONReader.parse(bytes) { _ = JSONWriter.string(v) }
         case .hdf5:
-            // libhdf5 opens files by name: the input goes through a file in /dev/shm.
-            let path = "/dev/shm/ditkit-fuzz-\(getpid()).h5"
-            guard (try? FileSystem.writeFile(path, bytes)) != nil else { return }
-            defer { unlink(path) }
-            if let f = try? HDF5File.open(path) {
-                for d in f.datasets(under: "/layers").prefix(64) { _ = try? f.readFloats(d) }
-                for p in ["/inputs/x", "/inputs/t", "/inputs/z", "/inputs/image", "/output", "/noise"] { _ = try? f.readFloats(p) }
-                _ = try? f.readInt64("/inputs/y")
-                _ = f.stringAttribute("model")
+            // HDF5 inputs are read by libhdf5 in a child process (libhdf5 1.10.8 overflows buffers on
+            // malformed files, FUZZING.md); what the main process parses is the child's frames.
+            if let s = try? HDF5Snapshot.decode(bytes) {
+                for d in s.datasets(under: "/layers") { _ = try? s.readFloats(d) }
+                _ = try? s.readInt64("/inputs/y")
             }
         case .pack:
             let dir = "/dev/shm/ditkit-fuzz-pack-\(getpid())"

@@ -17,7 +17,7 @@ public enum Sampling {
     /// Reads `/noise` (float32 [N,C,S,S]) from an HDF5 file.
     public static func readNoise(_ path: String) throws -> Tensor {
         try FileError.wrapping(path) {
-            let f = try HDF5File.open(path)
+            let f = try HDF5Snapshot.read(path)
             let (shape, values) = try f.readFloats("/noise")
             guard shape.count == 4 else { throw HDF5Error.badDataset("/noise", "must be [N, C, H, W]") }
             return Tensor(shape: shape, data: values)

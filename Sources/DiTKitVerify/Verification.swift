@@ -48,7 +48,7 @@ public enum VerifyError: Error, CustomStringConvertible, Sendable {
 public enum Verifier {
     /// Compares `model` with the reference activations in the HDF5 file at `referencePath`.
     public static func verify(_ model: LoadedModel, reference referencePath: String, profile: TolerancePolicy? = nil) throws -> VerificationResult {
-        let ref = try FileError.wrapping(referencePath) { try HDF5File.open(referencePath) }
+        let ref = try FileError.wrapping(referencePath) { try HDF5Snapshot.read(referencePath) }
         let policy = profile ?? .forStorage(model.storage)
         // The file names the configuration it was made from; a different family is the wrong file.
         if let named = ref.stringAttribute("model")?.lowercased(), !named.isEmpty {
@@ -98,7 +98,7 @@ public enum Verifier {
         return VerificationResult(model: model.configuration.variant, profile: policy, layers: rows, skipped: skipped)
     }
 
-    private static func input(_ f: HDF5File, _ p: String, _ path: String) throws -> Tensor {
+    private static func input(_ f: HDF5Snapshot, _ p: String, _ path: String) throws -> Tensor {
         let (shape, values) = try FileError.wrapping(path) { try f.readFloats(p) }
         return Tensor(shape: shape, data: values)
     }

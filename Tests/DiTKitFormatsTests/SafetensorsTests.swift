@@ -96,3 +96,30 @@ func safetensorsBytes(_ header: String, data: [UInt8] = [], lengthOverride: UInt
         #expect(try f.bytes(of: 1).array == [6])
     }
 }
+
+@Suite(.serialized) struct HDF5IsolationTests {
+    @Test func snapshotRoundTripsAndRejectsMalformedFrames() throws {
+        let frames = try HDF5Snapshot.encode(Fixtures.path("verify/dit_cfg.h5"))
+        let s = try HDF5Snapshot.decode(frames)
+        #expect(try s.readFloats("/inputs/x").shape == [4, 4, 8, 8])
+        #expect(try s.readInt64("/inputs/y").values == [3, 7, 1000, 1000])
+        #expect(s.exists("/output"))
+        #expect(throws: HDF5Error.self) { try HDF5Snapshot.decode(Array(frames.dropLast(7))) }
+        var wrongSize = frames
+        wrongSize[5 + 1 + 4 + 9 + 4] = 0xFF   // rank of the first dataset
+        #expect(throws: HDF5Error.self) { try HDF5Snapshot.decode(wrongSize) }
+    }
+
+    @Test func aCrashingReaderRefusesTheFileInsteadOfCrashingUs() throws {
+        HDF5Snapshot.helper = ["/bin/sh", "-c", "kill -SEGV $$", "sh"]
+        defer { HDF5Snapshot.helper = nil }
+        do {
+            _ = try HDF5Snapshot.read(Fixtures.path("verify/dit_cfg.h5"))
+            Issue.record("accepted")
+        } catch {
+            #expect(String(describing: error).contains("libhdf5 crashed (signal 11)"))
+        }
+        HDF5Snapshot.helper = ["/bin/sh", "-c", "exit 3", "sh"]
+        #expect(throws: HDF5Error.self) { try HDF5Snapshot.read(Fixtures.path("verify/dit_cfg.h5")) }
+    }
+}

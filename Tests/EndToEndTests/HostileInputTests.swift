@@ -35,12 +35,28 @@ import DiTKitCore
         }
     }
 
+    @Test func malformedHDF5IsRefusedByTheIsolatedReader() throws {
+        // A file on which libhdf5 1.10.8 overflows a heap buffer (found by fuzzing).
+        let path = Tool.fixture("fuzz/hdf5-isolated/libhdf5-heap-overflow-attr-exists.h5")
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        #expect(try Tool.run(["convert", Tool.fixture("verify/dit_verify.pt"), "-o", dir + "/m.ditkit"]).status == 0)
+        let r = try Tool.run(["verify", dir + "/m.ditkit", "--reference", path])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains(path))
+        #expect(r.stderr.split(separator: "\n").count == 1)
+        let s = try Tool.run(["sample", dir + "/m.ditkit", "--vae", Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"),
+                              "--noise", path, "-o", dir + "/x.png"])
+        #expect(s.status == 2, "\(s.stderr)")
+        #expect(!FileSystem.exists(dir + "/x.png"))
+    }
+
     @Test func fuzzFindingsStayFixed() throws {
         // Every input that once crashed a fuzz harness is replayed here (Tests/Fixtures/fuzz/TARGET/).
         let root = Tool.fixture("fuzz")
         guard let targets = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
         let runner = Tool.binary.replacingOccurrences(of: "/ditkit", with: "/ditkit-fuzz")
-        for t in targets.sorted() {
+        for t in targets.sorted() where t != "hdf5-isolated" {
             let files = try FileManager.default.contentsOfDirectory(atPath: root + "/" + t).sorted().map { root + "/" + t + "/" + $0 }
             guard !files.isEmpty else { continue }
             let r = try Tool.run([runner, t] + files, viaShell: true)
