@@ -3,8 +3,11 @@
 // memory-mapped native format, with verification. See README.md.
 import PackageDescription
 
-/// Swift settings shared by every first-party target.
-let common: [SwiftSetting] = [
+/// Modules that read untrusted input keep Swift's bounds and overflow checks in release builds.
+let common: [SwiftSetting] = []
+/// Dense math over tensors whose shapes were validated on load: -Ounchecked drops the checks
+/// from the inner loops. Never for a module that parses input (see CONTRIBUTING.md).
+let kernels: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
 ]
 
@@ -44,7 +47,7 @@ let package = Package(
         .target(
             name: "DiTKitNumerics",
             dependencies: ["COpenBLAS", "CDiTKitKernels"],
-            swiftSettings: common),
+            swiftSettings: kernels),
         .target(
             name: "DiTKitModels",
             dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitNumerics"],

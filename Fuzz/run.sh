@@ -10,7 +10,10 @@ SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(pickle torchzip torchpickle legacy safetensors manifest hdf5 pack json)
-swift build -c release --product ditkit-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address -Xswiftc -DFUZZING
+# swiftc keeps only the last of several -sanitize= options, and SwiftPM emits --sanitize values in
+# no fixed order, so the combined list is passed again last: coverage and ASan on every module.
+swift build -c release --product ditkit-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
 BIN=.build-fuzz/release/ditkit-fuzz
 mkdir -p Fuzz/findings .build-fuzz/logs
 status=0
