@@ -341,19 +341,10 @@ extension Converter {
         let jobs = max(1, min(jobs, sources.count))
         var perJob = options
         perJob.threads = max(1, options.threads / jobs)
-        let results = UnsafeMutableBufferPointer<Result<ConversionSummary, Error>?>.allocate(capacity: sources.count)
-        results.initialize(repeating: nil)
-        defer { results.deallocate() }
-        let next = AtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
-            while true {
-                let k = next.increment()
-                if k >= sources.count { return }
-                let r = Result { try convert(source: sources[k], output: directory + "/" + names[k], options: perJob) }
-                results[k] = r
-                finished?(k, r)
-            }
+        return parallelMap(sources.count, workers: jobs) { k in
+            let r = Result { try convert(source: sources[k], output: directory + "/" + names[k], options: perJob) }
+            finished?(k, r)
+            return r
         }
-        return results.map { $0 ?? .failure(ConvertError.sourceIsBundle) }
     }
 }

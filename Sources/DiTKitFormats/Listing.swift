@@ -1,5 +1,4 @@
 // What `ditkit inspect` prints: a listing of a container as JSON or as a table.
-import Dispatch
 import DiTKitCore
 
 /// Hashes every tensor of a container.
@@ -7,25 +6,9 @@ public enum TensorHashing {
     /// SHA-256 of every tensor's C-contiguous little-endian bytes, in `tensors` order, using
     /// all cores. Throws the first error met.
     public static func hashAll(_ c: any TensorContainer) throws -> [String] {
-        let n = c.tensors.count
-        let results = UnsafeMutableBufferPointer<String>.allocate(capacity: n)
-        results.initialize(repeating: "")
-        defer { results.deallocate() }
-        let errors = ErrorBox()
         // Larger tensors first so the cores finish together.
-        let order = (0..<n).sorted { c.tensors[$0].byteCount > c.tensors[$1].byteCount }
-        let next = AtomicCounter()
-        let workers = min(max(1, n), ProcessInfoLite.activeProcessorCount)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while true {
-                let k = next.increment()
-                if k >= n || errors.hasError { return }
-                let i = order[k]
-                do { results[i] = try c.sha256(of: i) } catch { errors.set(error) }
-            }
-        }
-        if let e = errors.error { throw e }
-        return Array(results)
+        let order = c.tensors.indices.sorted { c.tensors[$0].byteCount > c.tensors[$1].byteCount }
+        return try parallelMap(c.tensors.count, order: order) { try c.sha256(of: $0) }
     }
 }
 

@@ -4,7 +4,6 @@ import DiTKitCore
 import DiTKitFormats
 import DiTKitModels
 import DiTKitNumerics
-import Dispatch
 
 /// The outcome of a verification.
 public struct VerificationResult: Sendable {
@@ -169,20 +168,11 @@ extension Verifier {
                                   profile: TolerancePolicy?, jobs: Int) -> [Result<VerificationResult, Error>] {
         let jobs = max(1, min(jobs, paths.count))
         if jobs > 1 { Gemm.setThreads(max(1, ProcessInfoLite.activeProcessorCount / jobs)) }
-        let results = UnsafeMutableBufferPointer<Result<VerificationResult, Error>?>.allocate(capacity: paths.count)
-        results.initialize(repeating: nil)
-        defer { results.deallocate() }
-        let next = AtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
-            while true {
-                let k = next.increment()
-                if k >= paths.count { return }
-                results[k] = Result {
-                    let model = try LoadedModel.open(paths[k], hints: hints)
-                    return try verify(model, against: try LoadedModel.open(source, hints: model.sourceHints(hints)), options: options, profile: profile)
-                }
+        return parallelMap(paths.count, workers: jobs) { k in
+            Result {
+                let model = try LoadedModel.open(paths[k], hints: hints)
+                return try verify(model, against: try LoadedModel.open(source, hints: model.sourceHints(hints)), options: options, profile: profile)
             }
         }
-        return results.map { $0 ?? .failure(VerifyError.incompatible("not run")) }
     }
 }

@@ -1,6 +1,5 @@
 // `ditkit check`: every byte of a bundle against its manifest.
 import DiTKitCore
-import Dispatch
 
 /// One problem found by a check.
 public struct BundleMismatch: Sendable, Equatable, CustomStringConvertible {
@@ -34,22 +33,13 @@ public enum BundleCheck {
         }
         let total = records.reduce(0) { $0 + $1.record.bytes }
         progress?.begin("checking", total: total, unit: .bytes)
-        let results = UnsafeMutableBufferPointer<String>.allocate(capacity: records.count)
-        results.initialize(repeating: "")
-        defer { results.deallocate() }
         let weights = bundle.weightsBytes
-        let next = AtomicCounter()
         let order = records.indices.sorted { records[$0].record.bytes > records[$1].record.bytes }
-        concurrentWorkers { 
-            while true {
-                let k = next.increment()
-                if k >= order.count { return }
-                let i = order[k]
-                let r = records[i].record
-                let slice = UnsafeRawBufferPointer(rebasing: weights.buffer[r.offset..<(r.offset + r.bytes)])
-                results[i] = SHA256Hasher.hex(slice)
-                progress?.advance(r.bytes)
-            }
+        let results = parallelMap(records.count, order: order) { i -> String in
+            let r = records[i].record
+            let slice = UnsafeRawBufferPointer(rebasing: weights.buffer[r.offset..<(r.offset + r.bytes)])
+            defer { progress?.advance(r.bytes) }
+            return SHA256Hasher.hex(slice)
         }
         progress?.finish()
         for (i, (name, r)) in records.enumerated() where results[i] != r.sha256 {
@@ -67,13 +57,5 @@ public enum BundleCheck {
             position = max(position, r.offset + r.bytes)
         }
         return problems
-    }
-}
-
-/// Runs `body` on every core at once and waits.
-public func concurrentWorkers(_ body: () -> Void) {
-    let n = ProcessInfoLite.activeProcessorCount
-    withoutActuallyEscaping(body) { b in
-        DispatchQueue.concurrentPerform(iterations: n) { _ in b() }
     }
 }
