@@ -112,6 +112,9 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
         tensors = resolved.map(\.entry)
         objects = contents.objects
         metadata = meta
+        // Opening touched a local header beside every record; with large page-cache folios each
+        // touch maps megabytes of tensor data. Drop them all: tensors are faulted in when read.
+        file.release(0..<file.count)
     }
 
     /// Offset in the file of a storage record's data.
