@@ -84,6 +84,13 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         }
     }
 
+    /// Whether `path` no longer names the directory open on `dirfd` (a replacement was swapped in).
+    private static func replaced(_ dirfd: Int32, _ path: String) -> Bool {
+        var opened = stat(), current = stat()
+        guard fstat(dirfd, &opened) == 0, stat(path, &current) == 0 else { return true }
+        return opened.st_dev != current.st_dev || opened.st_ino != current.st_ino
+    }
+
     private init(once path: String) throws {
         self.path = path
         let dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -106,6 +113,9 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
             let n = read(sumFD, &buf, buf.count)
             close(sumFD)
             checksumLine = n >= 0 ? Array(buf.prefix(n)) : nil
+        } else if Self.replaced(dirfd, path) {
+            // The sidecar was deleted with the old bundle after the manifest was read: start again.
+            throw BundleError.notABundle("no \(BundleManifest.checksumFile)")
         } else {
             checksumLine = nil
         }
