@@ -44,9 +44,9 @@ public struct SHA256Hasher {
         withExtendedLifetime(bytes) { hex(bytes.buffer) }
     }
 
-    /// SHA-256 of the file at `path`, read with `read(2)` into one reused 4 MiB buffer: unlike a
-    /// mapping (whose readahead faults in hundreds of MB of page cache), this keeps resident memory
-    /// at the buffer size. Throws `SystemError`.
+    /// SHA-256 of the file at `path`, read with `read(2)` into one reused 4 MiB buffer: a file that
+    /// shrinks while it is read ends the read instead of raising SIGBUS as a mapping would, and
+    /// resident memory stays at the buffer size. Throws `SystemError`.
     public static func hex(file path: String) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: path) }

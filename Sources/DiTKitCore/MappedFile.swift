@@ -95,11 +95,6 @@ public final class MappedFile: @unchecked Sendable {
         if end > start { _ = madvise(base + start, end - start, MADV_DONTNEED) }
     }
 
-    /// Tells the kernel the mapping will be read front to back.
-    public func adviseSequential() {
-        if let base, !owned { _ = madvise(base, length, MADV_SEQUENTIAL) }
-    }
-
     /// A zero-copy view of `range`, keeping the mapping alive. The range must be checked by the caller.
     public func slice(_ range: Range<Int>) -> RawBytes {
         precondition(range.lowerBound >= 0 && range.upperBound <= length, "slice out of bounds")
