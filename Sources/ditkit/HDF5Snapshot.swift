@@ -18,6 +18,8 @@ struct HDF5SnapshotCommand: ParsableCommand {
             let frames = try HDF5Snapshot.encode(path)
             try frames.withUnsafeBytes { try FileSystem.writeAll(fd: 1, $0, path: "standard output") }
         } catch {
+            // The parent reads the reason from the frames (it discards this process's stderr).
+            _ = try? HDF5Snapshot.refusal("\(error)").withUnsafeBytes { try FileSystem.writeAll(fd: 1, $0, path: "standard output") }
             printError("ditkit: error: \(path): \(error)")
             throw Exit.refused
         }

@@ -108,6 +108,9 @@ func safetensorsBytes(_ header: String, data: [UInt8] = [], lengthOverride: UInt
         var wrongSize = frames
         wrongSize[5 + 1 + 4 + 9 + 4] = 0xFF   // rank of the first dataset
         #expect(throws: HDF5Error.self) { try HDF5Snapshot.decode(wrongSize) }
+        #expect(throws: HDF5Error.reader("cannot open as HDF5: not an HDF5 file")) {
+            try HDF5Snapshot.decode(HDF5Snapshot.refusal("cannot open as HDF5: not an HDF5 file"))
+        }
     }
 
     @Test func aCrashingReaderRefusesTheFileInsteadOfCrashingUs() throws {

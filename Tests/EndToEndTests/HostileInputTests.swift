@@ -49,6 +49,13 @@ import DiTKitCore
                               "--noise", path, "-o", dir + "/x.png"])
         #expect(s.status == 2, "\(s.stderr)")
         #expect(!FileSystem.exists(dir + "/x.png"))
+        // A file libhdf5 refuses: the child's reason, in the parent's one line.
+        let garbage = dir + "/garbage.h5"
+        try FileSystem.writeFile(garbage, Array("not hdf5 at all".utf8))
+        let g = try Tool.run(["verify", dir + "/m.ditkit", "--reference", garbage])
+        #expect(g.status == 2, "\(g.stderr)")
+        #expect(g.stderr.split(separator: "\n").count == 1, "\(g.stderr)")
+        #expect(g.stderr.contains(garbage) && g.stderr.contains("not an HDF5 file"), "\(g.stderr)")
     }
 
     @Test func fuzzFindingsStayFixed() throws {

@@ -5,11 +5,13 @@ import CHDF5
 import DiTKitCore
 
 /// Why an HDF5 file could not be used.
-public enum HDF5Error: Error, CustomStringConvertible, Sendable {
+public enum HDF5Error: Error, CustomStringConvertible, Sendable, Equatable {
     case open(String)
     case missing(String)
     case badDataset(String, String)
     case write(String)
+    /// The isolated reader refused the file; its reason, verbatim.
+    case reader(String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,7 @@ public enum HDF5Error: Error, CustomStringConvertible, Sendable {
         case .missing(let p): return "no dataset '\(p)'"
         case let .badDataset(p, why): return "dataset '\(p)': \(why)"
         case .write(let s): return "HDF5 write failed: \(s)"
+        case .reader(let s): return s
         }
     }
 }

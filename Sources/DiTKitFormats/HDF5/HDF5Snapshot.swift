@@ -9,6 +9,7 @@
 // Frames: magic "DKH5\x01", then records until "E":
 //   "F" | "I"  dataset of float32 / int64: u32 path length, path, u32 rank, u64 dims[rank], data
 //   "A"        root string attribute: u32 name length, name, u32 value length, value
+//   "X"        the child refused the file: u32 length, reason (then it exits with status 2)
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,6 +87,13 @@ public struct HDF5Snapshot: Sendable {
         return out
     }
 
+    /// The frames a child writes when it refuses the file, so the parent reports the reason in
+    /// its own one-line error.
+    public static func refusal(_ reason: String) -> [UInt8] {
+        let b = Array(reason.utf8.prefix(4096))
+        return Array("DKH5".utf8) + [1, UInt8(ascii: "X")] + withUnsafeBytes(of: UInt32(b.count).littleEndian) { Array($0) } + b
+    }
+
     // MARK: reading frames (the parent side: frames are untrusted)
 
     /// Validates and decodes frames. Throws `HDF5Error` on anything malformed.
@@ -141,6 +149,8 @@ public struct HDF5Snapshot: Sendable {
             case UInt8(ascii: "A"):
                 let name = try string()
                 s.attributes[name] = try string()
+            case UInt8(ascii: "X"):
+                throw HDF5Error.reader(try string())
             default:
                 throw fail("unknown record \(tag)")
             }
@@ -156,6 +166,8 @@ public struct HDF5Snapshot: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_addclose(&actions, fds[0])
+        // The child's reason comes back as a frame; its own stderr line would make the error two lines.
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         var pid: pid_t = 0
         let cargs = argv.map { strdup($0) } + [nil]
         defer { for a in cargs { free(a) } }
@@ -179,7 +191,11 @@ public struct HDF5Snapshot: Sendable {
         let signaled = (status & 0x7F) != 0 && (status & 0x7F) != 0x7F
         if signaled { throw HDF5Error.open("libhdf5 crashed (signal \(status & 0x7F)) reading the file; refused") }
         let code = (status >> 8) & 0xFF
-        guard code == 0 else { throw HDF5Error.open("libhdf5 could not read the file (reader exit status \(code))") }
+        guard code == 0 else {
+            // A child that refused the file sent its reason as an "X" frame.
+            if case .failure(let e as HDF5Error) = Result(catching: { try decode(out) }), case .reader = e { throw e }
+            throw HDF5Error.open("libhdf5 could not read the file (reader exit status \(code))")
+        }
         guard !tooLarge else { throw HDF5Error.open("the file holds more than \(maxBytes) bytes of data") }
         return out
     }
