@@ -131,27 +131,23 @@ enum HTTPDownload {
                 guard start == offset else { error = "server resumed at \(start.map(String.init) ?? "?") instead of \(offset)"; completionHandler(.cancel); return }
                 resumed = true
                 total = length.map { $0 + offset }
-                if !FileManager.default.fileExists(atPath: path) && !FileManager.default.createFile(atPath: path, contents: nil) {
-                    error = "cannot create \(path)"
-                    completionHandler(.cancel)
-                    return
-                }
-                handle = FileHandle(forWritingAtPath: path)
-                _ = try? handle?.seekToEnd()
                 received = offset
             case 200:
                 total = length
-                guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                    error = "cannot create \(path)"
-                    completionHandler(.cancel)
-                    return
-                }
-                handle = FileHandle(forWritingAtPath: path)
             default:
                 error = "HTTP \(status)"
                 completionHandler(.cancel)
                 return
             }
+            // A resumed download appends to the partial file; a full one starts it afresh.
+            let fm = FileManager.default
+            if (!resumed || !fm.fileExists(atPath: path)) && !fm.createFile(atPath: path, contents: nil) {
+                error = "cannot create \(path)"
+                completionHandler(.cancel)
+                return
+            }
+            handle = FileHandle(forWritingAtPath: path)
+            if resumed { _ = try? handle?.seekToEnd() }
             completionHandler(.allow)
         }
 

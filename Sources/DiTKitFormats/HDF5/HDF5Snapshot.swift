@@ -67,17 +67,17 @@ public struct HDF5Snapshot: Sendable {
         func u64(_ v: Int) { withUnsafeBytes(of: UInt64(v).littleEndian) { out += $0 } }
         func name(_ s: String) { let b = Array(s.utf8); u32(b.count); out += b }
         var total = 0
+        func dataset<T>(_ tag: UInt8, _ d: String, _ shape: [Int], _ values: [T]) throws {
+            total += values.count * MemoryLayout<T>.size
+            guard total <= maxBytes else { throw HDF5Error.badDataset(d, "the file holds more than \(maxBytes) bytes of data") }
+            out.append(tag); name(d); u32(shape.count); for s in shape { u64(s) }
+            values.withUnsafeBytes { out += $0 }
+        }
         for d in f.datasets(under: "/") {
             if let (shape, values) = try? f.readFloats(d) {
-                total += values.count * 4
-                guard total <= maxBytes else { throw HDF5Error.badDataset(d, "the file holds more than \(maxBytes) bytes of data") }
-                out.append(UInt8(ascii: "F")); name(d); u32(shape.count); for s in shape { u64(s) }
-                values.withUnsafeBytes { out += $0 }
+                try dataset(UInt8(ascii: "F"), d, shape, values)
             } else if let (shape, values) = try? f.readInt64(d) {
-                total += values.count * 8
-                guard total <= maxBytes else { throw HDF5Error.badDataset(d, "the file holds more than \(maxBytes) bytes of data") }
-                out.append(UInt8(ascii: "I")); name(d); u32(shape.count); for s in shape { u64(s) }
-                values.withUnsafeBytes { out += $0 }
+                try dataset(UInt8(ascii: "I"), d, shape, values)
             }
         }
         for a in ["model", "steps", "sampler", "cfg_scale", "format"] {
@@ -134,17 +134,9 @@ public struct HDF5Snapshot: Sendable {
                 let raw = try take(size)
                 guard s.floats[path] == nil, s.integers[path] == nil else { throw fail("dataset \(path) twice") }
                 if tag == UInt8(ascii: "F") {
-                    let v = [Float](unsafeUninitializedCapacity: n) { buf, c in
-                        raw.withUnsafeBytes { UnsafeMutableRawBufferPointer(buf).copyMemory(from: $0) }
-                        c = n
-                    }
-                    s.floats[path] = (shape, v)
+                    s.floats[path] = (shape, copy(raw, as: Float.self))
                 } else {
-                    let v = [Int64](unsafeUninitializedCapacity: n) { buf, c in
-                        raw.withUnsafeBytes { UnsafeMutableRawBufferPointer(buf).copyMemory(from: $0) }
-                        c = n
-                    }
-                    s.integers[path] = (shape, v)
+                    s.integers[path] = (shape, copy(raw, as: Int64.self))
                 }
             case UInt8(ascii: "A"):
                 let name = try string()
@@ -154,6 +146,15 @@ public struct HDF5Snapshot: Sendable {
             default:
                 throw fail("unknown record \(tag)")
             }
+        }
+    }
+
+    /// `raw` reinterpreted as little-endian values of `T` (whose size divides `raw.count`).
+    private static func copy<T>(_ raw: ArraySlice<UInt8>, as: T.Type) -> [T] {
+        let n = raw.count / MemoryLayout<T>.size
+        return [T](unsafeUninitializedCapacity: n) { buf, c in
+            raw.withUnsafeBytes { UnsafeMutableRawBufferPointer(buf).copyMemory(from: $0) }
+            c = n
         }
     }
 
