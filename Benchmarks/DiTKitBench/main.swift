@@ -49,9 +49,9 @@ do {
         report("open+read", times, [("checksum", .double(Double(checksum)))])
     case "dit-forward":
         let m = try LoadedModel.open(args[2])
-        guard case .dit(let c) = m.configuration else { throw ModelError.notRecognised("not a DiT") }
+        guard let c = m.configuration.as(DiTConfiguration.self) else { throw ModelError.notRecognised("not a DiT") }
         let batch = args.count > 3 ? Int(args[3]) ?? 1 : 1
-        let (x, t, y) = Verifier.ditInputs(c, batch: max(batch, 1), seed: 0)
+        let (x, t, y) = DiTFamily.inputs(c, batch: max(batch, 1), seed: 0)
         let model = DiTModel(config: c, weights: m.weights)
         _ = try model.forward(x: x, t: batch == 1 ? [500] : t, y: batch == 1 ? [207] : y)  // warm-up (page in weights)
         var times: [Double] = []
@@ -63,7 +63,7 @@ do {
         report("dit-forward", times, [("threads", .int(Gemm.threads))])
     case "vae-decode":
         let m = try LoadedModel.open(args[2])
-        guard case .vae(let c) = m.configuration else { throw ModelError.notRecognised("not a VAE") }
+        guard let c = m.configuration.as(VAEConfiguration.self) else { throw ModelError.notRecognised("not a VAE") }
         let size = args.count > 3 ? Int(args[3]) ?? 256 : 256
         var rng = SeededRandom(seed: 0)
         let s = size / c.downsampleFactor

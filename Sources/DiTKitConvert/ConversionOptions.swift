@@ -59,7 +59,7 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
 public struct ConversionSummary: Sendable {
     public var output: String
     public var variant: String
-    public var family: ModelFamily
+    public var family: String
     public var sourceNaming: String
     public var subtree: String
     public var dtype: StorageType

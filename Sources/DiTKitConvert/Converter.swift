@@ -55,7 +55,7 @@ public enum Converter {
             if !overflows.isEmpty { throw FileError(path: source, ConvertError.overflow(overflows, dtype: options.dtype.floatDType.name)) }
 
             let manifest = BundleManifest(
-                alignment: options.alignment, family: config.family.rawValue, variant: config.variant, config: config.json,
+                alignment: options.alignment, family: config.family.name, variant: config.variant, config: config.json,
                 naming: config.canonicalNaming, provenance: provenance(source: source, container: container, plan: plan, sha256: fileHash, zoo: options.zooEntry),
                 dtypePolicy: policy(options, config), weightsBytes: total, tensors: work.records())
             try writer.finish(manifest)
@@ -63,7 +63,7 @@ public enum Converter {
             var counts: [DType: Int] = [:]
             for d in stored { counts[d, default: 0] += 1 }
             let lossy = manifest.tensors.compactMap { t in t.error.map { (t.name, $0) } }
-            return ConversionSummary(output: output, variant: config.variant, family: config.family, sourceNaming: plan.sourceNaming,
+            return ConversionSummary(output: output, variant: config.variant, family: config.family.name, sourceNaming: plan.sourceNaming,
                                      subtree: plan.subtree, dtype: options.dtype, tensors: plan.tensors.count, parameters: params,
                                      bytesIn: FileSystem.fileSize(source) ?? 0, bytesOut: total,
                                      seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),
@@ -172,6 +172,8 @@ final class ConversionWork: @unchecked Sendable {
         var sourceRecords: [SourceTensorRecord] = []
         var transform = "copy"
         var parts: [(entry: TensorEntry, bytes: RawBytes)] = []
+        var computed: [Float]?
+        var slices = false   // parts are pieces of a tensor, not whole source tensors
         var used: [Int] = []
         defer { for u in used { container.release(u) } }
 
@@ -202,8 +204,23 @@ final class ConversionWork: @unchecked Sendable {
                 }
                 sourceRecords.append(SourceTensorRecord(name: s, dtype: e2.dtype, shape: e2.shape, sha256: hash))
             }
-        case .positionEmbedding:
-            transform = "computed-2d-sincos"
+        case .swapHalves(let s):
+            // The halves of the first dimension swapped: two parts, second half first.
+            transform = "swap-halves"
+            let (si, e, b) = try source(s)
+            used.append(si)
+            sourceRecords = [SourceTensorRecord(name: e.name, dtype: e.dtype, shape: e.shape, sha256: SHA256Hasher.hex(b))]
+            var halfShape = e.shape
+            halfShape[0] /= 2
+            let half = try TensorEntry(name: e.name, dtype: e.dtype, shape: halfShape)
+            let mid = half.byteCount
+            parts = [(half, RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[mid...]))),
+                     (half, RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[..<mid])))]
+            slices = true
+        case .computed(let what):
+            transform = "computed-" + what
+            computed = try plan.configuration.family.computedTensor(t.name, plan.configuration)
+            guard computed?.count == n else { throw CheckpointError.inconsistent("computed \(t.name) has the wrong size") }
         }
         if sourceRecords.isEmpty {
             sourceRecords = parts.map { SourceTensorRecord(name: $0.entry.name, dtype: $0.entry.dtype, shape: $0.entry.shape, sha256: SHA256Hasher.hex($0.bytes)) }
@@ -218,8 +235,8 @@ final class ConversionWork: @unchecked Sendable {
             // Bytes go through unchanged (possibly in several parts).
             var position = offset
             var hasher = SHA256Hasher()
-            for (p, u) in zip(parts, used) {
-                if let (file, range) = container.verbatimRange(of: u) {
+            for (k, p) in parts.enumerated() {
+                if !slices, let (file, range) = container.verbatimRange(of: used[k]) {
                     try writer.copy(from: file, range: range, at: position)
                 } else {
                     try withExtendedLifetime(p.bytes) { try writer.write(p.bytes.buffer, at: position) }
@@ -242,8 +259,7 @@ final class ConversionWork: @unchecked Sendable {
                 floats = f
                 fp = f.pointer.assumingMemoryBound(to: Float.self)
             }
-            if case .positionEmbedding = t.recipe, case .dit(let c) = configuration {
-                let v = DiTPositionEmbedding.values(hiddenSize: c.hiddenSize, gridSize: c.gridSize)
+            if let v = computed {
                 v.withUnsafeBufferPointer { fp.update(from: $0.baseAddress!, count: n) }
             } else if floats != nil {
                 var position = 0

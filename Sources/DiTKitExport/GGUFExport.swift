@@ -13,16 +13,8 @@ public enum GGUFTarget: String, Sendable, CaseIterable {
 }
 
 public enum GGUFExport {
-    /// `general.architecture` of a family.
-    static func architecture(_ c: ModelConfiguration) -> String {
-        switch c {
-        case .dit: return "dit"
-        case .vae: return "sdvae"
-        }
-    }
-
     static func metadata(_ b: NativeBundle, _ c: ModelConfiguration, quantized: Bool) -> [(String, GGUFValue)] {
-        let arch = architecture(c)
+        let arch = c.family.ggufArchitecture
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)),
             ("general.name", .string(b.manifest.variant)),

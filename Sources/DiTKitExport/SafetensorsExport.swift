@@ -11,23 +11,15 @@ public struct ExportSummary: Sendable {
     public var bytes: Int
 }
 
-/// Naming of exported tensors.
-public enum ExportNaming: String, Sendable, CaseIterable {
-    /// The bundle's canonical names (official for DiT, diffusers for the VAE).
-    case canonical
-    /// facebookresearch/DiT names (DiT only).
-    case official
-    /// diffusers names (DiT: `DiTTransformer2DModel`; VAE: current `AutoencoderKL`).
-    case diffusers
-    /// Original LDM/CompVis names (VAE only).
-    case ldm
-}
-
 public enum ExportError: Error, CustomStringConvertible, Sendable {
-    case namingNotApplicable(String, family: String)
+    case unknownNaming(String, family: String, known: [String])
+    case noDiffusersClass(String)
     public var description: String {
         switch self {
-        case let .namingNotApplicable(n, f): return "naming '\(n)' does not apply to a \(f) bundle"
+        case let .unknownNaming(n, f, known):
+            return "naming '\(n)' does not apply to a \(f) bundle; it has \(known.joined(separator: ", "))"
+        case let .noDiffusersClass(f):
+            return "diffusers has no class for \(f); export to safetensors instead"
         }
     }
 }
@@ -35,7 +27,7 @@ public enum ExportError: Error, CustomStringConvertible, Sendable {
 public enum SafetensorsExport {
     /// Writes the bundle's tensors to `output`. With `dequantize`, I8 tensors become F32 values;
     /// otherwise they are written as I8 with a float32 `<name>.scale` tensor beside them.
-    public static func export(_ bundle: NativeBundle, to output: String, naming: ExportNaming = .canonical,
+    public static func export(_ bundle: NativeBundle, to output: String, naming: String = "canonical",
                               dequantize: Bool = false, force: Bool = false) throws -> ExportSummary {
         let items = try ExportTensors.items(bundle, naming: naming, dequantize: dequantize)
         try AtomicOutput.produce(output, force: force) { temporary in
@@ -47,14 +39,14 @@ public enum SafetensorsExport {
     }
 
     /// Provenance carried into `__metadata__` (strings only).
-    static func metadata(_ b: NativeBundle, naming: ExportNaming, dequantize: Bool) -> [(String, String)] {
+    static func metadata(_ b: NativeBundle, naming: String, dequantize: Bool) -> [(String, String)] {
         let m = b.manifest
         var out: [(String, String)] = [
             ("format", "pt"),
             ("ditkit.format_version", String(BundleManifest.formatVersion)),
             ("ditkit.converter", "\(m.converterName) \(m.converterVersion)"),
             ("ditkit.family", m.family), ("ditkit.variant", m.variant),
-            ("ditkit.naming", naming == .canonical ? m.naming : naming.rawValue),
+            ("ditkit.naming", naming == "canonical" ? m.naming : naming),
             ("ditkit.config", JSONWriter.string(m.config, pretty: false)),
             ("ditkit.dtype", m.dtypePolicy["dtype"]?.stringValue ?? ""),
             ("ditkit.dequantized", dequantize ? "true" : "false"),
@@ -70,62 +62,60 @@ public enum SafetensorsExport {
 
 /// The tensors of a bundle under an export naming.
 public enum ExportTensors {
-    public static func items(_ bundle: NativeBundle, naming: ExportNaming, dequantize: Bool) throws -> [SafetensorsItem] {
-        let family = bundle.manifest.family
-        switch (naming, family) {
-        case (.ldm, "dit"), (.official, "vae"): throw ExportError.namingNotApplicable(naming.rawValue, family: family)
-        default: break
+    /// The namings a bundle can be exported with: `canonical` and its family's.
+    public static func namings(_ c: ModelConfiguration) -> [String] { ["canonical"] + c.family.exportNamings(c).map(\.name) }
+
+    public static func items(_ bundle: NativeBundle, naming: String, dequantize: Bool) throws -> [SafetensorsItem] {
+        let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
+        var scheme: ExportNaming?
+        if naming != "canonical" {
+            guard let s = c.family.exportNamings(c).first(where: { $0.name == naming }) else {
+                throw ExportError.unknownNaming(naming, family: c.family.title, known: namings(c))
+            }
+            scheme = s
         }
-        let depth = bundle.manifest.config["depth"]?.intValue ?? 0
-        let levels = bundle.manifest.config["block_out_channels"]?.arrayValue?.count ?? 0
         var items: [SafetensorsItem] = []
         for t in bundle.manifest.tensors {
             guard let view = bundle.view(t.name) else { continue }
             let asFloat = dequantize && view.dtype == .i8
             let dtype: DType = asFloat ? .f32 : view.dtype
             let full: @Sendable () throws -> RawBytes = asFloat ? { floatBytes(view) } : { view.bytes }
-            var targets: [(String, DiffusersPart)] = [(t.name, .whole)]
-            var shape = view.shape
-            switch (naming, family) {
-            case (.diffusers, "dit"):
-                targets = DiTNaming.toDiffusers(t.name, depth: depth)
-            case (.ldm, "vae"):
-                let mapped = VAENaming.toLDM.remap(t.name, levels: levels).name
-                targets = [(mapped, .whole)]
-                // LDM stores attention projections as 1x1 convolutions.
-                if mapped.contains(".attn_1."), mapped.hasSuffix(".weight"), shape.count == 2 { shape += [1, 1] }
-            default: break
-            }
-            for (name, part) in targets {
-                switch part {
-                case .whole:
-                    items.append(SafetensorsItem(name: name, dtype: dtype, shape: shape, bytes: full))
-                case let .rows(p, of):
-                    let rows = view.shape[0] / of
-                    var partShape = view.shape
-                    partShape[0] = rows
-                    let rowBytes = view.shape.dropFirst().reduce(1, *) * dtype.itemSize
-                    items.append(SafetensorsItem(name: name, dtype: dtype, shape: partShape, bytes: {
-                        let b = try full()
-                        let start = p * rows * rowBytes
-                        return RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[start..<(start + rows * rowBytes)]))
-                    }))
-                }
+            let targets = scheme?.map(t.name, view.shape) ?? [ExportedTensor(t.name)]
+            let rows = view.shape.first ?? 1
+            let rowBytes = view.shape.dropFirst().reduce(1, *) * dtype.itemSize
+            for target in targets {
+                var shape = view.shape
+                if !shape.isEmpty { shape[0] = target.part.rows(of: rows) }
+                items.append(SafetensorsItem(name: target.name, dtype: dtype, shape: target.shape ?? shape,
+                                             bytes: { try part(target.part, of: try full(), rowBytes: rowBytes, rows: rows) }))
             }
             if view.dtype == .i8 && !asFloat, let s = view.scale {
-                for (name, part) in targets {
-                    if case let .rows(p, of) = part {
-                        let rows = view.shape[0] / of
-                        items.append(SafetensorsItem(name: name + ".scale", dtype: .f32, shape: [rows], bytes: {
-                            RawBytes(owner: s.owner, buffer: UnsafeRawBufferPointer(rebasing: s.buffer[(p * rows * 4)..<((p + 1) * rows * 4)]))
-                        }))
-                    } else {
-                        items.append(SafetensorsItem(name: name + ".scale", dtype: .f32, shape: [view.shape[0]], bytes: { s }))
-                    }
+                for target in targets {
+                    items.append(SafetensorsItem(name: target.name + ".scale", dtype: .f32, shape: [target.part.rows(of: rows)],
+                                                 bytes: { try part(target.part, of: s, rowBytes: 4, rows: rows) }))
                 }
             }
         }
         return items
+    }
+
+    /// The bytes of `part` of a tensor with `rows` rows of `rowBytes` bytes.
+    static func part(_ part: TensorPart, of b: RawBytes, rowBytes: Int, rows: Int) throws -> RawBytes {
+        func slice(_ start: Int, _ count: Int) -> RawBytes {
+            RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[(start * rowBytes)..<((start + count) * rowBytes)]))
+        }
+        switch part {
+        case .whole: return b
+        case let .rows(p, of): return slice(p * rows / of, rows / of)
+        case let .rowRange(start, count): return slice(start, count)
+        case .swappedHalves:
+            let half = rows / 2 * rowBytes
+            let out = OwnedBuffer(uninitializedCount: b.count)
+            guard let src = b.buffer.baseAddress else { return b }
+            out.pointer.copyMemory(from: src + half, byteCount: b.count - half)
+            (out.pointer + (b.count - half)).copyMemory(from: src, byteCount: half)
+            return out.bytes
+        }
     }
 
     static func floatBytes(_ view: TensorView) -> RawBytes {

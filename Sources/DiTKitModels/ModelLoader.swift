@@ -8,6 +8,8 @@ public struct LoadedModel: Sendable {
     public let path: String
     public let configuration: ModelConfiguration
     public let weights: any WeightStore
+    /// The model's family.
+    public var family: any ModelFamily { configuration.family }
     /// The stored dtype policy of a bundle (`f32`, `f16`, `bf16`, `int8`); `f32` for other sources.
     public let storage: String
     public let container: any TensorContainer
@@ -28,7 +30,7 @@ public struct LoadedModel: Sendable {
         let candidate = FileSystem.parentDirectory(path) + "/config.json"
         guard let bytes = try? FileSystem.readFile(candidate), bytes.count < 1 << 20, let json = try? JSONReader.parse(bytes) else { return nil }
         let cls = json["_class_name"]?.stringValue ?? ""
-        return ["DiTTransformer2DModel", "Transformer2DModel", "AutoencoderKL"].contains(cls) ? json : nil
+        return ModelFamilies.registered.contains { $0.acceptsDiffusersClass(cls) } ? json : nil
     }
 
     /// Opens `path`. Throws `FileError` wrapping format or model errors.

@@ -78,11 +78,16 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
         case .copy(let s), .reshape(let s, _): try append(s)
         case .concatRows(let parts): for p in parts { try append(p) }
         case .foldIdentical(let copies): try append(copies[0])
-        case .positionEmbedding:
-            guard case .dit(let c) = plan.configuration else { throw ModelError.inconsistent("position embedding outside a DiT") }
-            DiTPositionEmbedding.values(hiddenSize: c.hiddenSize, gridSize: c.gridSize).withUnsafeBufferPointer {
-                buffer.update(from: $0.baseAddress!, count: n)
-            }
+        case .swapHalves(let s):
+            try append(s)
+            let half = n / 2
+            let tmp = [Float](UnsafeBufferPointer(start: buffer, count: half))
+            buffer.update(from: buffer + half, count: n - half)
+            tmp.withUnsafeBufferPointer { (buffer + (n - half)).update(from: $0.baseAddress!, count: half) }
+        case .computed:
+            let values = try plan.configuration.family.computedTensor(name, plan.configuration)
+            guard values.count == n else { throw ModelError.inconsistent("computed '\(name)' has \(values.count) values, expected \(n)") }
+            values.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: n) }
             position = n
         }
         guard position == n else { throw ModelError.inconsistent("'\(name)' assembled \(position) of \(n) values") }

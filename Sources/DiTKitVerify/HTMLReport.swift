@@ -97,14 +97,14 @@ public enum HTMLReport {
             if s.source.images.isEmpty {
                 h += "<p class=\"note\">No VAE was given (--vae), so only latents were compared.</p>\n"
             } else {
-                h += "<table class=\"samples\">\n<tr><th>class</th><th>source</th><th>converted</th><th>|difference| × 8</th><th>PSNR</th></tr>\n"
-                for k in 0..<s.classes.count {
+                h += "<table class=\"samples\">\n<tr><th>sample</th><th>source</th><th>converted</th><th>|difference| × 8</th><th>PSNR</th></tr>\n"
+                for k in 0..<min(s.labels.count, s.source.images.count, s.converted.images.count) {
                     let a = s.source.images[k], b = s.converted.images[k]
                     let scale = max(1, 160 / max(a.width, 1))
                     func img(_ i: Image8, _ alt: String) throws -> String {
                         "<img alt=\"\(alt)\" width=\"\(i.width * scale)\" height=\"\(i.height * scale)\" src=\"data:image/png;base64,\(base64(try i.png()))\"/>"
                     }
-                    h += "<tr><td>\(s.classes[k])</td><td>\(try img(a, "source \(k)"))</td><td>\(try img(b, "converted \(k)"))</td>"
+                    h += "<tr><td>\(escape(s.labels[k]))</td><td>\(try img(a, "source \(k)"))</td><td>\(try img(b, "converted \(k)"))</td>"
                     h += "<td>\(try img(b.differenceMap(a), "difference \(k)"))</td><td class=\"psnr\">\(num(s.psnr[k], 1)) dB</td></tr>\n"
                 }
                 h += "</table>\n"

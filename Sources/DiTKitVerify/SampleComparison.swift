@@ -25,7 +25,8 @@ public struct SampleThresholds: Sendable, Equatable {
 /// What `verify --sample` found.
 public struct SampleComparison: Sendable {
     public var options: SamplingOptions
-    public var classes: [Int]
+    /// One label per image (`class207`, `caption0`).
+    public var labels: [String]
     public var source: SampleResult
     public var converted: SampleResult
     public var latentRelL2: Double
@@ -40,22 +41,29 @@ public struct SampleComparison: Sendable {
     public var json: JSONValue {
         .object([
             ("passed", .bool(passed)), ("steps", .string(options.steps)), ("sampler", .string(options.ddim ? "ddim" : "ddpm")),
-            ("cfg_scale", .double(Double(options.cfgScale))), ("seed", .int(Int(options.seed))), ("classes", .array(classes.map { .int($0) })),
+            ("cfg_scale", .double(Double(options.cfgScale))), ("seed", .int(Int(options.seed))), ("labels", .array(labels.map { .string($0) })),
+            ("classes", .array(labels.compactMap { $0.hasPrefix("class") ? Int($0.dropFirst(5)).map { .int($0) } : nil })),
             ("latent_rel_l2", .double(latentRelL2)), ("psnr_db", .array(psnr.map { $0.isFinite ? .double($0) : .null })),
             ("thresholds", .object([("min_psnr_db", .double(thresholds.minPSNR)), ("max_latent_rel_l2", .double(thresholds.maxLatentRelL2))])),
         ])
     }
 
     /// Samples with both models from the same noise and compares.
-    public static func run(converted: LoadedModel, source: LoadedModel, vae: LoadedModel?, classes: [Int], options: SamplingOptions,
-                           profile: TolerancePolicy, progress: ProgressReporter? = nil) throws -> SampleComparison {
-        guard case .dit(let c) = converted.configuration else { throw VerifyError.incompatible("--sample needs a DiT") }
-        let noise = DiTSampler.initialNoise(count: classes.count, config: c, seed: options.seed)
-        let a = try Sampling.run(dit: source, vae: vae, classes: classes, options: options, noise: noise, progress: progress)
-        let b = try Sampling.run(dit: converted, vae: vae, classes: classes, options: options, noise: noise, progress: progress)
+    public static func run(converted: LoadedModel, source: LoadedModel, vae: LoadedModel?, conditioning: SamplingConditioning,
+                           options: SamplingOptions, profile: TolerancePolicy, progress: ProgressReporter? = nil) throws -> SampleComparison {
+        let noise = try Sampling.sampler(converted, options: options, conditioning: conditioning).initialNoise(seed: options.seed)
+        let a = try Sampling.run(model: source, vae: vae, conditioning: conditioning, options: options, noise: noise, progress: progress)
+        let b = try Sampling.run(model: converted, vae: vae, conditioning: conditioning, options: options, noise: noise, progress: progress)
         let cmp = LayerComparison.compare("latents", b.latents.data, a.latents.data, shape: b.latents.shape, threshold: .infinity)
         let psnr = zip(b.images, a.images).map { $0.psnr(against: $1) }
-        return SampleComparison(options: options, classes: classes, source: a, converted: b, latentRelL2: cmp.nonFinite > 0 ? .nan : cmp.relL2,
+        return SampleComparison(options: options, labels: b.labels, source: a, converted: b, latentRelL2: cmp.nonFinite > 0 ? .nan : cmp.relL2,
                                 psnr: psnr, thresholds: .forProfile(profile.name))
+    }
+
+    /// Class-conditional convenience (DiT).
+    public static func run(converted: LoadedModel, source: LoadedModel, vae: LoadedModel?, classes: [Int], options: SamplingOptions,
+                           profile: TolerancePolicy, progress: ProgressReporter? = nil) throws -> SampleComparison {
+        try run(converted: converted, source: source, vae: vae, conditioning: SamplingConditioning(classes: classes), options: options,
+                profile: profile, progress: progress)
     }
 }

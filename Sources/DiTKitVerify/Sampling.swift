@@ -6,15 +6,16 @@ import DiTKitNumerics
 
 /// Latents and decoded images of one sampling run.
 public struct SampleResult: Sendable {
-    public var classes: [Int]
+    /// One label per image (`class207`, `caption0`).
+    public var labels: [String]
     public var noise: Tensor
     public var latents: Tensor
-    /// One 8-bit RGB image per class (empty without a VAE).
+    /// One 8-bit RGB image per sample (empty without a VAE).
     public var images: [Image8]
 }
 
 public enum Sampling {
-    /// Reads `/noise` (float32 [N,C,S,S]) from an HDF5 file.
+    /// Reads `/noise` (float32 [N,C,H,W]) from an HDF5 file.
     public static func readNoise(_ path: String) throws -> Tensor {
         try FileError.wrapping(path) {
             let f = try HDF5Snapshot.read(path)
@@ -24,12 +25,13 @@ public enum Sampling {
         }
     }
 
-    /// Writes `/latents` (and the classes and settings) to an HDF5 file, atomically.
-    public static func saveLatents(_ r: SampleResult, options: SamplingOptions, to path: String) throws {
-        try AtomicOutput.produce(path, force: true) { temporary in
+    /// Writes `/latents` (and the labels and settings) to an HDF5 file, atomically.
+    public static func saveLatents(_ r: SampleResult, options: SamplingOptions, to path: String, force: Bool = true) throws {
+        try AtomicOutput.produce(path, force: force) { temporary in
             let f = try HDF5File.create(temporary)
             try f.writeFloats("/latents", shape: r.latents.shape, r.latents.data)
-            try f.writeInt64("/classes", shape: [r.classes.count], r.classes.map { Int64($0) })
+            let classes = r.labels.compactMap { $0.hasPrefix("class") ? Int64($0.dropFirst(5)) : nil }
+            if classes.count == r.labels.count { try f.writeInt64("/classes", shape: [classes.count], classes) }
             try f.setAttribute("steps", options.steps)
             try f.setAttribute("sampler", options.ddim ? "ddim" : "ddpm")
             try f.setAttribute("cfg_scale", String(options.cfgScale))
@@ -37,24 +39,46 @@ public enum Sampling {
         }
     }
 
-    /// Samples one latent per class with `dit` and decodes it with `vae` when given.
-    public static func run(dit: LoadedModel, vae: LoadedModel?, classes: [Int], options: SamplingOptions, noise: Tensor?,
-                           progress: ProgressReporter? = nil) throws -> SampleResult {
-        guard case .dit(let c) = dit.configuration else { throw VerifyError.incompatible("\(dit.path) is not a DiT") }
-        let z = noise ?? DiTSampler.initialNoise(count: classes.count, config: c, seed: options.seed)
-        let sampler = try DiTSampler(model: DiTModel(config: c, weights: dit.weights), options: options)
-        let latents = try sampler.sample(classes: classes, noise: z, progress: progress)
+    /// The denoiser's sampler for `conditioning`. Throws when the model does not sample.
+    public static func sampler(_ model: LoadedModel, options: SamplingOptions, conditioning: SamplingConditioning) throws -> any LatentSampler {
+        let c = model.configuration
+        guard let s = try c.family.sampler(c, weights: model.weights, options: options, conditioning: conditioning) else {
+            throw VerifyError.incompatible("\(model.path) is \(c) (\(c.family.role.rawValue)), which does not sample; give a denoiser such as a DiT")
+        }
+        return s
+    }
+
+    /// Samples one latent per condition with `model` and decodes it with `vae` when given.
+    public static func run(model: LoadedModel, vae: LoadedModel?, conditioning: SamplingConditioning, options: SamplingOptions,
+                           noise: Tensor?, progress: ProgressReporter? = nil) throws -> SampleResult {
+        let sampler = try sampler(model, options: options, conditioning: conditioning)
+        if let vae { try checkPair(model, vae) }
+        let z = noise ?? sampler.initialNoise(seed: options.seed)
+        let latents = try sampler.sample(noise: z, progress: progress)
         var images: [Image8] = []
         if let vae {
-            guard case .vae(let v) = vae.configuration else { throw VerifyError.incompatible("\(vae.path) is not a VAE") }
-            guard v.latentChannels == c.inChannels else {
-                throw VerifyError.incompatible("the VAE has \(v.latentChannels) latent channels, the DiT \(c.inChannels)")
+            let v = vae.configuration
+            guard let decoded = try v.family.decodeLatents(latents, v, weights: vae.weights, progress: progress) else {
+                throw VerifyError.incompatible("\(vae.path) is \(v), which does not decode latents; give a VAE")
             }
-            let decoded = try VAEModel(config: v, weights: vae.weights).decodeLatents(latents)
-            for n in 0..<classes.count {
+            for n in 0..<decoded.shape[0] {
                 images.append(Image8.fromSignedUnit(decoded.data, batchIndex: n, channels: decoded.shape[1], height: decoded.shape[2], width: decoded.shape[3]))
             }
         }
-        return SampleResult(classes: classes, noise: z, latents: latents, images: images)
+        return SampleResult(labels: sampler.labels, noise: z, latents: latents, images: images)
+    }
+
+    /// Samples one latent per class (class-conditional models such as DiT).
+    public static func run(dit: LoadedModel, vae: LoadedModel?, classes: [Int], options: SamplingOptions, noise: Tensor?,
+                           progress: ProgressReporter? = nil) throws -> SampleResult {
+        try run(model: dit, vae: vae, conditioning: SamplingConditioning(classes: classes), options: options, noise: noise, progress: progress)
+    }
+
+    /// Checks that `vae` decodes what `model` samples.
+    static func checkPair(_ model: LoadedModel, _ vae: LoadedModel) throws {
+        let m = model.configuration, v = vae.configuration
+        guard v.family.role == .autoencoder else { throw VerifyError.incompatible("\(vae.path) is \(v), not a VAE") }
+        let a = m.family.latentChannels(m), b = v.family.latentChannels(v)
+        guard a == b else { throw VerifyError.incompatible("the VAE \(vae.path) has \(b) latent channels, the model \(model.path) \(a)") }
     }
 }

@@ -45,16 +45,30 @@ public enum VerifyError: Error, CustomStringConvertible, Sendable {
 
 /// Runs verifications.
 public enum Verifier {
-    /// Compares `model` with the reference activations in the HDF5 file at `referencePath`.
+    /// Compares `model` with the reference activations in the HDF5 file at `referencePath`. The
+    /// file's inputs choose the pass (DiT: `/inputs/x`, `/inputs/t`, `/inputs/y`; VAE: `/inputs/z`
+    /// decodes, `/inputs/image` encodes; diffusers families: the `forward` keyword arguments).
     public static func verify(_ model: LoadedModel, reference referencePath: String, profile: TolerancePolicy? = nil) throws -> VerificationResult {
         let ref = try FileError.wrapping(referencePath) { try HDF5Snapshot.read(referencePath) }
         let policy = profile ?? .forStorage(model.storage)
-        // The file names the configuration it was made from; a different family is the wrong file.
+        let configuration = model.configuration
+        let family = configuration.family
+        // The file names the model it was made from; another family's file is the wrong file.
         if let named = ref.stringAttribute("model")?.lowercased(), !named.isEmpty {
-            let family = model.configuration.family
-            if (named.hasPrefix("dit") && family != .dit) || (named.contains("vae") && family != .vae) {
-                throw FileError(path: referencePath, VerifyError.reference("made from '\(named)', but the model under test is \(model.configuration.variant)"))
+            let madeBy = ModelFamilies.named(named) ?? ModelDetector.requestedFamily(named)
+            if let f = madeBy, f.name != family.name {
+                throw FileError(path: referencePath, VerifyError.reference("made from '\(named)' (\(f.title)), but the model under test is \(configuration.variant) (\(family.title))"))
             }
+        }
+        let passes = family.passes(configuration)
+        guard let pass = passes.first(where: { $0.required.allSatisfy { ref.exists("/inputs/" + $0) } }) else {
+            let wanted = passes.map { $0.required.map { "/inputs/" + $0 }.joined(separator: " + ") }.joined(separator: ", or ")
+            throw FileError(path: referencePath, VerifyError.reference("a \(family.title) reference needs \(wanted)"))
+        }
+        var inputs: ModelInputs = [:]
+        for i in pass.inputs where ref.exists("/inputs/" + i.name) {
+            let (shape, values) = try FileError.wrapping(referencePath) { try ref.readFloats("/inputs/" + i.name) }
+            inputs[i.name] = Tensor(shape: shape, data: values)
         }
         let available = Set(ref.datasets(under: "/layers").map { String($0.dropFirst("/layers/".count)) })
         var rows: [LayerComparison] = []
@@ -69,22 +83,10 @@ public enum Verifier {
             rows.append(.compare(name, value.data, values, shape: value.shape, threshold: policy.maxRelL2))
         }
         let output: Tensor
-        switch model.configuration {
-        case .dit(let c):
-            let x = try input(ref, "/inputs/x", referencePath)
-            guard x.shape.count == 4 else { throw FileError(path: referencePath, VerifyError.reference("/inputs/x must be [N,C,H,W]")) }
-            let t = try FileError.wrapping(referencePath) { try ref.readFloats("/inputs/t").values }
-            let y = try FileError.wrapping(referencePath) { try ref.readInt64("/inputs/y").values.map { Int($0) } }
-            output = try DiTModel(config: c, weights: model.weights).forward(x: x, t: t, y: y, trace: trace)
-        case .vae(let c):
-            let vae = VAEModel(config: c, weights: model.weights)
-            if ref.exists("/inputs/z") {
-                output = try vae.decode(try input(ref, "/inputs/z", referencePath), trace: trace)
-            } else if ref.exists("/inputs/image") {
-                output = try vae.encode(try input(ref, "/inputs/image", referencePath), trace: trace)
-            } else {
-                throw FileError(path: referencePath, VerifyError.reference("a VAE reference needs /inputs/z (decoder) or /inputs/image (encoder)"))
-            }
+        do {
+            output = try family.forward(pass.name, configuration, weights: model.weights, inputs: inputs, trace: trace)
+        } catch let e as ModelError {
+            throw FileError(path: referencePath, VerifyError.reference("its inputs do not fit \(configuration.variant): \(e)"))
         }
         if ref.exists("/output") {
             let (shape, values) = try FileError.wrapping(referencePath) { try ref.readFloats("/output") }
@@ -94,70 +96,52 @@ public enum Verifier {
             rows.append(.compare("output", output.data, values, shape: output.shape, threshold: policy.maxRelL2))
         }
         let skipped = available.subtracting(seen).sorted()
-        return VerificationResult(model: model.configuration.variant, profile: policy, layers: rows, skipped: skipped)
-    }
-
-    private static func input(_ f: HDF5Snapshot, _ p: String, _ path: String) throws -> Tensor {
-        let (shape, values) = try FileError.wrapping(path) { try f.readFloats(p) }
-        return Tensor(shape: shape, data: values)
+        return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: skipped)
     }
 
     /// Options of `verify --against`.
     public struct AgainstOptions: Sendable {
         public var seed: UInt64 = 0
-        /// DiT batch (timesteps spread over 0…999, the last label is the null class).
-        public var ditBatch = 4
-        /// VAE batch and image size (default 256 for the SD VAE, 64 otherwise).
-        public var vaeBatch = 2
-        public var vaeImageSize: Int?
+        /// Batch of every pass (nil: the family's default; DiT 4, VAE 2).
+        public var batch: Int?
+        /// Image size of the passes that take one (VAE: 256 for the SD VAE, 64 otherwise).
+        public var imageSize: Int?
         public init() {}
-    }
 
-    /// The deterministic DiT inputs of `verify --against`: normal latents, timesteps spread from
-    /// 999 down to 0, labels spread over the classes with the null class last.
-    public static func ditInputs(_ c: DiTConfiguration, batch: Int, seed: UInt64) -> (x: Tensor, t: [Float], y: [Int]) {
-        var rng = SeededRandom(seed: seed)
-        let x = Tensor(shape: [batch, c.inChannels, c.inputSize, c.inputSize], data: rng.normals(batch * c.inChannels * c.inputSize * c.inputSize))
-        let t = (0..<batch).map { batch == 1 ? Float(500) : (Float(999) * Float(batch - 1 - $0) / Float(batch - 1)).rounded() }
-        var y = (0..<batch).map { ($0 * 397 + 1) % c.numClasses }
-        y[batch - 1] = c.nullClass
-        return (x, t, y)
+        var inputOptions: VerificationInputOptions { VerificationInputOptions(seed: seed, batch: batch, imageSize: imageSize) }
     }
 
     /// Runs `converted` and `source` on the same deterministic inputs and compares every layer
-    /// (the source model is the reference). A VAE is checked on decode and on encode.
+    /// of every pass the family declares (the source model is the reference).
     public static func verify(_ converted: LoadedModel, against source: LoadedModel, options: AgainstOptions = AgainstOptions(),
-                              profile: TolerancePolicy? = nil) throws -> VerificationResult {
-        guard converted.configuration == source.configuration else {
-            throw VerifyError.incompatible("the models differ: \(converted.configuration.variant) \(converted.configuration.json) vs \(source.configuration.variant) \(source.configuration.json)")
+                              profile: TolerancePolicy? = nil, progress: ProgressReporter? = nil) throws -> VerificationResult {
+        let configuration = converted.configuration
+        guard configuration == source.configuration else {
+            let diff = configuration.differences(from: source.configuration)
+            throw VerifyError.incompatible("the models differ: \(converted.path) is \(configuration), \(source.path) is \(source.configuration)"
+                + (diff.isEmpty ? "" : "; \(diff.prefix(6).joined(separator: "; "))"))
         }
+        let family = configuration.family
         let policy = profile ?? .forStorage(converted.storage)
         var rows: [LayerComparison] = []
-        func run(_ outputName: String, _ body: (LayerTrace?, any WeightStore) throws -> Tensor) throws {
+        let passes = family.passes(configuration)
+        progress?.begin("verifying", total: 2 * passes.count, unit: .steps)
+        defer { progress?.finish() }
+        for pass in passes {
+            let inputs = try family.verificationInputs(pass.name, configuration, options: options.inputOptions)
             var reference: [String: Tensor] = [:]
-            var order: [String] = []
-            let refOut = try body({ name, value in reference[name] = value; order.append(name) }, source.weights)
-            let out = try body({ name, value in
+            let refOut = try family.forward(pass.name, configuration, weights: source.weights, inputs: inputs) { name, value in
+                reference[name] = value
+            }
+            progress?.advance(1)
+            let out = try family.forward(pass.name, configuration, weights: converted.weights, inputs: inputs) { name, value in
                 guard let r = reference.removeValue(forKey: name) else { return }
                 rows.append(.compare(name, value.data, r.data, shape: value.shape, threshold: policy.maxRelL2))
-            }, converted.weights)
-            rows.append(.compare(outputName, out.data, refOut.data, shape: out.shape, threshold: policy.maxRelL2))
+            }
+            progress?.advance(1)
+            rows.append(.compare(pass.name, out.data, refOut.data, shape: out.shape, threshold: policy.maxRelL2))
         }
-        switch converted.configuration {
-        case .dit(let c):
-            let (x, t, y) = ditInputs(c, batch: max(1, options.ditBatch), seed: options.seed)
-            try run("output") { trace, w in try DiTModel(config: c, weights: w).forward(x: x, t: t, y: y, trace: trace) }
-        case .vae(let c):
-            let size = options.vaeImageSize ?? (c.variant == "sd-vae-kl-f8" ? 256 : 64)
-            guard size % c.downsampleFactor == 0 else { throw VerifyError.incompatible("image size \(size) is not a multiple of \(c.downsampleFactor)") }
-            var rng = SeededRandom(seed: options.seed)
-            let n = max(1, options.vaeBatch), s = size / c.downsampleFactor
-            let z = Tensor(shape: [n, c.latentChannels, s, s], data: rng.normals(n * c.latentChannels * s * s))
-            let image = Tensor(shape: [n, c.inChannels, size, size], data: rng.uniforms(n * c.inChannels * size * size, -1, 1))
-            try run("decode") { trace, w in try VAEModel(config: c, weights: w).decode(z, trace: trace) }
-            try run("encode") { trace, w in try VAEModel(config: c, weights: w).encode(image, trace: trace) }
-        }
-        return VerificationResult(model: converted.configuration.variant, profile: policy, layers: rows, skipped: [])
+        return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: [])
     }
 }
 

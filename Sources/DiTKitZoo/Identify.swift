@@ -26,7 +26,7 @@ public struct Identification: Sendable {
         var m: [(String, JSONValue)] = [("path", .string(path)), ("sha256", .string(sha256)),
                                         ("hash_matches", .array(hashMatches.map { .object([("file", .string($0.path)), ("source", .string($0.source))]) }))]
         if let d = detected {
-            m.append(("model", .object([("family", .string(d.family.rawValue)), ("variant", .string(d.variant)), ("config", d.json)])))
+            m.append(("model", .object([("family", .string(d.family.name)), ("variant", .string(d.variant)), ("config", d.json)])))
             m.append(("naming", .string(sourceNaming ?? "")))
             m.append(("subtree", .string(subtree ?? "")))
         }
@@ -72,51 +72,18 @@ extension Zoo {
         return result
     }
 
-    /// The architecture entry closest to `c`, with the hyperparameters that differ.
+    /// The architecture entry closest to `c`, with the hyperparameters that differ. Ties on the number
+    /// of differences go to the nearest configuration (`ModelConfiguration.distance`), then to
+    /// architecture entries over releases of the same architecture.
     public func closestArchitecture(_ c: ModelConfiguration) -> (entry: String, exact: Bool, differences: [String])? {
-        var best: (id: String, diff: [String], distance: Double)?
-        for e in entries where e.kind == "architecture" || e.family == .vae {
-            guard e.family == c.family else { continue }
-            let size: Int?
-            if case .dit(let d) = c { size = d.imageSize } else { size = nil }
+        var best: (id: String, diff: [String], rank: (Int, Double, Int))?
+        let size = c.json["image_size"]?.intValue
+        for e in entries where e.family.name == c.family.name {
             guard let ref = e.configuration(imageSize: size) else { continue }
-            let diff = differences(c, ref)
-            // Ties on the number of differences go to the nearest width and depth.
-            var distance = 0.0
-            if case .dit(let x) = c, case .dit(let y) = ref {
-                distance = abs(log(Double(x.hiddenSize) / Double(y.hiddenSize))) + abs(log(Double(x.depth) / Double(y.depth)))
-            }
-            if best == nil || diff.count < best!.diff.count || (diff.count == best!.diff.count && distance < best!.distance) {
-                best = (e.id, diff, distance)
-            }
+            let diff = c.differences(from: ref)
+            let rank = (diff.count, c.distance(to: ref), e.kind == "architecture" ? 0 : 1)
+            if best == nil || rank < best!.rank { best = (e.id, diff, rank) }
         }
         return best.map { ($0.id, $0.diff.isEmpty, $0.diff) }
-    }
-
-    func differences(_ a: ModelConfiguration, _ b: ModelConfiguration) -> [String] {
-        switch (a, b) {
-        case let (.dit(x), .dit(y)):
-            var d: [String] = []
-            func check(_ name: String, _ u: Int, _ v: Int) { if u != v { d.append("\(name) \(u) instead of \(v)") } }
-            check("depth", x.depth, y.depth)
-            check("hidden size", x.hiddenSize, y.hiddenSize)
-            check("heads", x.numHeads, y.numHeads)
-            check("patch size", x.patchSize, y.patchSize)
-            check("input size", x.inputSize, y.inputSize)
-            check("in channels", x.inChannels, y.inChannels)
-            check("classes", x.numClasses, y.numClasses)
-            if x.learnSigma != y.learnSigma { d.append("learn_sigma \(x.learnSigma) instead of \(y.learnSigma)") }
-            if x.mlpRatio != y.mlpRatio { d.append("mlp ratio \(x.mlpRatio) instead of \(y.mlpRatio)") }
-            return d
-        case let (.vae(x), .vae(y)):
-            var d: [String] = []
-            if x.blockOutChannels != y.blockOutChannels { d.append("block channels \(x.blockOutChannels) instead of \(y.blockOutChannels)") }
-            if x.layersPerBlock != y.layersPerBlock { d.append("layers per block \(x.layersPerBlock) instead of \(y.layersPerBlock)") }
-            if x.latentChannels != y.latentChannels { d.append("latent channels \(x.latentChannels) instead of \(y.latentChannels)") }
-            if x.midAttention != y.midAttention { d.append("mid attention \(x.midAttention) instead of \(y.midAttention)") }
-            return d
-        default:
-            return ["a different model family"]
-        }
     }
 }

@@ -63,7 +63,7 @@ public struct ZooEntry: Sendable {
     public var id: String
     /// `release` (weights exist) or `architecture` (hyperparameters only).
     public var kind: String
-    public var family: ModelFamily
+    public var family: any ModelFamily
     public var title: String
     public var description: String
     /// `DiT-XL/2`, `sd-vae-kl-f8`.
@@ -82,15 +82,10 @@ public struct ZooEntry: Sendable {
     public var manifestPath: String
     public var json: JSONValue
 
-    /// The configuration this entry's architecture has at `imageSize` (DiT) or its own (VAE).
+    /// The configuration this entry's architecture has at `imageSize` (for families whose
+    /// architecture is defined at several sizes), else at its own image size.
     public func configuration(imageSize size: Int? = nil) -> ModelConfiguration? {
-        switch family {
-        case .dit:
-            guard let c = DiTConfiguration.named(architecture, imageSize: size ?? imageSize ?? 256) else { return nil }
-            return .dit(c)
-        case .vae:
-            return architecture == "sd-vae-kl-f8" ? .vae(.sdVAE) : nil
-        }
+        family.configuration(named: architecture, imageSize: size ?? imageSize)
     }
 
     public var primaryFile: ZooFile? { files.first { $0.primary } }
@@ -111,7 +106,9 @@ public struct ZooEntry: Sendable {
         guard FileSystem.baseName(path) == id + ".json" else { throw fail("file name must be \(id).json") }
         kind = try string("kind")
         guard ["release", "architecture"].contains(kind) else { throw fail("kind must be release or architecture") }
-        guard let f = ModelFamily(rawValue: try string("family")) else { throw fail("family must be dit or vae") }
+        guard let f = ModelFamilies.named(try string("family")), f.name == (try string("family")) else {
+            throw fail("family must be one of \(ModelFamilies.names)")
+        }
         family = f
         title = try string("title")
         description = try string("description")

@@ -94,7 +94,7 @@ struct Convert: ParsableCommand {
 
 enum ConversionReport {
     static func text(_ s: ConversionSummary) -> String {
-        var out = "wrote \(s.output): \(s.variant) (\(s.family.rawValue)), \(s.dtype.rawValue)\n"
+        var out = "wrote \(s.output): \(s.variant) (\(s.family)), \(s.dtype.rawValue)\n"
         out += "  source: \(s.sourceNaming) naming" + (s.subtree.isEmpty ? "" : ", subtree '\(s.subtree)'") + "\n"
         out += "  tensors: \(s.tensors) (" + s.storedTypes.map { "\($0.1) \($0.0.name)" }.joined(separator: ", ") + "), parameters: \(grouped(s.parameters))\n"
         out += "  bytes: \(humanBytes(s.bytesIn)) in, \(humanBytes(s.bytesOut)) out, \(fixed(s.seconds, 2)) s\n"

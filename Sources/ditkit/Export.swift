@@ -4,7 +4,6 @@ import DiTKitCore
 import DiTKitExport
 import DiTKitFormats
 
-extension ExportNaming: ExpressibleByArgument {}
 extension GGUFTarget: ExpressibleByArgument {}
 
 struct Export: ParsableCommand {
@@ -23,8 +22,8 @@ struct Export: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output path.")
     var output: String
 
-    @Option(help: "Tensor names: canonical (default), official or diffusers (DiT), diffusers or ldm (VAE).")
-    var naming: ExportNaming = .canonical
+    @Option(help: "Tensor names: canonical (default) or one of the family's namings (DiT: official, diffusers; VAE: diffusers, ldm; PixArt: diffusers, original).")
+    var naming: String = "canonical"
 
     @Flag(help: "safetensors: write int8 tensors as float32 values instead of I8 plus <name>.scale.")
     var dequantize = false

@@ -47,7 +47,7 @@ struct Sample: ParsableCommand {
             if let each {
                 try FileSystem.makeDirectories(each)
                 for (k, im) in r.images.enumerated() {
-                    let path = each + "/\(k)-class\(r.classes[k]).png"
+                    let path = each + "/\(k)-\(r.labels[k]).png"
                     try AtomicOutput.write(try im.png(), to: path, force: true)
                 }
             }

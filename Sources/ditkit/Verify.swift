@@ -86,7 +86,7 @@ struct Verify: ParsableCommand {
             if models.count > 1, let against {
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
-                o.vaeImageSize = size
+                o.imageSize = size
                 let results = Verifier.verifyMany(models, against: against, hints: hints, options: o,
                                                   profile: profile.map(TolerancePolicy.forStorage), jobs: jobs)
                 var failed = 0, refused = 0
@@ -121,7 +121,7 @@ struct Verify: ParsableCommand {
                 let source = try LoadedModel.open(against, hints: m.sourceHints(hints))
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
-                o.vaeImageSize = size
+                o.imageSize = size
                 result = try Verifier.verify(m, against: source, options: o, profile: policy)
             } else {
                 throw ValidationError("give --reference or --against")

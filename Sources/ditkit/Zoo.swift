@@ -69,7 +69,7 @@ struct ZooCommand: ParsableCommand {
                 let zoo = try location.zoo()
                 let e = try zoo.entry(id)
                 var out = "\(e.id): \(e.title)\n  \(e.description)\n"
-                out += "  kind: \(e.kind), family: \(e.family.rawValue), architecture: \(e.architecture)" + (e.imageSize.map { ", image size \($0)" } ?? "") + "\n"
+                out += "  kind: \(e.kind), family: \(e.family.name), architecture: \(e.architecture)" + (e.imageSize.map { ", image size \($0)" } ?? "") + "\n"
                 for c in e.counts { out += "  at \(c.size): \(grouped(c.tensors)) tensors, \(grouped(c.parameters)) parameters\n" }
                 if let f = e.scalingFactor { out += "  scaling factor: \(f)\n" }
                 if !e.pairsWith.isEmpty { out += "  pairs with: \(e.pairsWith.joined(separator: ", "))\n" }
@@ -113,8 +113,8 @@ struct ZooCommand: ParsableCommand {
                 if r.hashMatches.isEmpty { out += "  hash: not a known file\n" }
                 for m in r.hashMatches { out += "  hash: identical to \(m.path) (\(m.source))\n" }
                 if let d = r.detected {
-                    out += "  structure: \(d.variant) (\(d.family.rawValue)), \(r.sourceNaming ?? "") naming" + ((r.subtree ?? "").isEmpty ? "" : ", subtree '\(r.subtree!)'") + "\n"
-                    if case .dit(let c) = d { out += "    depth \(c.depth), hidden \(c.hiddenSize), heads \(c.numHeads), patch \(c.patchSize), image \(c.imageSize), classes \(c.numClasses)\n" }
+                    out += "  structure: \(d.variant) (\(d.family.name)), \(r.sourceNaming ?? "") naming" + ((r.subtree ?? "").isEmpty ? "" : ", subtree '\(r.subtree!)'") + "\n"
+                    out += "    \(d.family.summary(d))\n"
                 }
                 if let c = r.closest {
                     out += c.exact ? "  architecture: matches \(c.entry) exactly\n" : "  closest architecture: \(c.entry); differs: \(c.differences.joined(separator: "; "))\n"

@@ -94,7 +94,7 @@ import DiTKitModels
         #expect(b.record("blocks.1.attn.qkv.weight")?.sources.map(\.name) == ["transformer_blocks.1.attn1.to_q.weight", "transformer_blocks.1.attn1.to_k.weight", "transformer_blocks.1.attn1.to_v.weight"])
         #expect(b.record("t_embedder.mlp.0.weight")?.transform == "fold-identical")
         #expect(b.record("t_embedder.mlp.0.weight")?.sources.count == 2)
-        if case .dit(let c) = try ModelConfiguration(family: "dit", json: b.manifest.config) {
+        if let c = try ModelConfiguration(family: "dit", json: b.manifest.config).as(DiTConfiguration.self) {
             #expect(c.numHeads == 2 && c.inputSize == 8 && c.numClasses == 10 && c.depth == 2)
         } else { Issue.record("not a DiT") }
     }
@@ -118,7 +118,7 @@ import DiTKitModels
             #expect(s.subtree == subtree)
             #expect(b.manifest.tensors.map(\.name) == order, "canonical order is diffusers' state_dict order")
             for (name, e) in want { #expect(b.record(name)?.stored.sha256 == e[dtype.rawValue]?.stringValue, "\(source): \(name)") }
-            if case .vae(let c) = try ModelConfiguration(family: "vae", json: b.manifest.config) {
+            if let c = try ModelConfiguration(family: "vae", json: b.manifest.config).as(VAEConfiguration.self) {
                 #expect(c.blockOutChannels == [32, 64] && c.layersPerBlock == 1 && c.latentChannels == 4)
             } else { Issue.record("not a VAE") }
         }

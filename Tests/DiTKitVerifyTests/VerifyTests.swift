@@ -65,7 +65,7 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
 
     @Test func classifierFreeGuidanceGuidesThreeChannels() throws {
         let m = try LoadedModel.open(Fixtures.path("verify/dit_verify.pt"))
-        guard case .dit(let c) = m.configuration else { Issue.record("not a DiT"); return }
+        guard let c = m.configuration.as(DiTConfiguration.self) else { Issue.record("not a DiT"); return }
         let f = try HDF5File.open(Fixtures.path("verify/dit_cfg.h5"))
         let (xs, x) = try f.readFloats("/inputs/x")
         let t = try f.readFloats("/inputs/t").values
@@ -128,11 +128,11 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
 
     @Test func deterministicInputsCoverTimestepsAndTheNullClass() throws {
         let c = try #require(DiTConfiguration.named("DiT-XL/2"))
-        let (x, t, y) = Verifier.ditInputs(c, batch: 4, seed: 0)
+        let (x, t, y) = DiTFamily.inputs(c, batch: 4, seed: 0)
         #expect(t == [999, 666, 333, 0])
         #expect(y.last == 1000 && y.dropLast().allSatisfy { $0 < 1000 })
         #expect(x.shape == [4, 4, 32, 32])
-        #expect(Verifier.ditInputs(c, batch: 4, seed: 0).x == x)
+        #expect(DiTFamily.inputs(c, batch: 4, seed: 0).x == x)
     }
 }
 

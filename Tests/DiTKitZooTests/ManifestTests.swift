@@ -49,7 +49,7 @@ let repository: String = {
         #expect(vae.scalingFactor == 0.18215)
         #expect(try zoo.entry("dit-xl-2-256x256").metrics["fid50k"]?.doubleValue == 2.27)
         #expect(try zoo.entry("dit-xl-2-512x512").metrics["fid50k"]?.doubleValue == 3.04)
-        if case .vae(let c)? = vae.configuration() { #expect(c.levels == 4 && c.blockOutChannels == [128, 256, 512, 512]) } else { Issue.record("no VAE") }
+        if let c = vae.configuration()?.as(VAEConfiguration.self) { #expect(c.levels == 4 && c.blockOutChannels == [128, 256, 512, 512]) } else { Issue.record("no VAE") }
     }
 
     @Test func releasesPairAndPin() throws {
@@ -85,12 +85,12 @@ let repository: String = {
     @Test func closestArchitectureOfACustomDiT() throws {
         var c = try #require(DiTConfiguration.named("DiT-S/2"))
         c.depth = 10
-        let best = try #require(zoo.closestArchitecture(.dit(c)))
+        let best = try #require(zoo.closestArchitecture(ModelConfiguration(DiTFamily(), c)))
         #expect(best.entry == "dit-s-2")
         #expect(!best.exact)
         #expect(best.differences == ["depth 10 instead of 12"])
         let l4 = try #require(DiTConfiguration.named("DiT-L/4", imageSize: 512))
-        let exact = try #require(zoo.closestArchitecture(.dit(l4)))
+        let exact = try #require(zoo.closestArchitecture(ModelConfiguration(DiTFamily(), l4)))
         #expect(exact.entry == "dit-l-4" && exact.exact)
     }
 }

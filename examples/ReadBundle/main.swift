@@ -16,8 +16,11 @@ do {
     let bundle = try NativeBundle(path: args[1])
     let config = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
     print("\(bundle.manifest.variant): \(bundle.manifest.tensors.count) tensors, stored as \(bundle.manifest.dtypePolicy["dtype"]?.stringValue ?? "?")")
-    if case .dit(let c) = config {
+    // The family's own configuration type, when the program knows it.
+    if let c = config.as(DiTConfiguration.self) {
         print("DiT depth \(c.depth), hidden \(c.hiddenSize), \(c.numHeads) heads, \(c.imageSize) px, \(c.numClasses) classes")
+    } else {
+        print("\(config.family.title): \(config.family.summary(config))")
     }
     let name = args.count > 2 ? args[2] : bundle.tensorNames[0]
     guard let view = bundle.view(name) else { print("no tensor \(name)"); exit(2) }

@@ -33,14 +33,14 @@ public enum DiTNaming {
 
     /// official -> diffusers for every tensor (the inverse of the above), for exports.
     /// Returns the diffusers names a canonical tensor becomes (several for folded/split ones).
-    public static func toDiffusers(_ name: String, depth: Int) -> [(name: String, part: DiffusersPart)] {
+    public static func toDiffusers(_ name: String, depth: Int) -> [ExportedTensor] {
         let parts = name.split(separator: ".").map(String.init)
         if name == "pos_embed" { return [] }
         if let f = foldedEmbedders.first(where: { $0.official == name }) {
-            return (0..<depth).map { (f.diffusers($0), .whole) }
+            return (0..<depth).map { ExportedTensor(f.diffusers($0)) }
         }
         if parts.count == 5, parts[0] == "blocks", parts[2] == "attn", parts[3] == "qkv", let i = Int(parts[1]) {
-            return splitAttention(block: i, parts[4]).enumerated().map { ($0.element, .rows(part: $0.offset, of: 3)) }
+            return splitAttention(block: i, parts[4]).enumerated().map { ExportedTensor($0.element, part: .rows(part: $0.offset, of: 3)) }
         }
         let inverse: [(String, String)] = [
             ("x_embedder.proj.{*}", "pos_embed.proj.{*}"),
@@ -53,15 +53,8 @@ public enum DiTNaming {
         ]
         for (p, t) in inverse {
             let r = NameRule(p, t)
-            if let c = r.match(name) { return [(r.apply(c, levels: 0), .whole)] }
+            if let c = r.match(name) { return [ExportedTensor(r.apply(c, levels: 0))] }
         }
-        return [(name, .whole)]
+        return [ExportedTensor(name)]
     }
-}
-
-/// Which part of a canonical tensor an exported tensor holds.
-public enum DiffusersPart: Sendable, Equatable {
-    case whole
-    /// Rows `part * n / of ..< (part + 1) * n / of` of the first dimension.
-    case rows(part: Int, of: Int)
 }

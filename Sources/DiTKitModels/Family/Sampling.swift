@@ -1,0 +1,64 @@
+// What every family's sampler shares: the options, the conditioning the command line gives, and
+// the loop's face (`LatentSampler`). Each denoiser family builds its own loop from these
+// (DiT and PixArt: the Gaussian diffusion of DiT; SD3 and FLUX: flow matching).
+import DiTKitCore
+import DiTKitNumerics
+
+/// How to sample.
+public struct SamplingOptions: Sendable {
+    /// The step schedule. Gaussian diffusion: `create_diffusion(steps)` respacing ("250", "25",
+    /// "ddim25", "10,10,5"). Flow matching: the number of steps.
+    public var steps = "250"
+    /// DDIM (eta 0) instead of DDPM ancestral sampling (Gaussian diffusion).
+    public var ddim = false
+    /// Guidance scale; 1 or less disables guidance.
+    public var cfgScale: Float = 4.0
+    /// Seed of DiTKit's generator (initial latents when no noise is given, then DDPM noise).
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+/// What a sample is conditioned on, as the command line gives it. A family uses what applies to it
+/// and refuses a request it cannot honour.
+public struct SamplingConditioning: Sendable {
+    /// Class ids, one image each (class-conditional models: DiT).
+    public var classes: [Int]?
+    /// An HDF5 file of precomputed text or caption features (PixArt: `/encoder_hidden_states`,
+    /// `/encoder_attention_mask`), one image per row.
+    public var featuresPath: String?
+    /// Image size in pixels, for models that sample at several sizes.
+    public var imageSize: Int?
+    public init(classes: [Int]? = nil, featuresPath: String? = nil, imageSize: Int? = nil) {
+        self.classes = classes
+        self.featuresPath = featuresPath
+        self.imageSize = imageSize
+    }
+}
+
+/// A denoiser's sampling loop for a fixed batch of conditions.
+public protocol LatentSampler: Sendable {
+    /// `[N, C, h, w]`: the shape of the initial noise and of the sampled latents.
+    var latentShape: [Int] { get }
+    /// One label per image, for file names (`class207`, `caption0`).
+    var labels: [String] { get }
+    /// Samples latents from `noise`; `progress` receives one unit per step.
+    func sample(noise: Tensor, progress: ProgressReporter?) throws -> Tensor
+}
+
+extension LatentSampler {
+    public var count: Int { latentShape[0] }
+
+    /// DiTKit's seeded initial latents: the first `N·C·h·w` normals of `SeededRandom(seed)`.
+    public func initialNoise(seed: UInt64) -> Tensor {
+        var rng = SeededRandom(seed: seed)
+        let n = latentShape.reduce(1, *)
+        return Tensor(shape: latentShape, data: rng.normals(n))
+    }
+
+    /// Checks that `noise` has the sampler's latent shape.
+    public func checkNoise(_ noise: Tensor) throws {
+        guard noise.shape == latentShape else {
+            throw ModelError.inconsistent("noise must be \(latentShape) (one latent per image); got \(noise.shape)")
+        }
+    }
+}
