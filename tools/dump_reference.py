@@ -10,9 +10,19 @@ Point it at your own PyTorch model and inputs. The HDF5 layout (one file per che
     /output                float32, the model's final output
     root attribute `model`: the configuration name (e.g. DiT-XL/2, sd-vae)
 
+Families whose reference implementation is diffusers (PixArt, SD3, FLUX) use that model's
+`forward` keyword arguments and module paths:
+
+    /inputs/<name>         the keyword arguments of forward (hidden_states, encoder_hidden_states,
+                           timestep, encoder_attention_mask, ...; added_cond_kwargs entries by name)
+    /layers/<module path>  every diffusers module's output; a tuple output as <path>.0, <path>.1, ...
+    /output                forward(...).sample
+    root attribute `model`: the family name (pixart, sd3, flux)
+
 Library use:
-    from dump_reference import dump_dit, dump_vae_decode, dump_vae_encode
+    from dump_reference import dump_dit, dump_vae_decode, dump_vae_encode, dump_diffusers
     dump_dit(model, x, t, y, "ref.h5", model_name="DiT-XL/2")
+    dump_diffusers(transformer, {"hidden_states": x, "encoder_hidden_states": y, "timestep": t}, "ref.h5", "pixart")
 
 Command line (the model is built from a checkpoint):
     python tools/dump_reference.py dit DiT-XL-2-256x256.pt -o ref.h5 --model DiT-XL/2 [--dit-repo PATH]
@@ -56,6 +66,50 @@ def _write(path, model_name, inputs, layers, output):
         for k, v in layers.items():
             f.create_dataset("layers/" + k, data=v.astype(np.float32))
         f.create_dataset("output", data=output.astype(np.float32))
+
+
+def _flatten_output(name, out, into):
+    """A module output as float32 arrays: tensors as they are, tuples/lists as name.0, name.1, ...,
+    diffusers output objects by their first field."""
+    if isinstance(out, torch.Tensor):
+        if out.is_floating_point():
+            into[name] = out.detach().float().cpu().numpy()
+    elif isinstance(out, (tuple, list)):
+        for i, o in enumerate(out):
+            _flatten_output("%s.%d" % (name, i), o, into)
+    elif hasattr(out, "to_tuple"):
+        _flatten_output(name, out.to_tuple()[0], into)
+
+
+@torch.no_grad()
+def dump_diffusers(model, inputs, path, model_name, modules=None):
+    """Runs model(**inputs) with a hook on every named module (or those in `modules`) and writes
+    /inputs/<name> (added_cond_kwargs entries by their own names), /layers/<module path> and
+    /output (forward(...).sample). A module called more than once keeps its last output."""
+    model.eval()
+    outputs, handles = {}, []
+    for name, module in model.named_modules():
+        if name == "" or (modules is not None and name not in modules):
+            continue
+        def hook(_m, _inp, out, name=name):
+            _flatten_output(name, out, outputs)
+        handles.append(module.register_forward_hook(hook))
+    kwargs = dict(inputs)
+    added = {k: kwargs.pop(k) for k in ("resolution", "aspect_ratio") if k in kwargs}
+    if added:
+        kwargs["added_cond_kwargs"] = added
+    elif "added_cond_kwargs" not in kwargs and getattr(getattr(model, "config", None), "use_additional_conditions", False):
+        raise ValueError("this model takes micro-conditions: give resolution and aspect_ratio")
+    out = model(**kwargs, return_dict=True).sample
+    for h in handles:
+        h.remove()
+    flat = {}
+    for k, v in inputs.items():
+        v = v if isinstance(v, torch.Tensor) else torch.as_tensor(v)
+        if v.dtype == torch.bool:
+            v = v.long()
+        flat[k] = v.detach().cpu().numpy() if not v.is_floating_point() else v.detach().float().cpu().numpy()
+    _write(path, model_name, flat, outputs, out.float().numpy())
 
 
 def dit_layer_names(depth, fine=True):

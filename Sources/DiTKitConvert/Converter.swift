@@ -20,8 +20,7 @@ public enum Converter {
         var hints = options.hints
         if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: source) }
         if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
-        let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
-        let plan = try FileError.wrapping(source) { try ModelDetector.plan(sources, hints: hints) }
+        let plan = try FileError.wrapping(source) { try ModelDetector.plan(container, hints: hints) }
 
         // Stored dtype of every tensor, then the layout.
         let config = plan.configuration
@@ -204,6 +203,17 @@ final class ConversionWork: @unchecked Sendable {
                 }
                 sourceRecords.append(SourceTensorRecord(name: s, dtype: e2.dtype, shape: e2.shape, sha256: hash))
             }
+        case let .rowSlice(s, part, of):
+            // Rows of a fused source (an original qkv): one slice of the source's bytes.
+            transform = "row-slice \(part)/\(of)"
+            let (si, e, b) = try source(s)
+            used.append(si)
+            sourceRecords = [SourceTensorRecord(name: e.name, dtype: e.dtype, shape: e.shape, sha256: SHA256Hasher.hex(b))]
+            var sliceShape = e.shape
+            sliceShape[0] /= of
+            let slice = try TensorEntry(name: e.name, dtype: e.dtype, shape: sliceShape)
+            parts = [(slice, RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[(part * slice.byteCount)..<((part + 1) * slice.byteCount)])))]
+            slices = true
         case .swapHalves(let s):
             // The halves of the first dimension swapped: two parts, second half first.
             transform = "swap-halves"
@@ -241,10 +251,10 @@ final class ConversionWork: @unchecked Sendable {
                 } else {
                     try withExtendedLifetime(p.bytes) { try writer.write(p.bytes.buffer, at: position) }
                 }
-                if parts.count > 1 { withExtendedLifetime(p.bytes) { hasher.update(p.bytes.buffer) } }
+                if parts.count > 1 || slices { withExtendedLifetime(p.bytes) { hasher.update(p.bytes.buffer) } }
                 position += p.bytes.count
             }
-            storedHash = parts.count == 1 ? sourceRecords[0].sha256 : hasher.finalizeHex()
+            storedHash = parts.count == 1 && !slices ? sourceRecords[0].sha256 : hasher.finalizeHex()
         } else {
             // Widen to float32 (exact from F16/BF16; F64 is rounded here and measured). A single
             // aligned F32 source is used in place, without a copy.

@@ -21,6 +21,7 @@ public enum DiffusersExport {
             try file.close()
         }
         return ExportSummary(path: output, format: "diffusers", tensors: items.count,
-                             bytes: FileSystem.fileSize(output + "/diffusion_pytorch_model.safetensors") ?? 0)
+                             bytes: FileSystem.fileSize(output + "/diffusion_pytorch_model.safetensors") ?? 0,
+                             notes: try ExportTensors.scheme(c, "diffusers")?.notes ?? [])
     }
 }

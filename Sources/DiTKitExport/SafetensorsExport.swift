@@ -9,15 +9,20 @@ public struct ExportSummary: Sendable {
     public var format: String
     public var tensors: Int
     public var bytes: Int
+    /// What the user should know about the result (tensors the layout has no slot for, …).
+    public var notes: [String] = []
 }
 
 public enum ExportError: Error, CustomStringConvertible, Sendable {
     case unknownNaming(String, family: String, known: [String])
     case noDiffusersClass(String)
+    case refused(String, String)
     public var description: String {
         switch self {
         case let .unknownNaming(n, f, known):
             return "naming '\(n)' does not apply to a \(f) bundle; it has \(known.joined(separator: ", "))"
+        case let .refused(n, why):
+            return "cannot write the \(n) layout: \(why)"
         case let .noDiffusersClass(f):
             return "diffusers has no class for \(f); export to safetensors instead"
         }
@@ -35,7 +40,9 @@ public enum SafetensorsExport {
             try SafetensorsWriter.write(items, metadata: metadata(bundle, naming: naming, dequantize: dequantize), to: file)
             try file.close()
         }
-        return ExportSummary(path: output, format: "safetensors", tensors: items.count, bytes: FileSystem.fileSize(output) ?? 0)
+        let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
+        return ExportSummary(path: output, format: "safetensors", tensors: items.count, bytes: FileSystem.fileSize(output) ?? 0,
+                             notes: try ExportTensors.scheme(c, naming)?.notes ?? [])
     }
 
     /// Provenance carried into `__metadata__` (strings only).
@@ -65,16 +72,31 @@ public enum ExportTensors {
     /// The namings a bundle can be exported with: `canonical` and its family's.
     public static func namings(_ c: ModelConfiguration) -> [String] { ["canonical"] + c.family.exportNamings(c).map(\.name) }
 
+    /// The naming scheme `naming` of the bundle's family (nil for `canonical`). Throws when the
+    /// family has no such naming or the bundle cannot be written in it.
+    public static func scheme(_ c: ModelConfiguration, _ naming: String) throws -> ExportNaming? {
+        guard naming != "canonical" else { return nil }
+        guard let s = c.family.exportNamings(c).first(where: { $0.name == naming }) else {
+            throw ExportError.unknownNaming(naming, family: c.family.title, known: namings(c))
+        }
+        if let why = s.refusal { throw ExportError.refused(naming, why) }
+        return s
+    }
+
     public static func items(_ bundle: NativeBundle, naming: String, dequantize: Bool) throws -> [SafetensorsItem] {
         let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
-        var scheme: ExportNaming?
-        if naming != "canonical" {
-            guard let s = c.family.exportNamings(c).first(where: { $0.name == naming }) else {
-                throw ExportError.unknownNaming(naming, family: c.family.title, known: namings(c))
-            }
-            scheme = s
-        }
+        let scheme = try scheme(c, naming)
         var items: [SafetensorsItem] = []
+        for extra in scheme?.extras ?? [] {
+            items.append(SafetensorsItem(name: extra.name, dtype: .f32, shape: extra.shape, bytes: {
+                let v = try extra.values()
+                return RawBytes(copying: v.withUnsafeBytes { Array($0) })
+            }))
+        }
+        // Canonical tensors stacked into one exported tensor, gathered by exported name.
+        var stacks: [String: [(slot: Int, shape: [Int], bytes: @Sendable () throws -> RawBytes)]] = [:]
+        var stackSlots: [String: Int] = [:]
+        var stackAt: [String: Int] = [:]
         for t in bundle.manifest.tensors {
             guard let view = bundle.view(t.name) else { continue }
             let asFloat = dequantize && view.dtype == .i8
@@ -83,18 +105,48 @@ public enum ExportTensors {
             let targets = scheme?.map(t.name, view.shape) ?? [ExportedTensor(t.name)]
             let rows = view.shape.first ?? 1
             let rowBytes = view.shape.dropFirst().reduce(1, *) * dtype.itemSize
+            var outputs: [(ExportedTensor, String, DType, [Int], @Sendable () throws -> RawBytes)] = []
             for target in targets {
                 var shape = view.shape
                 if !shape.isEmpty { shape[0] = target.part.rows(of: rows) }
-                items.append(SafetensorsItem(name: target.name, dtype: dtype, shape: target.shape ?? shape,
-                                             bytes: { try part(target.part, of: try full(), rowBytes: rowBytes, rows: rows) }))
-            }
-            if view.dtype == .i8 && !asFloat, let s = view.scale {
-                for target in targets {
-                    items.append(SafetensorsItem(name: target.name + ".scale", dtype: .f32, shape: [target.part.rows(of: rows)],
-                                                 bytes: { try part(target.part, of: s, rowBytes: 4, rows: rows) }))
+                outputs.append((target, target.name, dtype, target.shape ?? shape, { try part(target.part, of: try full(), rowBytes: rowBytes, rows: rows) }))
+                if view.dtype == .i8 && !asFloat, let s = view.scale {
+                    outputs.append((target, target.name + ".scale", .f32, [target.part.rows(of: rows)], { try part(target.part, of: s, rowBytes: 4, rows: rows) }))
                 }
             }
+            for (target, name, dt, shape, bytes) in outputs {
+                guard let slot = target.slot else {
+                    items.append(SafetensorsItem(name: name, dtype: dt, shape: shape, bytes: bytes))
+                    continue
+                }
+                if stacks[name] == nil {
+                    // The stacked tensor takes the place of its first member.
+                    stackAt[name] = items.count
+                    items.append(SafetensorsItem(name: name, dtype: dt, shape: shape, bytes: { RawBytes(copying: []) }))
+                }
+                stacks[name, default: []].append((slot, shape, bytes))
+                stackSlots[name] = target.slots
+            }
+        }
+        for (name, members) in stacks {
+            guard let at = stackAt[name], members.count == stackSlots[name],
+                  Set(members.map(\.slot)) == Set(0..<members.count),
+                  members.allSatisfy({ $0.shape.dropFirst() == members[0].shape.dropFirst() }) else {
+                throw ExportError.refused("stacked tensor", "'\(name)' is missing some of its \(stackSlots[name] ?? 0) parts or they do not stack")
+            }
+            let sorted = members.sorted { $0.slot < $1.slot }
+            let shape = [sorted.reduce(0) { $0 + $1.shape[0] }] + sorted[0].shape.dropFirst()
+            let dt = items[at].dtype
+            items[at] = SafetensorsItem(name: name, dtype: dt, shape: shape, bytes: {
+                let parts = try sorted.map { try $0.bytes() }
+                let out = OwnedBuffer(uninitializedCount: parts.reduce(0) { $0 + $1.count })
+                var o = 0
+                for p in parts {
+                    if let b = p.buffer.baseAddress { (out.pointer + o).copyMemory(from: b, byteCount: p.count) }
+                    o += p.count
+                }
+                return out.bytes
+            })
         }
         return items
     }

@@ -3,6 +3,7 @@
 // from the source tensors. Loading is strict: after remapping, names and shapes must equal the
 // architecture exactly, in both directions.
 import DiTKitCore
+import DiTKitFormats
 
 /// How one canonical tensor is produced from source tensors (names are full source names).
 public enum TensorRecipe: Sendable, Equatable {
@@ -12,6 +13,8 @@ public enum TensorRecipe: Sendable, Equatable {
     case reshape(String, [Int])
     /// Sources concatenated along the first dimension (diffusers q, k, v -> qkv).
     case concatRows([String])
+    /// Rows `part` of `of` equal row blocks of a source (an original fused qkv -> q, k, v).
+    case rowSlice(String, part: Int, of: Int)
     /// Identical copies (diffusers' per-block embedders); every copy must be byte-identical.
     case foldIdentical([String])
     /// The source's two halves along the first dimension swapped (a final norm's [shift, scale]
@@ -24,7 +27,7 @@ public enum TensorRecipe: Sendable, Equatable {
     /// Source tensor names this recipe reads.
     public var sources: [String] {
         switch self {
-        case .copy(let s), .reshape(let s, _), .swapHalves(let s): return [s]
+        case .copy(let s), .reshape(let s, _), .swapHalves(let s), .rowSlice(let s, _, _): return [s]
         case .concatRows(let s), .foldIdentical(let s): return s
         case .computed: return []
         }
@@ -91,9 +94,12 @@ public struct SourceTensors: Sendable {
     public let prefix: String
     public let order: [String]
     private let byName: [String: SourceTensor]
+    /// Reads a tensor's values as float32 by full name, when the detector was given the file.
+    let reader: (@Sendable (String) throws -> [Float])?
 
-    public init(_ all: [SourceTensor], under prefix: String) {
+    public init(_ all: [SourceTensor], under prefix: String, reader: (@Sendable (String) throws -> [Float])? = nil) {
         self.prefix = prefix
+        self.reader = reader
         let strip = prefix.isEmpty ? 0 : prefix.count + 1
         var names: [String] = []
         var map: [String: SourceTensor] = [:]
@@ -108,6 +114,12 @@ public struct SourceTensors: Sendable {
 
     public subscript(_ name: String) -> SourceTensor? { byName[name] }
     public func contains(_ name: String) -> Bool { byName[name] != nil }
+
+    /// The values of a relative name (float32), or nil when the detector works from names and shapes only.
+    public func values(_ name: String) throws -> [Float]? {
+        guard let reader, contains(name) else { return nil }
+        return try reader(full(name))
+    }
 
     /// The full source name of a relative name.
     public func full(_ name: String) -> String { prefix.isEmpty ? name : prefix + "." + name }
@@ -191,6 +203,21 @@ public struct PlanBuilder {
         try add(canonical, .foldIdentical(present.map(source.full)), shape: t.shape, consuming: present)
     }
 
+    /// The canonical tensors `parts` are equal row blocks of `relative`, in order.
+    public mutating func splitRows(_ relative: String, into parts: [String]) throws {
+        guard let t = source[relative] else { return }
+        guard let rows = t.shape.first, rows % parts.count == 0 else {
+            throw ModelError.inconsistent("'\(relative)' has shape \(t.shape): its rows cannot be split into \(parts.count) equal parts")
+        }
+        for (k, p) in parts.enumerated() {
+            try add(p, .rowSlice(source.full(relative), part: k, of: parts.count), shape: [rows / parts.count] + t.shape.dropFirst(), consuming: [relative])
+        }
+    }
+
+    /// Marks a source tensor as used without planning a canonical tensor from it (a fixed buffer
+    /// the family recomputes and has checked).
+    public mutating func consume(_ relative: String) { consumed.insert(relative) }
+
     /// `canonical` is `relative` with the halves of its first dimension swapped.
     public mutating func swapHalves(_ relative: String, as canonical: String) throws {
         guard let t = source[relative] else { return }
@@ -243,21 +270,30 @@ public struct PlanBuilder {
     }
 }
 
+/// Carries a container into a `@Sendable` reader (containers are thread-safe readers).
+private final class ContainerBox: @unchecked Sendable {
+    let container: any TensorContainer
+    init(_ c: any TensorContainer) { container = c }
+}
+
 public enum ModelDetector {
-    /// Prefixes (dotted paths) under which some family's anchor tensor sits, with that family.
-    public static func candidateSubtrees(_ names: [String]) -> [(prefix: String, family: any ModelFamily)] {
-        var seen = Set<String>()
-        var out: [(String, any ModelFamily)] = []
+    /// Prefixes (dotted paths) under which some family's anchor tensor sits, with those families in
+    /// registry order.
+    public static func candidateSubtrees(_ names: [String]) -> [(prefix: String, families: [any ModelFamily])] {
+        var order: [String] = []
+        var found: [String: Set<String>] = [:]
         for n in names {
             for f in ModelFamilies.registered {
                 for a in f.anchors {
                     var prefix: String?
                     if n == a { prefix = "" } else if n.hasSuffix("." + a) { prefix = String(n.dropLast(a.count + 1)) }
-                    if let p = prefix, seen.insert(p).inserted { out.append((p, f)) }
+                    guard let p = prefix else { continue }
+                    if found[p] == nil { order.append(p) }
+                    found[p, default: []].insert(f.name)
                 }
             }
         }
-        return out
+        return order.map { p in (p, ModelFamilies.registered.filter { found[p]?.contains($0.name) ?? false }) }
     }
 
     /// The anchors of every family, for messages.
@@ -266,18 +302,20 @@ public enum ModelDetector {
     }
 
     /// Detects the model and plans every canonical tensor. Throws `ModelError`.
-    public static func plan(_ all: [SourceTensor], hints: DetectionHints = DetectionHints()) throws -> ModelPlan {
-        let (subtree, family) = try chooseSubtree(all.map(\.name), hints: hints)
-        let local = SourceTensors(all, under: subtree)
-        // The anchor's family first, then any other family whose anchors are present.
-        var families: [any ModelFamily] = [family]
-        families += ModelFamilies.registered.filter { f in f.name != family.name && f.anchors.contains(where: local.contains) }
+    /// `reader`, when given, reads a source tensor's values by full name (families that learn part
+    /// of their configuration from fixed buffers use it: PixArt's position-embedding scale).
+    public static func plan(_ all: [SourceTensor], hints: DetectionHints = DetectionHints(),
+                            reader: (@Sendable (String) throws -> [Float])? = nil) throws -> ModelPlan {
+        let (subtree, families) = try chooseSubtree(all.map(\.name), hints: hints)
+        let local = SourceTensors(all, under: subtree, reader: reader)
+        // Each family whose anchors sit here, in order, until one recognises its layout.
         var plan: ModelPlan?
         for f in families {
             if let p = try f.plan(local, hints: hints) { plan = p; break }
         }
         guard var p = plan else {
-            throw ModelError.notRecognised("the tensors under '\(subtree)' look like \(family.title) but do not form one")
+            let names = families.map(\.title).joined(separator: " or ")
+            throw ModelError.notRecognised("the tensors under '\(subtree.isEmpty ? "(root)" : subtree)' have some of \(names)'s names but form no layout DiTKit reads")
         }
         p.subtree = subtree
         try checkModelHint(p.configuration, hints.model)
@@ -290,6 +328,29 @@ public enum ModelDetector {
         return p
     }
 
+    /// Detects the model in a container, reading a tensor's values only when a family needs them.
+    public static func plan(_ container: any TensorContainer, hints: DetectionHints = DetectionHints()) throws -> ModelPlan {
+        let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+        let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let box = ContainerBox(container)
+        return try plan(sources, hints: hints) { name in
+            guard let i = index[name] else { throw ModelError.notRecognised("no tensor '\(name)'") }
+            let e = box.container.tensors[i]
+            guard e.dtype.isConvertibleFloat else { throw ModelError.inconsistent("'\(name)' has dtype \(e.dtype.name), not a float type") }
+            let bytes = try box.container.bytes(of: i)
+            defer { box.container.release(i) }
+            var out = [Float](repeating: 0, count: e.elementCount)
+            bytes.withElements(of: UInt8.self) { raw in
+                out.withUnsafeMutableBufferPointer { o in
+                    if let b = raw.baseAddress, let ob = o.baseAddress {
+                        ElementConversion.toFloat32(UnsafeRawPointer(b), dtype: e.dtype, count: e.elementCount, into: ob)
+                    }
+                }
+            }
+            return out
+        }
+    }
+
     /// The family a `--model` value asks for, if it names one (a family name or alias, or a variant).
     public static func requestedFamily(_ model: String?) -> (any ModelFamily)? {
         guard let m = model else { return nil }
@@ -299,21 +360,28 @@ public enum ModelDetector {
         return ModelFamilies.registered.first { l.hasPrefix($0.name) }
     }
 
-    static func chooseSubtree(_ names: [String], hints: DetectionHints) throws -> (String, any ModelFamily) {
+    static func chooseSubtree(_ names: [String], hints: DetectionHints) throws -> (String, [any ModelFamily]) {
         let candidates = candidateSubtrees(names)
-        func listed(_ c: [(prefix: String, family: any ModelFamily)]) -> String {
-            c.map { ($0.prefix.isEmpty ? "(root)" : $0.prefix) + " (\($0.family.name))" }.joined(separator: ", ")
+        func listed(_ c: [(prefix: String, families: [any ModelFamily])]) -> String {
+            c.map { ($0.prefix.isEmpty ? "(root)" : $0.prefix) + " (\($0.families.map(\.name).joined(separator: " or ")))" }.joined(separator: ", ")
+        }
+        let want = requestedFamily(hints.model)
+        func ordered(_ fs: [any ModelFamily]) -> [any ModelFamily] {
+            guard let want else { return fs }
+            return fs.filter { $0.name == want.name }
         }
         if let s = hints.select {
             let sel = s == "." ? "" : s
             guard let hit = candidates.first(where: { $0.prefix == sel }) else {
                 throw ModelError.notRecognised("--select \(s): no model DiTKit knows under that path (found: \(candidates.isEmpty ? "none" : listed(candidates)))")
             }
-            return (hit.prefix, hit.family)
+            let fs = ordered(hit.families)
+            guard !fs.isEmpty else { throw ModelError.notRecognised("--model \(hints.model ?? ""): no \(want?.title ?? "") under '\(s)' (found: \(listed([hit])))") }
+            return (hit.prefix, fs)
         }
         var filtered = candidates
-        if let want = requestedFamily(hints.model) {
-            filtered = candidates.filter { $0.family.name == want.name }
+        if let want {
+            filtered = candidates.filter { $0.families.contains { $0.name == want.name } }
             if filtered.isEmpty {
                 let found = candidates.isEmpty ? "no model DiTKit knows" : listed(candidates)
                 throw ModelError.notRecognised("--model \(hints.model ?? ""): no \(want.title) in this file (found: \(found))")
@@ -322,9 +390,9 @@ public enum ModelDetector {
         guard !filtered.isEmpty else {
             throw ModelError.notRecognised("no model DiTKit knows in this file: expected tensors such as \(anchorList)")
         }
-        if filtered.count == 1 { return (filtered[0].prefix, filtered[0].family) }
+        if filtered.count == 1 { return (filtered[0].prefix, ordered(filtered[0].families)) }
         // train.py checkpoints hold both `model` and `ema`: the EMA weights are the ones to use.
-        if let ema = filtered.first(where: { $0.prefix == "ema" }) { return (ema.prefix, ema.family) }
+        if let ema = filtered.first(where: { $0.prefix == "ema" }) { return (ema.prefix, ordered(ema.families)) }
         throw ModelError.needsOption("several models in one file (\(listed(filtered))); choose one with --select PATH")
     }
 

@@ -53,8 +53,7 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
 
     /// Detects the model in `container` and plans its weights.
     public convenience init(container: any TensorContainer, hints: DetectionHints = DetectionHints()) throws {
-        let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
-        self.init(container: container, plan: try ModelDetector.plan(sources, hints: hints))
+        self.init(container: container, plan: try ModelDetector.plan(container, hints: hints))
     }
 
     public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
@@ -63,21 +62,24 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
         defer { buffer.deallocate() }
         var position = 0
-        func append(_ source: String) throws {
+        /// Appends rows `part` of `of` equal blocks of the source (the whole source by default).
+        func append(_ source: String, part: Int = 0, of: Int = 1) throws {
             guard let i = index[source] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(source)'") }
             let e = container.tensors[i]
             let bytes = try container.bytes(of: i)
             defer { container.release(i) }
+            let count = e.elementCount / of
             try bytes.withElements(of: UInt8.self) { raw in
-                guard let base = raw.baseAddress, position + e.elementCount <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
-                ElementConversion.toFloat32(UnsafeRawPointer(base), dtype: e.dtype, count: e.elementCount, into: buffer + position)
+                guard let base = raw.baseAddress, e.elementCount % of == 0, position + count <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
+                ElementConversion.toFloat32(UnsafeRawPointer(base + part * count * e.dtype.itemSize), dtype: e.dtype, count: count, into: buffer + position)
             }
-            position += e.elementCount
+            position += count
         }
         switch t.recipe {
         case .copy(let s), .reshape(let s, _): try append(s)
         case .concatRows(let parts): for p in parts { try append(p) }
         case .foldIdentical(let copies): try append(copies[0])
+        case let .rowSlice(s, part, of): try append(s, part: part, of: of)
         case .swapHalves(let s):
             try append(s)
             let half = n / 2

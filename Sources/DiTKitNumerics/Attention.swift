@@ -24,3 +24,39 @@ public enum Attention {
         }
     }
 }
+
+extension Attention {
+    /// Attention of `qTokens` queries over `kvTokens` keys (self- or cross-attention), with an
+    /// optional additive bias per key (`bias[batch, kvTokens]`, e.g. 0 keep / -10000 discard):
+    /// `out_h = softmax(q_h k_hᵀ · scale + bias) v_h` for each batch item and head.
+    ///
+    /// `q` is `[batch, qTokens, heads * headDim]` with row stride `qStride`; `k` and `v` are
+    /// `[batch, kvTokens, heads * headDim]` with row stride `kvStride`; `out` is
+    /// `[batch, qTokens, heads * headDim]`.
+    public static func multiHead(q: UnsafePointer<Float>, qStride: Int, qTokens: Int,
+                                 k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int, kvTokens: Int,
+                                 batch: Int, heads: Int, headDim: Int, scale: Float, keyBias: UnsafePointer<Float>?,
+                                 into out: UnsafeMutablePointer<Float>) {
+        let d = heads * headDim
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(qTokens * kvTokens, 1))
+        defer { scores.deallocate() }
+        for n in 0..<batch {
+            for h in 0..<heads {
+                let qo = n * qTokens * qStride + h * headDim
+                let ko = n * kvTokens * kvStride + h * headDim
+                Gemm.multiply(q + qo, k + ko, scores, m: qTokens, n: kvTokens, k: headDim, transB: true,
+                              alpha: scale, lda: qStride, ldb: kvStride)
+                if let keyBias {
+                    let b = keyBias + n * kvTokens
+                    for r in 0..<qTokens {
+                        let row = scores + r * kvTokens
+                        for c in 0..<kvTokens { row[c] += b[c] }
+                    }
+                }
+                Ops.softmaxRows(scores, rows: qTokens, cols: kvTokens)
+                Gemm.multiply(scores, v + ko, out + n * qTokens * d + h * headDim, m: qTokens, n: headDim, k: kvTokens,
+                              ldb: kvStride, ldc: d)
+            }
+        }
+    }
+}

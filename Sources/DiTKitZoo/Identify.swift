@@ -58,8 +58,7 @@ extension Zoo {
                 configuration = try ModelConfiguration(family: b.manifest.family, json: b.manifest.config)
                 result.sourceNaming = b.manifest.naming
             } else {
-                let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
-                let plan = try ModelDetector.plan(sources, hints: h)
+                let plan = try ModelDetector.plan(container, hints: h)
                 configuration = plan.configuration
                 result.sourceNaming = plan.sourceNaming
                 result.subtree = plan.subtree

@@ -49,6 +49,7 @@ struct Export: ParsableCommand {
                 s = try HDF5Export.export(b, to: output, force: force)
             }
             writeOut("wrote \(s.path): \(s.format), \(s.tensors) tensors, \(humanBytes(s.bytes))\n")
+            for note in s.notes { printError("ditkit: note: \(note)") }
         }
     }
 }

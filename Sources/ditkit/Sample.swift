@@ -7,17 +7,21 @@ import DiTKitVerify
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample images with a DiT and a VAE (DDPM or DDIM, classifier-free guidance).",
+        abstract: "Sample images with a diffusion transformer and a VAE (DDPM or DDIM, classifier-free guidance).",
         discussion: """
         The diffusion follows facebookresearch/DiT: linear betas over 1000 steps, respacing as \
-        create_diffusion(STEPS) ("250", "25", "ddim25", "10,10,5"), learned-range variance, guidance on the \
-        first three channels with the null class. Without --noise, initial latents come from DiTKit's seeded \
-        generator (SplitMix64 + Box-Muller, --seed); DDPM noise from the same generator seeded with seed+1.
+        create_diffusion(STEPS) ("250", "25", "ddim25", "10,10,5"), learned-range variance. DiT is \
+        class-conditional (--class; guidance on the first three channels with the null class); PixArt is \
+        caption-conditioned (--captions FILE.h5 of T5 features; guidance on every epsilon channel against the \
+        file's negative features or the model's null caption). Without --noise, initial latents come from \
+        DiTKit's seeded generator (SplitMix64 + Box-Muller, --seed); DDPM noise from the same generator seeded with seed+1.
         """)
 
-    @Argument(help: "The DiT bundle (or checkpoint).") var model: String
+    @Argument(help: "The denoiser bundle (or checkpoint): DiT or PixArt.") var model: String
     @Option(help: "The VAE bundle (or checkpoint) to decode with.") var vae: String
-    @Option(name: .customLong("class"), help: "Comma-separated ImageNet class ids, one image each.") var classes: String = "207,360,387,974"
+    @Option(name: .customLong("class"), help: "Class-conditional models (DiT): comma-separated class ids, one image each (default 207,360,387,974).") var classes: String?
+    @Option(help: "Caption-conditioned models (PixArt): HDF5 with /encoder_hidden_states [N,L,4096] and /encoder_attention_mask [N,L] (README).") var captions: String?
+    @Option(help: "Image size in pixels, for models that sample at several sizes (PixArt; default: the trained size).") var imageSize: Int?
     @Option(help: "Respacing: 250 (default), 25, ddim25, ...") var steps: String = "250"
     @Option(help: "ddpm or ddim (eta 0).") var sampler: String = "ddpm"
     @Option(help: "Guidance scale (1 disables guidance).") var cfg: Float = 4.0
@@ -30,10 +34,15 @@ struct Sample: ParsableCommand {
 
     func validate() throws {
         guard ["ddpm", "ddim"].contains(sampler) else { throw ValidationError("--sampler must be ddpm or ddim") }
-        guard !parsedClasses.isEmpty else { throw ValidationError("--class needs at least one class id") }
+        if let classes { guard !classList(classes).isEmpty else { throw ValidationError("--class needs at least one class id") } }
+        if classes != nil && captions != nil { throw ValidationError("give --class (DiT) or --captions (PixArt), not both") }
     }
 
-    var parsedClasses: [Int] { classList(classes) }
+    /// What the images are conditioned on: captions when given, else classes (DiT's default four).
+    var conditioning: SamplingConditioning {
+        if let captions { return SamplingConditioning(featuresPath: captions, imageSize: imageSize) }
+        return SamplingConditioning(classes: classList(classes ?? "207,360,387,974"), imageSize: imageSize)
+    }
 
     func run() throws {
         try reportingErrors {
@@ -41,7 +50,7 @@ struct Sample: ParsableCommand {
             let decoder = try LoadedModel.open(vae)
             let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
             let z = try noise.map(Sampling.readNoise)
-            let r = try Sampling.run(dit: dit, vae: decoder, classes: parsedClasses, options: o, noise: z, progress: TerminalProgress())
+            let r = try Sampling.run(model: dit, vae: decoder, conditioning: conditioning, options: o, noise: z, progress: TerminalProgress())
             if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents) }
             try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, force: force)
             if let each {

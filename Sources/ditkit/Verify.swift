@@ -51,8 +51,11 @@ struct Verify: ParsableCommand {
     @Option(help: "VAE bundle (or checkpoint) to decode samples with.")
     var vae: String?
 
-    @Option(help: "Classes to sample (comma-separated).")
+    @Option(help: "Classes to sample (comma-separated; class-conditional models).")
     var classes: String = "207,360,387,974"
+
+    @Option(help: "Captions to sample (HDF5 of T5 features; caption-conditioned models such as PixArt).")
+    var captions: String?
 
     @Option(help: "Sampling steps (respacing, as for `ditkit sample`).")
     var steps: String = "25"
@@ -122,7 +125,7 @@ struct Verify: ParsableCommand {
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.imageSize = size
-                result = try Verifier.verify(m, against: source, options: o, profile: policy)
+                result = try Verifier.verify(m, against: source, options: o, profile: policy, progress: json ? nil : TerminalProgress())
             } else {
                 throw ValidationError("give --reference or --against")
             }
@@ -130,9 +133,9 @@ struct Verify: ParsableCommand {
             if sample, let against {
                 let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
                 let decoder = try vae.map { try LoadedModel.open($0) }
-                let ids = classList(classes)
+                let conditioning = captions.map { SamplingConditioning(featuresPath: $0) } ?? SamplingConditioning(classes: classList(classes))
                 comparison = try SampleComparison.run(converted: m, source: try LoadedModel.open(against, hints: m.sourceHints(hints)), vae: decoder,
-                                                      classes: ids, options: o, profile: result.profile, progress: TerminalProgress())
+                                                      conditioning: conditioning, options: o, profile: result.profile, progress: TerminalProgress())
             }
             if json {
                 var j = result.json

@@ -42,7 +42,11 @@ public struct DiTFamily: ModelFamily {
     // MARK: detection
 
     public func plan(_ source: SourceTensors, hints: DetectionHints) throws -> ModelPlan? {
-        if source.contains(DiTNaming.officialAnchor) && source.contains("pos_embed") { return try planOfficial(source, hints: hints) }
+        // The official layout: the class-label table or DiT's per-block adaLN tells it from PixArt's original layout.
+        if source.contains(DiTNaming.officialAnchor) && source.contains("pos_embed")
+            && (source.contains("y_embedder.embedding_table.weight") || source.contains("blocks.0.adaLN_modulation.1.weight")) {
+            return try planOfficial(source, hints: hints)
+        }
         if source.contains(DiTNaming.diffusersAnchor) && source.contains("proj_out_2.weight") { return try planDiffusers(source, hints: hints) }
         return nil
     }

@@ -85,10 +85,24 @@ public struct ExportedTensor: Sendable, Equatable {
     public var part: TensorPart
     /// The shape written, when it differs from the part's shape (LDM's 1x1 attention convolutions).
     public var shape: [Int]?
+    /// When several canonical tensors are stacked along the first dimension into one exported tensor
+    /// (PixArt's original `attn.qkv` from `to_q`, `to_k`, `to_v`): this tensor's position and the count.
+    public var slot: Int?
+    public var slots: Int
     public init(_ name: String, part: TensorPart = .whole, shape: [Int]? = nil) {
         self.name = name
         self.part = part
         self.shape = shape
+        slot = nil
+        slots = 1
+    }
+    /// Rows `slot` of `of` stacked tensors of the exported tensor `name`.
+    public init(_ name: String, slot: Int, of: Int) {
+        self.name = name
+        part = .whole
+        shape = nil
+        self.slot = slot
+        slots = of
     }
 }
 
@@ -112,6 +126,19 @@ public enum TensorPart: Sendable, Equatable {
     }
 }
 
+/// A tensor an export layout stores that a bundle does not (the family computes it: PixArt's
+/// original fixed `pos_embed`). Float32 values.
+public struct ExtraTensor: Sendable {
+    public var name: String
+    public var shape: [Int]
+    public var values: @Sendable () throws -> [Float]
+    public init(_ name: String, shape: [Int], values: @escaping @Sendable () throws -> [Float]) {
+        self.name = name
+        self.shape = shape
+        self.values = values
+    }
+}
+
 /// A naming scheme an export can write: canonical name -> exported tensors. An empty result means
 /// the tensor is not written (diffusers' DiT does not store `pos_embed`).
 public struct ExportNaming: Sendable {
@@ -119,6 +146,12 @@ public struct ExportNaming: Sendable {
     public var name: String
     public var description: String
     public var map: @Sendable (_ name: String, _ shape: [Int]) -> [ExportedTensor]
+    /// Tensors the layout needs that the bundle does not store, written first.
+    public var extras: [ExtraTensor] = []
+    /// Why this bundle cannot be written in this layout (nil: it can).
+    public var refusal: String?
+    /// What a user should know about the result (a tensor the layout has no slot for, …).
+    public var notes: [String] = []
     public init(_ name: String, _ description: String, map: @escaping @Sendable (_ name: String, _ shape: [Int]) -> [ExportedTensor]) {
         self.name = name
         self.description = description
@@ -292,6 +325,7 @@ public enum ModelFamilies {
     public static let registered: [any ModelFamily] = [
         DiTFamily(),
         SDVAEFamily(),
+        PixArtFamily(),
     ]
 
     /// The family whose manifest name or `--model` alias is `name` (case-insensitive).
