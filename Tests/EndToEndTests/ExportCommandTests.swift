@@ -51,6 +51,51 @@ import DiTKitCore
         #expect(config == want)
     }
 
+    @Test func pixartDiffusersFolderMatchesWhatDiffusersSaves() throws {
+        for name in ["alpha", "sigma"] {
+            // From the original release layout: the diffusers export equals save_pretrained's folder.
+            let (dir, b) = try bundle("pixart/\(name)_original.pth", ["--heads", "2"])
+            defer { FileSystem.removeTree(dir) }
+            let r = try Tool.run(["export", b, "--to", "diffusers", "-o", dir + "/pixart"])
+            #expect(r.status == 0, "\(r.stderr)")
+            // The null caption has no diffusers slot: said, not silently dropped.
+            #expect(r.stderr.contains("caption_projection.y_embedding") && r.stderr.contains("not written"))
+            let ours = try listing(dir + "/pixart/diffusion_pytorch_model.safetensors")
+            let theirs = try listing(Tool.fixture("pixart/\(name)/transformer/diffusion_pytorch_model.safetensors"))
+            #expect(Set(ours.keys) == Set(theirs.keys))
+            for (k, v) in theirs { #expect(ours[k] == v, "\(k)") }
+            let config = try JSONReader.parse(try FileSystem.readFile(dir + "/pixart/config.json"))
+            let want = try JSONReader.parse(try FileSystem.readFile(Tool.fixture("pixart/\(name)/transformer/config.json")))
+            #expect(config == want)
+        }
+    }
+
+    @Test func pixartOriginalNamingRecreatesTheRelease() throws {
+        for name in ["alpha", "sigma"] {
+            let (dir, b) = try bundle("pixart/\(name)_original.pth", ["--heads", "2"])
+            defer { FileSystem.removeTree(dir) }
+            let r = try Tool.run(["export", b, "--to", "safetensors", "--naming", "original", "-o", dir + "/o.safetensors"])
+            #expect(r.status == 0, "\(r.stderr)")
+            // Same names, shapes and bytes as the original file torch.save wrote (torch's hashes), fused
+            // qkv and kv and the recomputed pos_embed included: the original code loads it strictly.
+            let ours = try listing(dir + "/o.safetensors")
+            var theirs: [String: JSONValue] = [:]
+            for (k, v) in try listing(Tool.fixture("pixart/\(name)_original.pth")) { theirs[String(k.dropFirst("state_dict.".count))] = v }
+            #expect(Set(ours.keys) == Set(theirs.keys))
+            for (k, v) in theirs {
+                for field in ["dtype", "shape", "sha256"] { #expect(ours[k]?[field] == v[field], "\(k) \(field)") }
+            }
+        }
+        // A bundle made from a diffusers folder has no null caption, which the original layout needs.
+        let (dir, b) = try bundle("pixart/sigma/transformer/diffusion_pytorch_model.safetensors")
+        defer { FileSystem.removeTree(dir) }
+        let r = try Tool.run(["export", b, "--to", "safetensors", "--naming", "original", "-o", dir + "/o.safetensors"])
+        #expect(r.status == 2 && r.stderr.contains("null caption"), "\(r.stderr)")
+        #expect(!FileSystem.exists(dir + "/o.safetensors"))
+        let bad = try Tool.run(["export", b, "--to", "safetensors", "--naming", "ldm", "-o", dir + "/o.safetensors"])
+        #expect(bad.status != 0 && bad.stderr.contains("diffusers, original"), "\(bad.stderr)")
+    }
+
     @Test func ldmNamingRoundTripsToTheOriginalFile() throws {
         let (dir, b) = try bundle("convert/vae_ldm.ckpt")
         defer { FileSystem.removeTree(dir) }
