@@ -8,6 +8,7 @@ PixArtTransformer2DModel and mirrored in the original PixArt-alpha code:
   sigma: no micro-conditions, interpolation 0.5, the original PixArt class
 For each:
   <name>/transformer/{config.json, diffusion_pytorch_model.safetensors}   diffusers save_pretrained
+  sigma_sharded/     the sigma transformer saved by diffusers in 50 kB shards with an index
   <name>_original.pth     {"state_dict": ...} in the original layout (torch.save), as the releases ship
   <name>_reference.h5     diffusers reference activations (tools/dump_reference.py dump_diffusers)
   <name>_reference_perturbed_block1.h5   the same inputs through a copy whose block 1 MLP is perturbed
@@ -204,6 +205,9 @@ def make(name, mods, seed):
     model.eval()
     folder = os.path.join(ROOT, name, "transformer")
     model.save_pretrained(folder, safe_serialization=True)
+    if name == "sigma":
+        # The same weights as diffusers shards them (an index and several files).
+        model.save_pretrained(os.path.join(ROOT, "sigma_sharded"), safe_serialization=True, max_shard_size="50KB")
 
     sd = model.state_dict()
     g = torch.Generator().manual_seed(seed + 100)

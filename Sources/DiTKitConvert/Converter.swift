@@ -15,6 +15,7 @@ public enum Converter {
                                progress: ProgressReporter? = nil) throws -> ConversionSummary {
         let clock = ContinuousClock()
         let start = clock.now
+        let source = LoadedModel.resolve(source, hints: options.hints)
         let container = try Checkpoint.open(source)
         if container is NativeBundle { throw FileError(path: source, ConvertError.sourceIsBundle) }
         var hints = options.hints
@@ -48,14 +49,17 @@ public enum Converter {
                                       writer: writer, progress: progress, tokens: config)
             let totalBytes = plan.tensors.flatMap(\.recipe.sources).compactMap { index[$0] }.reduce(0) { $0 + container.tensors[$1].byteCount }
             progress?.begin("converting", total: totalBytes, unit: .bytes)
-            let fileHash = try work.run(threads: options.threads, hashSource: source)
+            let shards = (container as? ShardedSafetensors)?.shards.map(\.path) ?? []
+            let hashes = try work.run(threads: options.threads, hashFiles: shards.isEmpty ? [container.path] : shards)
+            let fileHash = shards.isEmpty ? hashes[0] : try SHA256Hasher.hex(file: container.path)
             progress?.finish()
             let overflows = work.overflows()
             if !overflows.isEmpty { throw FileError(path: source, ConvertError.overflow(overflows, dtype: options.dtype.floatDType.name)) }
 
             let manifest = BundleManifest(
                 alignment: options.alignment, family: config.family.name, variant: config.variant, config: config.json,
-                naming: config.canonicalNaming, provenance: provenance(source: source, container: container, plan: plan, sha256: fileHash, zoo: options.zooEntry),
+                naming: config.canonicalNaming, provenance: provenance(container: container, plan: plan, sha256: fileHash,
+                                                                      shards: Array(zip(shards, hashes)), zoo: options.zooEntry),
                 dtypePolicy: policy(options, config), weightsBytes: total, tensors: work.records())
             try writer.finish(manifest)
             let params = plan.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
@@ -64,7 +68,7 @@ public enum Converter {
             let lossy = manifest.tensors.compactMap { t in t.error.map { (t.name, $0) } }
             return ConversionSummary(output: output, variant: config.variant, family: config.family.name, sourceNaming: plan.sourceNaming,
                                      subtree: plan.subtree, dtype: options.dtype, tensors: plan.tensors.count, parameters: params,
-                                     bytesIn: FileSystem.fileSize(source) ?? 0, bytesOut: total,
+                                     bytesIn: (shards.isEmpty ? [container.path] : shards).reduce(0) { $0 + (FileSystem.fileSize($1) ?? 0) }, bytesOut: total,
                                      seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),
                                      storedTypes: counts.sorted { $0.key.name < $1.key.name }.map { ($0.key, $0.value) }, lossy: lossy)
         } catch {
@@ -74,13 +78,20 @@ public enum Converter {
         }
     }
 
-    static func provenance(source: String, container: any TensorContainer, plan: ModelPlan, sha256: String, zoo: String?) -> JSONValue {
-        var m: [(String, JSONValue)] = [
-            ("source", .object([
-                ("file", .string(FileSystem.baseName(source))), ("bytes", .int(FileSystem.fileSize(source) ?? 0)), ("sha256", .string(sha256)),
-                ("container", .string(container.format.rawValue)), ("naming", .string(plan.sourceNaming)), ("subtree", .string(plan.subtree)),
-            ])),
+    /// Where the weights came from: the file (for a model folder, its weights file; for shards, the
+    /// index, with every shard's name, size and SHA-256).
+    static func provenance(container: any TensorContainer, plan: ModelPlan, sha256: String, shards: [(String, String)], zoo: String?) -> JSONValue {
+        let source = container.path
+        var s: [(String, JSONValue)] = [
+            ("file", .string(FileSystem.baseName(source))), ("bytes", .int(FileSystem.fileSize(source) ?? 0)), ("sha256", .string(sha256)),
+            ("container", .string(container.format.rawValue)), ("naming", .string(plan.sourceNaming)), ("subtree", .string(plan.subtree)),
         ]
+        if !shards.isEmpty {
+            s.append(("shards", .array(shards.map { path, hash in
+                .object([("file", .string(FileSystem.baseName(path))), ("bytes", .int(FileSystem.fileSize(path) ?? 0)), ("sha256", .string(hash))])
+            })))
+        }
+        var m: [(String, JSONValue)] = [("source", .object(s))]
         if let zoo { m.append(("zoo", .object([("id", .string(zoo))]))) }
         return .object(m)
     }
@@ -129,12 +140,12 @@ final class ConversionWork: @unchecked Sendable {
 
     deinit { pthread_mutex_destroy(&mutex) }
 
-    /// Converts every tensor and hashes the source file; returns the file's SHA-256.
-    func run(threads: Int, hashSource: String) throws -> String {
+    /// Converts every tensor and hashes the source files (one, or every shard); returns their SHA-256s.
+    func run(threads: Int, hashFiles: [String]) throws -> [String] {
         // Largest tensors first; the whole-file hash (task -1) starts at once beside them.
         let order = [-1] + plan.tensors.indices.sorted { plan.tensors[$0].shape.reduce(1, *) > plan.tensors[$1].shape.reduce(1, *) }
         let next = AtomicCounter()
-        var fileHash = ""
+        var fileHashes: [String] = []
         let hashBox = ErrorBox()
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
             while !errors.hasError {
@@ -142,14 +153,14 @@ final class ConversionWork: @unchecked Sendable {
                 if k >= order.count { return }
                 let i = order[k]
                 if i < 0 {
-                    do { fileHash = try SHA256Hasher.hex(file: hashSource) } catch { hashBox.set(error); errors.set(error) }
+                    do { fileHashes = try hashFiles.map { try SHA256Hasher.hex(file: $0) } } catch { hashBox.set(error); errors.set(error) }
                     continue
                 }
                 do { try convert(i) } catch { errors.set(error) }
             }
         }
         if let e = errors.error { throw e }
-        return fileHash
+        return fileHashes
     }
 
     func overflows() -> [(name: String, count: Int)] {

@@ -114,13 +114,21 @@ public enum Checkpoint {
         throw CheckpointError.unrecognised("not a recognised checkpoint (torch zip, torch legacy, safetensors or a .ditkit bundle); first bytes: \(head.isEmpty ? "(empty file)" : head)")
     }
 
-    /// Opens the checkpoint at `path`. Bundles (`.ditkit` directories) are opened by
-    /// `NativeBundle`; this opens files. Errors are wrapped in `FileError` naming `path`.
+    /// Opens the checkpoint at `path`: a file, a sharded-safetensors index, a `.ditkit` bundle, or a
+    /// diffusers model folder (its `config.json` beside its weights). Errors are wrapped in
+    /// `FileError` naming `path`.
     public static func open(_ path: String) throws -> any TensorContainer {
         try FileError.wrapping(path) {
             if FileSystem.isDirectory(path) {
+                if FileSystem.exists(path + "/manifest.json") { return try NativeBundle(path: path) }
+                if let weights = DiffusersFolder.weights(in: path) { return try open(weights) }
+                let parts = DiffusersFolder.components(of: path)
+                if !parts.isEmpty {
+                    throw CheckpointError.unrecognised("a diffusers pipeline folder: give one of its models (\(parts.map { path + "/" + $0 }.joined(separator: ", ")))")
+                }
                 return try NativeBundle(path: path)
             }
+            if ShardedSafetensors.isIndex(path) { return try ShardedSafetensors(index: path) }
             let file = try MappedFile(path: path)
             switch try detect(file.bytes) {
             case .torchZip: return try TorchArchive(file: file)

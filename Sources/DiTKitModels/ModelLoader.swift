@@ -25,16 +25,29 @@ public struct LoadedModel: Sendable {
         return h
     }
 
-    /// A diffusers `config.json` in the same directory as `path`, if there is one that fits.
+    /// A diffusers `config.json` in the model folder `path` or beside the weights file `path`, if
+    /// there is one that fits a registered family.
     public static func diffusersConfig(besides path: String) -> JSONValue? {
-        let candidate = FileSystem.parentDirectory(path) + "/config.json"
+        let candidate = (FileSystem.isDirectory(path) ? path : FileSystem.parentDirectory(path)) + "/config.json"
         guard let bytes = try? FileSystem.readFile(candidate), bytes.count < 1 << 20, let json = try? JSONReader.parse(bytes) else { return nil }
         let cls = json["_class_name"]?.stringValue ?? ""
         return ModelFamilies.registered.contains { $0.acceptsDiffusersClass(cls) } ? json : nil
     }
 
+    /// The model a path names. A diffusers pipeline folder (`transformer/`, `vae/`, … beside a
+    /// `model_index.json`) names its denoiser, or its autoencoder when `--model` asks for one.
+    public static func resolve(_ path: String, hints: DetectionHints = DetectionHints()) -> String {
+        guard FileSystem.isDirectory(path), !FileSystem.exists(path + "/manifest.json"), DiffusersFolder.weights(in: path) == nil else { return path }
+        let parts = DiffusersFolder.components(of: path)
+        let wantsAutoencoder = ModelDetector.requestedFamily(hints.model)?.role == .autoencoder
+        let preferred = wantsAutoencoder ? ["vae"] : ["transformer", "unet"]
+        guard let pick = preferred.first(where: parts.contains) else { return path }
+        return path + "/" + pick
+    }
+
     /// Opens `path`. Throws `FileError` wrapping format or model errors.
     public static func open(_ path: String, hints: DetectionHints = DetectionHints()) throws -> LoadedModel {
+        let path = resolve(path, hints: hints)
         let container = try Checkpoint.open(path)
         return try FileError.wrapping(path) {
             if let bundle = container as? NativeBundle {

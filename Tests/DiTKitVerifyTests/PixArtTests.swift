@@ -44,6 +44,24 @@ func pixartBundle(_ source: String, _ dtype: StorageType = .f32) throws -> (Load
         }
     }
 
+    @Test func shardsAndFoldersConvertToTheSameBundle() throws {
+        let (a, da) = try pixartBundle("pixart/sigma/transformer/diffusion_pytorch_model.safetensors")
+        let (b, db) = try pixartBundle("pixart/sigma_sharded")   // a model folder holding an index and 3 shards
+        let (c, dc) = try pixartBundle("pixart/sigma")           // a pipeline folder: its transformer
+        defer { FileSystem.removeTree(da); FileSystem.removeTree(db); FileSystem.removeTree(dc) }
+        let ba = try #require(a.container as? NativeBundle), bb = try #require(b.container as? NativeBundle), bc = try #require(c.container as? NativeBundle)
+        #expect(ba.manifest.tensors.map(\.stored.sha256) == bb.manifest.tensors.map(\.stored.sha256))
+        #expect(ba.manifest.tensors.map(\.stored.sha256) == bc.manifest.tensors.map(\.stored.sha256))
+        // Provenance names every shard with its SHA-256 (what published checksums list).
+        let shards = try #require(bb.manifest.provenance["source"]?["shards"]?.arrayValue)
+        #expect(shards.count == 3)
+        for s in shards {
+            let file = Fixtures.path("pixart/sigma_sharded/") + (s["file"]?.stringValue ?? "")
+            #expect(s["sha256"]?.stringValue == (try SHA256Hasher.hex(file: file)))
+        }
+        #expect(bb.manifest.provenance["source"]?["file"]?.stringValue == "diffusion_pytorch_model.safetensors.index.json")
+    }
+
     @Test func bothLayoutsGiveTheSameTensors() throws {
         for name in ["alpha", "sigma"] {
             let (a, da) = try pixartBundle("pixart/\(name)/transformer/diffusion_pytorch_model.safetensors")
