@@ -35,6 +35,26 @@ let repository: String = {
         }
     }
 
+    @Test func pixartCountsMatchDiffusersAndTheOriginalCode() throws {
+        // tools/make_pixart_fixtures.py counted diffusers' PixArtTransformer2DModel and the original
+        // PixArt / PixArtMS classes for every published configuration.
+        let counts = try JSONReader.parse(try FileSystem.readFile(repository + "/Tests/Fixtures/pixart/published_counts.json"))
+        for (name, _, _, _, tokens) in PixArtConfiguration.published {
+            let d = try #require(PixArtConfiguration.named(name + " (diffusers)"))
+            let o = try #require(PixArtConfiguration.named(name))
+            #expect(d.tensorShapes().count == counts[name]?["diffusers"]?["tensors"]?.intValue, "\(name)")
+            #expect(d.parameterCount == counts[name]?["diffusers"]?["parameters"]?.intValue, "\(name)")
+            // The original state dict holds the same parameters, fused, plus pos_embed and the null caption.
+            let grid = o.sampleSize / o.patchSize
+            #expect(o.parameterCount + grid * grid * o.innerDim == counts[name]?["original"]?["parameters"]?.intValue, "\(name)")
+            #expect(o.parameterCount - d.parameterCount == tokens * 4096)
+            // Without the null caption, α and Σ at 512 are the same network: either published name will do.
+            #expect(o.variant == name && d.variant != "PixArt-custom")
+        }
+        #expect(try zoo.entry("pixart-sigma-xl-2-2k-ms").pairsWith == ["sdxl-vae"])
+        #expect(try zoo.entry("sdxl-vae").configuration()?.as(VAEConfiguration.self)?.scalingFactor == 0.13025)
+    }
+
     @Test func referenceFiguresHold() throws {
         // ../shared/reference/dit-and-vae.md §1.2 and §4.
         let xl = try zoo.entry("dit-xl-2")

@@ -53,11 +53,15 @@ public struct PixArtConfiguration: Sendable, Equatable {
         ("PixArt-Sigma-XL/2-2K", 256, 4, false, 300),
     ]
 
-    /// A published configuration by name (`PixArt-XL/2-1024-MS`).
+    /// A published configuration by name: `PixArt-XL/2-1024-MS` as the original releases ship it
+    /// (with its null caption), `PixArt-XL/2-1024-MS (diffusers)` as diffusers folders do (without).
     public static func named(_ name: String) -> PixArtConfiguration? {
-        guard let p = published.first(where: { $0.name.lowercased() == name.lowercased() }) else { return nil }
+        let suffix = " (diffusers)"
+        let diffusers = name.hasSuffix(suffix)
+        let base = diffusers ? String(name.dropLast(suffix.count)) : name
+        guard let p = published.first(where: { $0.name.lowercased() == base.lowercased() }) else { return nil }
         var c = PixArtConfiguration(sampleSize: p.sampleSize, interpolationScale: p.interpolation, useAdditionalConditions: p.micro)
-        c.nullCaptionTokens = p.tokens
+        c.nullCaptionTokens = diffusers ? nil : p.tokens
         return c
     }
 

@@ -24,7 +24,17 @@ public struct VAEConfiguration: Sendable, Equatable {
     /// The SD VAE (`stabilityai/sd-vae-ft-ema`, `-mse`, and the original kl-f8 files).
     public static let sdVAE = VAEConfiguration()
 
-    public var variant: String { self == VAEConfiguration.sdVAE ? "sd-vae-kl-f8" : "vae-custom" }
+    /// The SDXL VAE (`stabilityai/sdxl-vae`; PixArt-Σ's): the SD network, latents scaled by 0.13025.
+    public static let sdxlVAE: VAEConfiguration = {
+        var c = VAEConfiguration()
+        c.scalingFactor = 0.13025
+        return c
+    }()
+
+    /// The named configurations, by variant.
+    public static let named: [(name: String, config: VAEConfiguration)] = [("sd-vae-kl-f8", sdVAE), ("sdxl-vae-kl-f8", sdxlVAE)]
+
+    public var variant: String { VAEConfiguration.named.first { $0.config == self }?.name ?? "vae-custom" }
 
     /// Equal when every hyperparameter a forward pass uses is equal (`sampleSize` is informational).
     public static func == (a: VAEConfiguration, b: VAEConfiguration) -> Bool {

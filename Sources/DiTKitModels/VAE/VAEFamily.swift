@@ -13,7 +13,7 @@ public struct SDVAEFamily: ModelFamily {
     public var name: String { "vae" }
     public var title: String { "SD VAE (AutoencoderKL)" }
     public var role: ModelRole { .autoencoder }
-    public var aliases: [String] { ["sd-vae", "sd-vae-kl-f8"] }
+    public var aliases: [String] { ["sd-vae", "sd-vae-kl-f8", "sdxl-vae", "sdxl-vae-kl-f8"] }
     public var canonicalNaming: String { "vae-diffusers" }
     public var anchors: [String] { [VAENaming.anchor] }
     public var ggufArchitecture: String { "sdvae" }
@@ -28,14 +28,14 @@ public struct SDVAEFamily: ModelFamily {
     }
 
     public func configuration(named: String, imageSize: Int?) -> ModelConfiguration? {
-        named == "sd-vae-kl-f8" ? ModelConfiguration(self, VAEConfiguration.sdVAE) : nil
+        VAEConfiguration.named.first { $0.name == named }.map { ModelConfiguration(self, $0.config) }
     }
 
     public func acceptsDiffusersClass(_ className: String) -> Bool { className == "AutoencoderKL" }
 
     public func matches(model: String, _ configuration: ModelConfiguration) -> Bool {
         let l = model.lowercased()
-        if aliases.contains(l) { return configuration.variant == "sd-vae-kl-f8" }
+        if aliases.contains(l) { return configuration.variant == (l.hasPrefix("sdxl") ? "sdxl-vae-kl-f8" : "sd-vae-kl-f8") }
         return configuration.variant.lowercased() == l
     }
 
@@ -63,6 +63,8 @@ public struct SDVAEFamily: ModelFamily {
         c.useQuantConv = b.has("quant_conv.weight")
         c.usePostQuantConv = b.has("post_quant_conv.weight")
         if let size = hints.diffusersConfig?["sample_size"]?.intValue { c.sampleSize = size }
+        // The scaling factor is not in the weights: diffusers' config.json states it (SDXL: 0.13025).
+        if let scale = hints.diffusersConfig?["scaling_factor"]?.doubleValue { c.scalingFactor = scale }
         try c.validate()
         return try b.finish(ModelConfiguration(self, c), sourceNaming: naming)
     }
@@ -135,7 +137,7 @@ public struct SDVAEFamily: ModelFamily {
     /// the latents' normals first, then the images' uniforms), at 256 px for the SD VAE and 64 px otherwise.
     public func verificationInputs(_ pass: String, _ configuration: ModelConfiguration, options: VerificationInputOptions) throws -> ModelInputs {
         let c = try Self.vae(configuration)
-        let size = options.imageSize ?? (c.variant == "sd-vae-kl-f8" ? 256 : 64)
+        let size = options.imageSize ?? (c.variant == "vae-custom" ? 64 : 256)
         guard size > 0, size % c.downsampleFactor == 0 else { throw ModelError.inconsistent("image size \(size) is not a multiple of \(c.downsampleFactor)") }
         var rng = SeededRandom(seed: options.seed)
         let n = max(1, options.batch ?? 2), s = size / c.downsampleFactor
