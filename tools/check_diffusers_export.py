@@ -4,6 +4,12 @@ checks the committed key lists instead). Fails on any missing or unexpected key 
 
     python tools/check_diffusers_export.py dit  EXPORTED_DIT_FOLDER  OFFICIAL_DIT.pt
     python tools/check_diffusers_export.py vae  EXPORTED_VAE_FOLDER  ORIGINAL_DIFFUSERS_VAE_FOLDER
+    python tools/check_diffusers_export.py pixart EXPORTED_PIXART_FOLDER  DIFFUSERS_TRANSFORMER_FOLDER \
+        [--original EXPORTED_ORIGINAL.safetensors --pixart-src DIR]
+
+For PixArt, --original also loads `ditkit export --naming original` into the original PixArt-alpha code
+(PixArt / PixArtMS from DIR, as tools/make_pixart_fixtures.py imports it) with strict=True and compares its
+forward with diffusers'.
 """
 import os
 import sys
@@ -43,6 +49,50 @@ def main():
         rel = ((a - b).norm() / b.norm()).item()
         print("dit: keys OK; diffusers as shipped vs official rel L2 = %.3e; with official timestep/eps settings = %.3e" % (differs, rel))
         assert rel < 1e-4, rel
+    elif kind == "pixart":
+        import argparse
+        from diffusers import PixArtTransformer2DModel
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--original")
+        ap.add_argument("--pixart-src")
+        extra = ap.parse_args(sys.argv[4:])
+        model, info = PixArtTransformer2DModel.from_pretrained(folder, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        ref = PixArtTransformer2DModel.from_pretrained(reference)
+        cfg = model.config
+        g = torch.Generator().manual_seed(0)
+        s = cfg.sample_size
+        x = torch.randn(2, cfg.in_channels, s, s, generator=g)
+        y = torch.randn(2, 8, cfg.caption_channels, generator=g)
+        mask = torch.ones(2, 8)
+        mask[1, 5:] = 0
+        t = torch.tensor([999, 10])
+        added = {"resolution": torch.tensor([[s * 8.0, s * 8.0]] * 2), "aspect_ratio": torch.tensor([[1.0]] * 2)} if model.use_additional_conditions else {"resolution": None, "aspect_ratio": None}
+        with torch.no_grad():
+            a = model(x, y, t, added_cond_kwargs=added, encoder_attention_mask=mask).sample
+            b = ref(x, y, t, added_cond_kwargs=added, encoder_attention_mask=mask).sample
+        assert torch.equal(a, b)
+        print("pixart: diffusers keys OK; outputs equal the reference folder's")
+        if extra.original:
+            from safetensors.torch import load_file
+            from make_pixart_fixtures import load_original_code
+            mods = load_original_code(extra.pixart_src)
+            sd = load_file(extra.original)
+            d = cfg.num_attention_heads * cfg.attention_head_dim
+            cls = mods["PixArtMS"].PixArtMS if model.use_additional_conditions else mods["PixArt"].PixArt
+            om = cls(input_size=s, patch_size=cfg.patch_size, in_channels=cfg.in_channels, hidden_size=d, depth=cfg.num_layers,
+                     num_heads=cfg.num_attention_heads, caption_channels=cfg.caption_channels, lewei_scale=cfg.interpolation_scale,
+                     model_max_length=sd["y_embedder.y_embedding"].shape[0], pred_sigma=True)
+            om.load_state_dict(sd, strict=True)
+            om.eval()
+            kw = {"mask": mask[:, None, None, :].long()}
+            if model.use_additional_conditions:
+                kw["data_info"] = {"img_hw": added["resolution"], "aspect_ratio": added["aspect_ratio"]}
+            with torch.no_grad():
+                o = om(x, t.float(), y[:, None], **kw)
+            rel = ((o - a).norm() / a.norm()).item()
+            print("pixart: original layout loads strictly into the original code; original vs diffusers forward rel L2 = %.3e" % rel)
+            assert rel < 1e-5, rel
     else:
         from diffusers import AutoencoderKL
         model, info = AutoencoderKL.from_pretrained(folder, output_loading_info=True)
