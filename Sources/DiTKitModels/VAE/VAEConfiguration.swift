@@ -13,6 +13,9 @@ public struct VAEConfiguration: Sendable, Equatable {
     public var normNumGroups = 32
     public var normEps = 1e-6
     public var scalingFactor = 0.18215
+    /// Latent shift (SD3: 0.0609, FLUX.1: 0.1159): latents are `(z − shift) × scale` going into the
+    /// denoiser and `z / scale + shift` coming out; nil (no shift) for the SD and SDXL VAEs.
+    public var shiftFactor: Double?
     public var midAttention = true
     public var useQuantConv = true
     public var usePostQuantConv = true
@@ -40,7 +43,7 @@ public struct VAEConfiguration: Sendable, Equatable {
     public static func == (a: VAEConfiguration, b: VAEConfiguration) -> Bool {
         a.inChannels == b.inChannels && a.outChannels == b.outChannels && a.latentChannels == b.latentChannels
             && a.blockOutChannels == b.blockOutChannels && a.layersPerBlock == b.layersPerBlock && a.normNumGroups == b.normNumGroups
-            && a.normEps == b.normEps && a.scalingFactor == b.scalingFactor && a.midAttention == b.midAttention
+            && a.normEps == b.normEps && a.scalingFactor == b.scalingFactor && a.shiftFactor == b.shiftFactor && a.midAttention == b.midAttention
             && a.useQuantConv == b.useQuantConv && a.usePostQuantConv == b.usePostQuantConv
     }
     public var levels: Int { blockOutChannels.count }
@@ -126,7 +129,7 @@ public struct VAEConfiguration: Sendable, Equatable {
             ("norm_num_groups", .int(normNumGroups)), ("norm_eps", .double(normEps)), ("scaling_factor", .double(scalingFactor)),
             ("mid_attention", .bool(midAttention)), ("use_quant_conv", .bool(useQuantConv)), ("use_post_quant_conv", .bool(usePostQuantConv)),
             ("sample_size", .int(sampleSize)),
-        ])
+        ] + (shiftFactor.map { [("shift_factor", JSONValue.double($0))] } ?? []))
     }
 
     public init(json: JSONValue) throws {
@@ -139,6 +142,7 @@ public struct VAEConfiguration: Sendable, Equatable {
         if let v = json["norm_num_groups"]?.intValue { normNumGroups = v }
         if let v = json["norm_eps"]?.doubleValue { normEps = v }
         if let v = json["scaling_factor"]?.doubleValue { scalingFactor = v }
+        shiftFactor = json["shift_factor"]?.doubleValue
         if let v = json["mid_attention"]?.boolValue { midAttention = v }
         if let v = json["use_quant_conv"]?.boolValue { useQuantConv = v }
         if let v = json["use_post_quant_conv"]?.boolValue { usePostQuantConv = v }

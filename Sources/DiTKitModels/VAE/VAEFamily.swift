@@ -65,6 +65,7 @@ public struct SDVAEFamily: ModelFamily {
         if let size = hints.diffusersConfig?["sample_size"]?.intValue { c.sampleSize = size }
         // The scaling factor is not in the weights: diffusers' config.json states it (SDXL: 0.13025).
         if let scale = hints.diffusersConfig?["scaling_factor"]?.doubleValue { c.scalingFactor = scale }
+        if let shift = hints.diffusersConfig?["shift_factor"]?.doubleValue { c.shiftFactor = shift }
         try c.validate()
         return try b.finish(ModelConfiguration(self, c), sourceNaming: naming)
     }
@@ -107,7 +108,7 @@ public struct SDVAEFamily: ModelFamily {
             ("latents_mean", .null), ("latents_std", .null), ("layers_per_block", .int(v.layersPerBlock)),
             ("mid_block_add_attention", .bool(v.midAttention)), ("norm_num_groups", .int(v.normNumGroups)),
             ("out_channels", .int(v.outChannels)), ("sample_size", .int(v.sampleSize)), ("scaling_factor", .double(v.scalingFactor)),
-            ("shift_factor", .null), ("up_block_types", .array(Array(repeating: .string("UpDecoderBlock2D"), count: v.levels))),
+            ("shift_factor", v.shiftFactor.map { .double($0) } ?? .null), ("up_block_types", .array(Array(repeating: .string("UpDecoderBlock2D"), count: v.levels))),
             ("use_post_quant_conv", .bool(v.usePostQuantConv)), ("use_quant_conv", .bool(v.useQuantConv)),
         ])
     }
@@ -148,11 +149,11 @@ public struct SDVAEFamily: ModelFamily {
 
     // MARK: sampling
 
-    /// `vae.decode(latents / scaling_factor)`: images `[N, 3, 8h, 8w]` in about [-1, 1].
+    /// `vae.decode(latents / scaling_factor + shift_factor)`: images `[N, 3, 8h, 8w]` in about [-1, 1].
     public func decodeLatents(_ latents: Tensor, _ configuration: ModelConfiguration, weights: any WeightStore,
                               progress: ProgressReporter?) throws -> Tensor? {
         let c = try Self.vae(configuration)
-        let s = Float(c.scalingFactor)
+        let s = Float(c.scalingFactor), shift = Float(c.shiftFactor ?? 0)
         progress?.begin("decoding", total: latents.shape.first ?? 1, unit: .items)
         defer { progress?.finish() }
         let model = VAEModel(config: c, weights: weights)
@@ -161,7 +162,7 @@ public struct SDVAEFamily: ModelFamily {
         var out: [Float] = []
         var shape: [Int] = []
         for k in 0..<n {
-            let z = Tensor(shape: [1] + Array(latents.shape.dropFirst()), data: latents.data[(k * per)..<((k + 1) * per)].map { $0 / s })
+            let z = Tensor(shape: [1] + Array(latents.shape.dropFirst()), data: latents.data[(k * per)..<((k + 1) * per)].map { $0 / s + shift })
             let image = try model.decode(z)
             shape = image.shape
             out += image.data
