@@ -20,7 +20,8 @@ struct Sample: ParsableCommand {
     @Argument(help: "The denoiser bundle (or checkpoint): DiT or PixArt.") var model: String
     @Option(help: "The VAE bundle (or checkpoint) to decode with.") var vae: String
     @Option(name: .customLong("class"), help: "Class-conditional models (DiT): comma-separated class ids, one image each (default 207,360,387,974).") var classes: String?
-    @Option(help: "Caption-conditioned models (PixArt): HDF5 with /encoder_hidden_states [N,L,4096] and /encoder_attention_mask [N,L] (README).") var captions: String?
+    @Option(name: [.customLong("captions"), .customLong("text")],
+            help: "Text-conditioned models (PixArt, SD3, FLUX): HDF5 of precomputed text features, one image per row (/encoder_hidden_states, ...; README).") var captions: String?
     @Option(help: "Image size in pixels, for models that sample at several sizes (PixArt; default: the trained size).") var imageSize: Int?
     @Option(help: "Respacing: 250 (default), 25, ddim25, ...") var steps: String = "250"
     @Option(help: "ddpm or ddim (eta 0).") var sampler: String = "ddpm"

@@ -54,7 +54,8 @@ struct Verify: ParsableCommand {
     @Option(help: "Classes to sample (comma-separated; class-conditional models).")
     var classes: String = "207,360,387,974"
 
-    @Option(help: "Captions to sample (HDF5 of T5 features; caption-conditioned models such as PixArt).")
+    @Option(name: [.customLong("captions"), .customLong("text")],
+            help: "Text features to sample with (HDF5; text-conditioned models such as PixArt, SD3, FLUX).")
     var captions: String?
 
     @Option(help: "Sampling steps (respacing, as for `ditkit sample`).")
