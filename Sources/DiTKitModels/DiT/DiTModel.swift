@@ -24,22 +24,9 @@ public struct DiTModel: Sendable {
     }
 
     /// The 256-wide sinusoidal timestep features `[N, 256]`, as `TimestepEmbedder.timestep_embedding`
-    /// computes them in float32.
+    /// computes them in float32 (cos first, frequencies `exp(-ln(10000)·i/half)`).
     public static func timestepFeatures(_ t: [Float], dim: Int) -> Tensor {
-        let half = dim / 2
-        let c = Float(-log(10000.0))
-        let freqs = (0..<half).map { expf((Float($0) * c) / Float(half)) }
-        return Tensor(shape: [t.count, dim]) { out in
-            for (n, tv) in t.enumerated() {
-                let row = out + n * dim
-                for i in 0..<half {
-                    let a = tv * freqs[i]
-                    row[i] = cosf(a)
-                    row[half + i] = sinf(a)
-                }
-                if dim % 2 == 1 { row[dim - 1] = 0 }
-            }
-        }
+        Layers.timestepEmbedding(t, dim: dim, flipSinToCos: true, downscaleFreqShift: 0)
     }
 
     private func linear(_ x: UnsafePointer<Float>, rows: Int, in k: Int, out n: Int, _ prefix: String, into y: UnsafeMutablePointer<Float>) throws {
@@ -62,21 +49,7 @@ public struct DiTModel: Sendable {
         guard y.allSatisfy({ $0 >= 0 && $0 <= c.numClasses }) else { throw ModelError.inconsistent("class labels must be in 0...\(c.numClasses)") }
 
         // Patch embedding, then tokens row-major: [N, D, g, g] -> [N, T, D].
-        var patches = Tensor(zeros: [n, d, g, g])
-        try weights.withFloats("x_embedder.proj.weight") { w in
-            try weights.withFloats("x_embedder.proj.bias") { b in
-                x.data.withUnsafeBufferPointer { xp in
-                    patches.data.withUnsafeMutableBufferPointer { out in
-                        Convolution.conv2d(xp.baseAddress!, batch: n, channels: c.inChannels, height: c.inputSize, width: c.inputSize,
-                                           weight: w.baseAddress!, outChannels: d, kernel: p, p, bias: b.baseAddress!, stride: p,
-                                           padding: .same(0), into: out.baseAddress!)
-                    }
-                }
-            }
-        }
-        var h = Tensor(shape: [n, tokens, d]) { out in
-            for b in 0..<n { for ch in 0..<d { for tk in 0..<tokens { out[(b * tokens + tk) * d + ch] = patches.data[(b * d + ch) * tokens + tk] } } }
-        }
+        var h = try Layers.patchEmbed(x, patch: p, ModuleWeights(weights, path: "x_embedder.proj"))
         try trace?("x_embedder", h)
         try weights.withFloats("pos_embed") { pe in
             guard pe.count == tokens * d else { throw ModelError.inconsistent("pos_embed has \(pe.count) values, expected \(tokens * d)") }
@@ -149,17 +122,7 @@ public struct DiTModel: Sendable {
         try trace?("final_layer", final)
 
         // unpatchify: feature (pi·p + qi)·C + ch of token (hi·g + wi) -> pixel (hi·p + pi, wi·p + qi).
-        let oc = c.outChannels, side = c.inputSize
-        return Tensor(shape: [n, oc, side, side]) { out in
-            for b in 0..<n {
-                for hi in 0..<g { for wi in 0..<g {
-                    let src = (b * tokens + hi * g + wi) * outPerToken
-                    for pi in 0..<p { for qi in 0..<p { for ch in 0..<oc {
-                        out[((b * oc + ch) * side + hi * p + pi) * side + wi * p + qi] = final.data[src + (pi * p + qi) * oc + ch]
-                    } } }
-                } }
-            }
-        }
+        return Layers.unpatchify(final, gridHeight: g, gridWidth: g, patch: p, channels: c.outChannels)
     }
 
     /// LayerNorm of every token, then `modulate` with the batch item's shift and scale chunks of `mod`.
