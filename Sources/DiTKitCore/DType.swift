@@ -5,6 +5,10 @@
 /// Raw values are the safetensors spellings (`F32`, `BF16`, `F8_E4M3`, ...), which is
 /// how every DiTKit command prints a dtype. Float8 types are carried as raw bytes:
 /// they can be listed, hashed and copied, not converted.
+///
+/// The ggml block types (`Q8_0` ... `Q6_K`, spelled as ggml spells them) store blocks of 32 or
+/// 256 values along the last dimension (BlockQuantization.swift); they have no per-element
+/// size, so byte counts come from `byteCount(shape:)`, never from `itemSize`.
 public enum DType: String, Sendable, CaseIterable, Codable {
     case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
     case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8"
@@ -12,8 +16,10 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     case bool = "BOOL"
     case f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
     case c64 = "C64", c128 = "C128"
+    case q8_0 = "Q8_0", q4_0 = "Q4_0", q4_1 = "Q4_1", q5_0 = "Q5_0", q5_1 = "Q5_1"
+    case q2_K = "Q2_K", q3_K = "Q3_K", q4_K = "Q4_K", q5_K = "Q5_K", q6_K = "Q6_K"
 
-    /// Bytes per element.
+    /// Bytes per element; 0 for the block types (use `byteCount(shape:)`).
     public var itemSize: Int {
         switch self {
         case .f64, .i64, .u64, .c64: return 8
@@ -21,6 +27,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
         case .f32, .i32, .u32: return 4
         case .f16, .bf16, .i16, .u16: return 2
         case .i8, .u8, .bool, .f8e4m3, .f8e5m2: return 1
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return 0
         }
     }
 
@@ -43,8 +50,11 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     /// The safetensors spelling; same as `rawValue`.
     public var name: String { rawValue }
 
-    /// Parses a safetensors dtype name; `nil` when unknown.
-    public init?(safetensorsName: String) { self.init(rawValue: safetensorsName) }
+    /// Parses a safetensors dtype name; `nil` when unknown (the block types are not safetensors dtypes).
+    public init?(safetensorsName: String) {
+        guard let d = DType(rawValue: safetensorsName), d.block == nil else { return nil }
+        self = d
+    }
 
     /// Maps a torch legacy storage class name (`FloatStorage`, `HalfStorage`, ...) to its dtype.
     public init?(torchStorageClass name: String) {

@@ -75,9 +75,13 @@ public enum Narrow {
 
 /// Bulk conversions between element types. Buffers hold little-endian host values.
 public enum ElementConversion {
-    /// Widens `count` elements of `dtype` at `src` to float32 at `dst`.
-    /// `dtype` must satisfy `isConvertibleFloat`.
+    /// Widens `count` elements of `dtype` at `src` to float32 at `dst`, or dequantizes them from a
+    /// block type (`count` a multiple of its block size). `dtype` must satisfy `isDequantizable`.
     public static func toFloat32(_ src: UnsafeRawPointer, dtype: DType, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        if dtype.block != nil {
+            BlockQuantizer.dequantize(dtype, src, count: count, into: dst)
+            return
+        }
         switch dtype {
         case .f32:
             dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
