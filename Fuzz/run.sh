@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(pickle torchzip torchpickle legacy safetensors manifest hdf5 pack json)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(pickle torchzip torchpickle legacy safetensors gguf manifest hdf5 pack json)
 # swiftc keeps only the last of several -sanitize= options, and SwiftPM emits --sanitize values in
 # no fixed order, so the combined list is passed again last: coverage and ASan on every module.
 swift build -c release --product ditkit-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address \

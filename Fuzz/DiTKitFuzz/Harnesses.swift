@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 enum Harness: String, CaseIterable {
-    case pickle, torchzip, torchpickle, legacy, safetensors, manifest, hdf5, pack, json
+    case pickle, torchzip, torchpickle, legacy, safetensors, gguf, manifest, hdf5, pack, json
 
     func run(_ data: UnsafeRawBufferPointer) {
         let bytes = Array(data)
@@ -29,6 +29,21 @@ enum Harness: String, CaseIterable {
             readAll { try TorchLegacyFile(file: MappedFile(copying: bytes, path: "fuzz.pt")) }
         case .safetensors:
             readAll { try SafetensorsFile(file: MappedFile(copying: bytes, path: "fuzz.safetensors")) }
+        case .gguf:
+            // Every tensor read and hashed, and every one DiTKit can widen dequantized (garbage
+            // blocks must give garbage values, never an out-of-bounds access).
+            guard let g = try? GGUFFile(file: MappedFile(copying: bytes, path: "fuzz.gguf")) else { return }
+            for (i, t) in g.tensors.enumerated() {
+                guard let b = try? g.bytes(of: i) else { continue }
+                _ = SHA256Hasher.hex(b)
+                if t.dtype.isDequantizable, let base = b.buffer.baseAddress {
+                    let out = UnsafeMutablePointer<Float>.allocate(capacity: max(1, t.elementCount))
+                    ElementConversion.toFloat32(base, dtype: t.dtype, count: t.elementCount, into: out)
+                    out.deallocate()
+                }
+                withExtendedLifetime(b) {}
+            }
+            _ = g.metadata.count
         case .manifest:
             if let json = try? JSONReader.parse(bytes), let m = try? BundleManifest(json: json) {
                 _ = try? m.validateLayout(fileSize: m.weightsBytes)

@@ -8,6 +8,7 @@ public enum ContainerFormat: String, Sendable, Codable {
     case torchZip = "torch-zip"
     case torchLegacy = "torch-legacy"
     case safetensors
+    case gguf
     case ditkit
 }
 
@@ -20,16 +21,17 @@ public struct TensorEntry: Sendable, Equatable {
     public var shape: [Int]
     /// Product of `shape` (1 for a 0-d tensor).
     public var elementCount: Int
-    /// `elementCount * dtype.itemSize`.
+    /// Stored bytes: `elementCount * dtype.itemSize`, or whole blocks for a ggml block type.
     public var byteCount: Int
 
-    /// Creates an entry; throws `ArithmeticOverflow` when the sizes overflow.
+    /// Creates an entry; throws `ArithmeticOverflow` when the sizes overflow and
+    /// `BlockQuantizationError` when a block type's last dimension does not divide into blocks.
     public init(name: String, dtype: DType, shape: [Int]) throws {
         self.name = name
         self.dtype = dtype
         self.shape = shape
         elementCount = try Checked.product(shape, "the element count of \(name)")
-        byteCount = try Checked.mul(elementCount, dtype.itemSize, "the byte count of \(name)")
+        do { byteCount = try dtype.byteCount(shape: shape) } catch is ArithmeticOverflow { throw ArithmeticOverflow("the byte count of \(name)") }
     }
 }
 
@@ -90,6 +92,7 @@ public enum Checkpoint {
             throw CheckpointError.unsupported("a pre-release 'PYTORCH1' archive; not supported")
         }
         if starts([0x50, 0x4B, 0x03, 0x04]) { return .torchZip }
+        if starts(Array("GGUF".utf8)) { return .gguf }
         if starts([0x50, 0x4B, 0x05, 0x06]) { throw CheckpointError.unrecognised("an empty zip archive, not a checkpoint") }
         if bytes.count > 262, bytes[257..<262].elementsEqual(Array("ustar".utf8)) {
             throw CheckpointError.unsupported("a tar-format PyTorch checkpoint (torch < 0.4); not supported: load it with a recent torch and save it again")
@@ -111,7 +114,7 @@ public enum Checkpoint {
             throw CheckpointError.unrecognised("starts with '<': looks like an HTML or XML page, not a checkpoint (a failed download?)")
         }
         let head = bytes.prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
-        throw CheckpointError.unrecognised("not a recognised checkpoint (torch zip, torch legacy, safetensors or a .ditkit bundle); first bytes: \(head.isEmpty ? "(empty file)" : head)")
+        throw CheckpointError.unrecognised("not a recognised checkpoint (torch zip, torch legacy, safetensors, GGUF or a .ditkit bundle); first bytes: \(head.isEmpty ? "(empty file)" : head)")
     }
 
     /// Opens the checkpoint at `path`: a file, a sharded-safetensors index, a `.ditkit` bundle, or a
@@ -134,6 +137,7 @@ public enum Checkpoint {
             case .torchZip: return try TorchArchive(file: file)
             case .torchLegacy: return try TorchLegacyFile(file: file)
             case .safetensors: return try SafetensorsFile(file: file)
+            case .gguf: return try GGUFFile(file: file)
             case .ditkit: throw CheckpointError.unrecognised("a bundle must be a directory")
             }
         }
