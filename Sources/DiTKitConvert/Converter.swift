@@ -32,8 +32,7 @@ public enum Converter {
         }
         var sizes: [Int] = []
         for (t, d) in zip(plan.tensors, stored) {
-            let n = t.shape.reduce(1, *)
-            sizes.append(n * d.itemSize)
+            sizes.append(try d.byteCount(shape: t.shape))
             if d == .i8 { sizes.append(t.shape[0] * 4) }
         }
         let writer = try BundleWriter(path: output, force: options.force, alignment: options.alignment)
@@ -324,16 +323,20 @@ final class ConversionWork: @unchecked Sendable {
                 try writer.write(UnsafeRawBufferPointer(start: scales.pointer, count: rows * 4), at: so)
                 scaleRecord = StoredRecord(dtype: .f32, shape: [rows], offset: so, bytes: rows * 4,
                                            sha256: SHA256Hasher.hex(UnsafeRawBufferPointer(start: scales.pointer, count: rows * 4)))
+            case let d where d.block != nil:
+                let q = try BlockConversion.quantize(src, shape: t.shape, to: d)
+                out = q.bytes
+                error = q.error
             default:
                 throw CheckpointError.inconsistent("cannot store \(t.name) as \(target)")
             }
-            let bytes = UnsafeRawBufferPointer(start: out.pointer, count: n * target.itemSize)
+            let bytes = UnsafeRawBufferPointer(start: out.pointer, count: try target.byteCount(shape: t.shape))
             try writer.write(bytes, at: offset)
             storedHash = SHA256Hasher.hex(bytes)
             withExtendedLifetime(parts) {}
         }
         let record = BundleTensor(name: t.name,
-                                  stored: StoredRecord(dtype: target, shape: t.shape, offset: offset, bytes: n * target.itemSize, sha256: storedHash),
+                                  stored: StoredRecord(dtype: target, shape: t.shape, offset: offset, bytes: try target.byteCount(shape: t.shape), sha256: storedHash),
                                   sources: sourceRecords, transform: transform, error: error, scale: scaleRecord)
         pthread_mutex_lock(&mutex)
         results[i] = record

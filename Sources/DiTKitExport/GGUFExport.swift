@@ -5,10 +5,11 @@ import DiTKitModels
 
 /// Tensor types for a GGUF export.
 public enum GGUFTarget: String, Sendable, CaseIterable {
-    /// Stored dtypes as they are (F32, F16, BF16); I8 tensors become Q8_0.
+    /// Stored dtypes as they are (F32, F16, BF16, block types); I8 tensors become Q8_0.
     case auto
     case f32, f16, bf16
     /// Q8_0 for 2-D weights whose rows are a multiple of 32 (the linear layers); others stay as stored.
+    /// Tensors already in a block type are written verbatim by every target.
     case q8_0 = "q8_0"
 }
 
@@ -56,35 +57,41 @@ public enum GGUFExport {
             let n = view.elementCount
             let rowLength = view.shape.last ?? 1
             let q8able = view.shape.count == 2 && rowLength % 32 == 0
-            let type: GGMLType
-            switch target {
-            case .auto:
-                switch view.dtype {
+            let stored = view.dtype
+            let type: DType
+            if stored.block != nil {
+                // Block types are ggml's own: written verbatim, whatever the target.
+                type = stored
+            } else {
+                switch target {
+                case .auto:
+                    switch stored {
+                    case .f16: type = .f16
+                    case .bf16: type = .bf16
+                    case .i8: type = q8able ? .q8_0 : .f32
+                    default: type = .f32
+                    }
+                case .f32: type = .f32
                 case .f16: type = .f16
                 case .bf16: type = .bf16
-                case .i8: type = q8able ? .q8_0 : .f32
-                default: type = .f32
+                case .q8_0: type = q8able ? .q8_0 : (stored == .f16 ? .f16 : (stored == .bf16 ? .bf16 : .f32))
                 }
-            case .f32: type = .f32
-            case .f16: type = .f16
-            case .bf16: type = .bf16
-            case .q8_0: type = q8able ? .q8_0 : (view.dtype == .f16 ? .f16 : (view.dtype == .bf16 ? .bf16 : .f32))
             }
-            if type == .q8_0 { quantized = true }
-            let stored = view.dtype
+            if type.block != nil { quantized = true }
             tensors.append(GGUFTensor(name: t.name, shape: view.shape, type: type, bytes: {
                 // Same type as stored: the bytes as they are.
-                if (type == .f32 && stored == .f32) || (type == .f16 && stored == .f16) || (type == .bf16 && stored == .bf16) { return view.bytes }
+                if type == stored { return view.bytes }
                 let floats = OwnedBuffer(uninitializedCount: n * 4)
                 let fp = floats.pointer.assumingMemoryBound(to: Float.self)
                 view.dequantize(into: fp)
-                let out = OwnedBuffer(uninitializedCount: type.byteCount(n))
+                if type == .f32 { return floats.bytes }
+                let out = OwnedBuffer(uninitializedCount: try type.byteCount(shape: view.shape))
                 var stats = NarrowingStats.zero
                 switch type {
-                case .f32: return floats.bytes
                 case .f16: Narrow.f16(fp, out.pointer.assumingMemoryBound(to: UInt16.self), count: n, stats: &stats)
                 case .bf16: Narrow.bf16(fp, out.pointer.assumingMemoryBound(to: UInt16.self), count: n, stats: &stats)
-                case .q8_0: GGUFWriter.quantizeQ8_0(fp, count: n, into: out.pointer.assumingMemoryBound(to: UInt8.self))
+                case .q8_0: BlockQuantizer.quantize(.q8_0, fp, count: n, into: out.pointer)
+                default: throw CheckpointError.inconsistent("cannot write '\(t.name)' as \(type.name)")
                 }
                 return out.bytes
             }))

@@ -5,7 +5,8 @@ import DiTKitFormats
 
 public enum HDF5Export {
     /// F32 tensors as float32 datasets, F16 as IEEE half datasets (numpy float16), BF16 widened
-    /// exactly to float32 (HDF5 has no bfloat16), I8 as int8 with a float32 `<name>.scale` dataset.
+    /// exactly to float32 (HDF5 has no bfloat16), I8 as int8 with a float32 `<name>.scale` dataset,
+    /// ggml block types (Q8_0 ... Q6_K) dequantized to float32.
     /// Each dataset has attributes `stored_dtype` and `sha256` (of the stored bytes); the root has
     /// `manifest` (the manifest JSON) and `format` (`ditkit-hdf5`).
     public static func export(_ bundle: NativeBundle, to output: String, force: Bool = false) throws -> ExportSummary {
@@ -20,7 +21,7 @@ public enum HDF5Export {
                 guard let view = bundle.view(t.name) else { continue }
                 let path = "/" + t.name
                 switch view.dtype {
-                case .bf16:
+                case .bf16, _ where view.dtype.block != nil:
                     let floats = view.floats()
                     try f.writeFloats(path, shape: view.shape, floats)
                 case .f16:

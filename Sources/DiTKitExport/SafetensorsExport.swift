@@ -17,6 +17,8 @@ public enum ExportError: Error, CustomStringConvertible, Sendable {
     case unknownNaming(String, family: String, known: [String])
     case noDiffusersClass(String)
     case refused(String, String)
+    /// A tensor is stored in a ggml block type, which safetensors has no dtype for.
+    case blockTypeNeedsDequantize(tensor: String, dtype: DType)
     public var description: String {
         switch self {
         case let .unknownNaming(n, f, known):
@@ -25,13 +27,16 @@ public enum ExportError: Error, CustomStringConvertible, Sendable {
             return "cannot write the \(n) layout: \(why)"
         case let .noDiffusersClass(f):
             return "diffusers has no class for \(f); export to safetensors instead"
+        case let .blockTypeNeedsDequantize(t, d):
+            return "tensor '\(t)' is stored as \(d.name), which safetensors has no dtype for; export with --dequantize (float32 values)"
         }
     }
 }
 
 public enum SafetensorsExport {
-    /// Writes the bundle's tensors to `output`. With `dequantize`, I8 tensors become F32 values;
-    /// otherwise they are written as I8 with a float32 `<name>.scale` tensor beside them.
+    /// Writes the bundle's tensors to `output`. With `dequantize`, I8 tensors and ggml block types
+    /// become F32 values; otherwise I8 tensors are written as I8 with a float32 `<name>.scale` tensor
+    /// beside them, and a bundle with block types is refused (`ExportError.blockTypeNeedsDequantize`).
     public static func export(_ bundle: NativeBundle, to output: String, naming: String = "canonical",
                               dequantize: Bool = false, force: Bool = false) throws -> ExportSummary {
         let items = try ExportTensors.items(bundle, naming: naming, dequantize: dequantize)
@@ -50,7 +55,7 @@ public enum SafetensorsExport {
         let m = b.manifest
         var out: [(String, String)] = [
             ("format", "pt"),
-            ("ditkit.format_version", String(BundleManifest.formatVersion)),
+            ("ditkit.format_version", String(m.formatVersion)),
             ("ditkit.converter", "\(m.converterName) \(m.converterVersion)"),
             ("ditkit.family", m.family), ("ditkit.variant", m.variant),
             ("ditkit.naming", naming == "canonical" ? m.naming : naming),
@@ -99,7 +104,8 @@ public enum ExportTensors {
         var stackAt: [String: Int] = [:]
         for t in bundle.manifest.tensors {
             guard let view = bundle.view(t.name) else { continue }
-            let asFloat = dequantize && view.dtype == .i8
+            if view.dtype.block != nil && !dequantize { throw ExportError.blockTypeNeedsDequantize(tensor: t.name, dtype: view.dtype) }
+            let asFloat = dequantize && (view.dtype == .i8 || view.dtype.block != nil)
             let dtype: DType = asFloat ? .f32 : view.dtype
             let full: @Sendable () throws -> RawBytes = asFloat ? { floatBytes(view) } : { view.bytes }
             let targets = scheme?.map(t.name, view.shape) ?? [ExportedTensor(t.name)]

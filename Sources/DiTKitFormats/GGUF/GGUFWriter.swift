@@ -4,43 +4,42 @@
 //   3. tensor infos: name, u32 n_dims, u64 ne[n_dims] (ggml order: innermost first), u32 ggml type,
 //      u64 offset (relative to the data section, a multiple of the alignment)
 //   4. zero padding to the alignment, then the tensor data, each tensor padded to the alignment.
-// Everything little-endian. Q8_0 blocks are {fp16 d; int8 qs[32]} as ggml-common.h defines them.
+// Everything little-endian. Block types (Q8_0 ... Q6_K) are written as ggml-common.h lays out
+// their blocks (FORMAT.md), which is how the bundle stores them: their bytes are copied verbatim.
 import DiTKitCore
 
-/// ggml tensor types DiTKit writes.
-public enum GGMLType: UInt32, Sendable {
-    case f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30
-
-    /// Bytes for `n` elements (`n` a multiple of 32 for Q8_0).
-    public func byteCount(_ n: Int) -> Int {
-        switch self {
-        case .f32: return n * 4
-        case .f16, .bf16: return n * 2
-        case .q8_0: return n / 32 * 34
-        }
-    }
-}
-
-/// A GGUF metadata value.
-public indirect enum GGUFValue: Sendable {
+/// A GGUF metadata value (value types 0-12 of the GGUF spec).
+public indirect enum GGUFValue: Sendable, Equatable {
+    case u8(UInt8)
+    case i8(Int8)
+    case u16(UInt16)
+    case i16(Int16)
     case u32(UInt32)
     case i32(Int32)
     case u64(UInt64)
+    case i64(Int64)
     case f32(Float)
     case f64(Double)
     case bool(Bool)
     case string(String)
-    case array([GGUFValue])
+    /// Elements of one type (`elementType`, a GGUF value type code, says which when empty).
+    case array([GGUFValue], elementType: UInt32)
+
+    /// An array whose element type is that of its first element (u32 when empty).
+    public static func array(_ items: [GGUFValue]) -> GGUFValue {
+        .array(items, elementType: items.first.map(GGUFWriter.typeCode) ?? 4)
+    }
 }
 
-/// A tensor to write: bytes produced on demand in the given ggml type.
+/// A tensor to write: bytes produced on demand in the given type.
 public struct GGUFTensor: Sendable {
     public var name: String
     /// numpy/PyTorch order (outermost first); written reversed as ggml `ne`.
     public var shape: [Int]
-    public var type: GGMLType
+    /// A dtype with a ggml type code (`DType.ggmlType`): F32, F16, BF16, F64, I8-I64 or a block type.
+    public var type: DType
     public var bytes: @Sendable () throws -> RawBytes
-    public init(name: String, shape: [Int], type: GGMLType, bytes: @escaping @Sendable () throws -> RawBytes) {
+    public init(name: String, shape: [Int], type: DType, bytes: @escaping @Sendable () throws -> RawBytes) {
         self.name = name
         self.shape = shape
         self.type = type
@@ -61,8 +60,13 @@ public enum GGUFWriter {
         out += b
     }
 
-    private static func typeCode(_ v: GGUFValue) -> UInt32 {
+    static func typeCode(_ v: GGUFValue) -> UInt32 {
         switch v {
+        case .u8: return 0
+        case .i8: return 1
+        case .u16: return 2
+        case .i16: return 3
+        case .i64: return 11
         case .u32: return 4
         case .i32: return 5
         case .f32: return 6
@@ -76,6 +80,11 @@ public enum GGUFWriter {
 
     private static func value(_ v: GGUFValue, _ out: inout [UInt8]) {
         switch v {
+        case .u8(let x): le(x, &out)
+        case .i8(let x): le(x, &out)
+        case .u16(let x): le(x, &out)
+        case .i16(let x): le(x, &out)
+        case .i64(let x): le(x, &out)
         case .u32(let x): le(x, &out)
         case .i32(let x): le(x, &out)
         case .u64(let x): le(x, &out)
@@ -83,8 +92,8 @@ public enum GGUFWriter {
         case .f64(let x): le(x.bitPattern, &out)
         case .bool(let b): out.append(b ? 1 : 0)
         case .string(let s): string(s, &out)
-        case .array(let items):
-            le(items.first.map(typeCode) ?? 4, &out)
+        case .array(let items, let elementType):
+            le(elementType, &out)
             le(UInt64(items.count), &out)
             for i in items { value(i, &out) }
         }
@@ -103,48 +112,31 @@ public enum GGUFWriter {
         }
         var offset = 0
         var offsets: [Int] = []
+        var sizes: [Int] = []
         for t in tensors {
             guard t.name.utf8.count <= 64 else { throw CheckpointError.inconsistent("GGUF tensor name '\(t.name)' is longer than 64 bytes") }
+            guard let code = t.type.ggmlType else { throw CheckpointError.inconsistent("GGUF has no type for \(t.type.name) (tensor '\(t.name)')") }
+            let size = try t.type.byteCount(shape: t.shape)
             string(t.name, &head)
             le(UInt32(t.shape.count), &head)
             for d in t.shape.reversed() { le(UInt64(d), &head) }
-            le(t.type.rawValue, &head)
+            le(code, &head)
             le(UInt64(offset), &head)
             offsets.append(offset)
-            offset = try Checked.alignUp(offset + t.type.byteCount(t.shape.reduce(1, *)), alignment)
+            sizes.append(size)
+            offset = try Checked.alignUp(try Checked.add(offset, size), alignment)
         }
         try file.write(head)
         try file.pad(to: alignment)
         let dataStart = file.offset
-        for (t, o) in zip(tensors, offsets) {
+        for (k, (t, o)) in zip(tensors, offsets).enumerated() {
             let pad = dataStart + o - file.offset
             if pad > 0 { try file.write([UInt8](repeating: 0, count: pad)) }
             let b = try t.bytes()
-            let expected = t.type.byteCount(t.shape.reduce(1, *))
+            let expected = sizes[k]
             guard b.count == expected else { throw CheckpointError.inconsistent("GGUF tensor '\(t.name)' produced \(b.count) bytes, expected \(expected)") }
             try withExtendedLifetime(b) { try file.write(b.buffer) }
         }
         try file.pad(to: alignment)
-    }
-
-    /// Q8_0 exactly as ggml's `quantize_row_q8_0_ref`: per block of 32, `d = amax / 127`,
-    /// `id = d != 0 ? 1/d : 0` (from the float32 d), `q = roundf(x * id)` (half away from zero),
-    /// `d` stored as float16 (round to nearest even). `count` must be a multiple of 32.
-    public static func quantizeQ8_0(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<UInt8>) {
-        for b in 0..<(count / 32) {
-            let src = x + b * 32
-            var amax: Float = 0
-            for i in 0..<32 { amax = max(amax, abs(src[i])) }
-            let d = amax / 127
-            let id: Float = d != 0 ? 1 / d : 0
-            let block = out + b * 34
-            let h = Float16(d).bitPattern
-            block[0] = UInt8(h & 0xFF)
-            block[1] = UInt8(h >> 8)
-            for i in 0..<32 {
-                let q = (src[i] * id).rounded(.toNearestOrAwayFromZero)
-                block[2 + i] = UInt8(bitPattern: Int8(max(-128, min(127, q))))
-            }
-        }
     }
 }

@@ -14,7 +14,8 @@ public enum BundleError: Error, CustomStringConvertible, Sendable {
         case .notABundle(let s): return "not a DiTKit bundle: \(s)"
         case .manifest(let s): return "invalid manifest: \(s)"
         case .layout(let s): return "invalid bundle layout: \(s)"
-        case .unsupportedVersion(let v): return "bundle format version \(v) is not supported (this DiTKit reads version \(BundleManifest.formatVersion))"
+        case .unsupportedVersion(let v):
+            return "bundle format version \(v) is not supported (this DiTKit reads versions \(BundleManifest.readableVersions.lowerBound) to \(BundleManifest.readableVersions.upperBound))"
         }
     }
 }
@@ -107,7 +108,13 @@ public struct BundleTensor: Sendable, Equatable {
 /// The whole manifest.
 public struct BundleManifest: Sendable {
     public static let formatName = "ditkit"
-    public static let formatVersion = 1
+    /// The newest format version this DiTKit reads and writes.
+    public static let formatVersion = 2
+    /// Versions this DiTKit reads: 1 (F32, F16, BF16, I8 and the other element types) and 2
+    /// (version 1 plus the ggml block types). A bundle is written with the lowest version that
+    /// can hold it, so bundles without block types stay readable by version-1 readers, and a
+    /// version-1 reader refuses a bundle with block types by its version instead of misreading it.
+    public static let readableVersions = 1...2
     public static let defaultAlignment = 16384
     public static let manifestFile = "manifest.json"
     public static let checksumFile = "manifest.json.sha256"
@@ -138,6 +145,10 @@ public struct BundleManifest: Sendable {
         self.tensors = tensors
     }
 
+    /// The format version this manifest is written with: 2 when a tensor is stored in a ggml block
+    /// type, else 1.
+    public var formatVersion: Int { tensors.contains { $0.stored.dtype.block != nil } ? 2 : 1 }
+
     /// The manifest as JSON, members in FORMAT.md order.
     public var json: JSONValue {
         func record(_ r: StoredRecord) -> [(String, JSONValue)] {
@@ -162,7 +173,7 @@ public struct BundleManifest: Sendable {
         }
         return .object([
             ("format", .string(BundleManifest.formatName)),
-            ("format_version", .int(BundleManifest.formatVersion)),
+            ("format_version", .int(formatVersion)),
             ("alignment", .int(alignment)),
             ("model", .object([("family", .string(family)), ("variant", .string(variant)), ("config", config)])),
             ("naming", .string(naming)),
@@ -178,7 +189,7 @@ public struct BundleManifest: Sendable {
     public init(json: JSONValue) throws {
         guard json["format"]?.stringValue == BundleManifest.formatName else { throw BundleError.manifest("'format' is not \"ditkit\"") }
         guard let v = json["format_version"]?.intValue else { throw BundleError.manifest("missing format_version") }
-        guard v == BundleManifest.formatVersion else { throw BundleError.unsupportedVersion(v) }
+        guard BundleManifest.readableVersions.contains(v) else { throw BundleError.unsupportedVersion(v) }
         guard let a = json["alignment"]?.intValue, a >= 64, a <= 1 << 30, a & (a - 1) == 0 else {
             throw BundleError.manifest("alignment must be a power of two between 64 and 2^30")
         }
@@ -232,6 +243,9 @@ public struct BundleManifest: Sendable {
             return BundleTensor(name: name, stored: stored, sources: sources, transform: item["source"]?["transform"]?.stringValue ?? "copy",
                                 error: error, scale: scale)
         }
+        if v < 2, let t = tensors.first(where: { $0.stored.dtype.block != nil }) {
+            throw BundleError.manifest("tensor '\(t.name)' is \(t.stored.dtype.name), which needs format_version 2 (the manifest says \(v))")
+        }
     }
 
     /// Checks sizes, alignment, bounds and overlaps of every record. Throws `BundleError.layout`.
@@ -251,8 +265,10 @@ public struct BundleManifest: Sendable {
                 throw BundleError.layout("I8 tensor '\(t.name)' has no scale")
             }
             for (r, name) in records {
-                let n = try Checked.product(r.shape, "the element count of \(name)")
-                let b = try Checked.mul(n, r.dtype.itemSize, "the size of \(name)")
+                let b: Int
+                do { b = try r.dtype.byteCount(shape: r.shape) } catch let e as BlockQuantizationError {
+                    throw BundleError.layout("'\(name)': \(e)")
+                } catch { throw ArithmeticOverflow("the size of \(name)") }
                 guard b == r.bytes else { throw BundleError.layout("'\(name)': \(r.bytes) bytes recorded, shape and dtype need \(b)") }
                 guard r.offset % alignment == 0 else { throw BundleError.layout("'\(name)': offset \(r.offset) is not a multiple of \(alignment)") }
                 let end = try Checked.add(r.offset, r.bytes, "the end of \(name)")

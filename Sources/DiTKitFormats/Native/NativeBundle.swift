@@ -17,11 +17,16 @@ public struct TensorView: Sendable {
 
     public var elementCount: Int { shape.reduce(1, *) }
 
-    /// Values as float32: widened from F16/BF16, or dequantized (`q × scale[row]`) from I8.
-    /// Writes `elementCount` floats to `out`.
-    public func dequantize(into out: UnsafeMutablePointer<Float>) {
+    /// Values as float32: widened from F16/BF16, dequantized (`q × scale[row]`) from I8, or
+    /// dequantized block by block from a ggml block type (bit-exact with gguf-py's `dequantize`).
+    /// Writes `elementCount` floats to `out`; `threads` > 1 splits block types across threads.
+    public func dequantize(into out: UnsafeMutablePointer<Float>, threads: Int = 1) {
         let n = elementCount
         guard let base = bytes.buffer.baseAddress else { return }
+        if dtype.block != nil {
+            BlockQuantizer.dequantize(dtype, base, count: n, into: out, threads: threads)
+            return
+        }
         switch dtype {
         case .i8:
             let q = base.assumingMemoryBound(to: Int8.self)
