@@ -1,6 +1,6 @@
 """Reads DiTKit exports with their real Python clients and prints JSON for the Swift tests.
 
-    read_exports.py gguf FILE        -> tensors {name: {type, shape (numpy order), sha256 of data}}, metadata, q8_0 check
+    read_exports.py gguf FILE        -> tensors {name: {type, shape (numpy order), sha256 of bytes and of gguf-py's float32 values}}, metadata, q8_0 check
     read_exports.py hdf5 FILE        -> datasets {name: {dtype, shape, sha256}}, root attributes
     read_exports.py ditkit BUNDLE [--dequantize]   -> examples/read_ditkit.py output
 """
@@ -10,6 +10,10 @@ import os
 import sys
 
 import numpy as np
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def digest(a):
@@ -32,7 +36,7 @@ def main():
         tensors = {}
         for t in r.tensors:
             entry = {"type": t.tensor_type.name, "shape": [int(x) for x in reversed(t.shape)], "bytes_sha256": digest(t.data.view(np.uint8))}
-            values = quants.dequantize(t.data, t.tensor_type) if t.tensor_type.name == "Q8_0" else np.asarray(t.data)
+            values = np.asarray(t.data) if t.tensor_type.name in ("F32", "F64", "I8", "I16", "I32", "I64") else quants.dequantize(t.data, t.tensor_type)
             entry["values_sha256"] = digest(values.astype(np.float32).reshape(entry["shape"]))
             tensors[t.name] = entry
         out = {"tensors": tensors, "metadata": meta, "alignment": int(r.alignment)}
@@ -54,7 +58,7 @@ def main():
         f = h5py.File(path, "r")
         datasets = {}
         f.visititems(lambda name, obj: datasets.__setitem__(name, {"dtype": str(obj.dtype), "shape": list(obj.shape), "sha256": digest(obj[()]),
-                                                                  "stored_dtype": str(obj.attrs.get("stored_dtype", ""))}) if isinstance(obj, h5py.Dataset) else None)
+                                                                  "stored_dtype": text(obj.attrs.get("stored_dtype", ""))}) if isinstance(obj, h5py.Dataset) else None)
         out = {"datasets": datasets, "attrs": {k: (v if isinstance(v, str) else v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}}
     elif kind == "ditkit":
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
