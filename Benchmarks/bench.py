@@ -126,6 +126,9 @@ for d in ("f32", "f16", "int8"):
     print("pack %-4s %8.1f MB -> %8.1f MB  ratio %.3f  pack %.1f MB/s  unpack+verify %.1f MB/s" % (
         d, size_in / 1e6, size_out / 1e6, size_in / size_out, size_in / t / 1e6, size_in / u / 1e6), flush=True)
 
+# Block types: quantize and dequantize speed per type (MB/s of float32 data), one thread and all cores.
+quant_rows = json_lines([BENCH, "quants", "16"], env=env)
+
 # Scale: several conversions with bounded parallelism.
 jobs_in = [DIT, VAE]
 both_t, _ = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
@@ -141,6 +144,15 @@ print("| bundle | weights | pack | ratio | pack speed | unpack + verify speed |"
 print("|---|---|---|---|---|---|")
 for d, a, b, t, u in packs:
     print("| DiT-XL/2 %s | %.1f MB | %.1f MB | %.3f | %.0f MB/s | %.0f MB/s |" % (d, a / 1e6, b / 1e6, a / b, a / t / 1e6, a / u / 1e6))
+print("\nblock type rows (MB/s of float32 values):")
+print("| type | quantize, 1 thread | quantize, all cores | dequantize, 1 thread | dequantize, all cores |")
+print("|---|---|---|---|---|")
+for q in quant_rows:
+    k = sorted(key for key in q if key.startswith("quantize_mb_s_"))
+    many = [key for key in k if not key.endswith("_1t")]
+    many = many[0][len("quantize_mb_s_"):] if many else "1t"
+    print("| %s | %.0f | %.0f | %.0f | %.0f |" % (q["type"], q["quantize_mb_s_1t"], q["quantize_mb_s_" + many],
+                                               q["dequantize_mb_s_1t"], q["dequantize_mb_s_" + many]))
 print("\nBENCHMARKS.md rows:")
 print("| task | DiTKit | baseline | baseline time | ratio | target | peak RSS |")
 print("|---|---|---|---|---|---|---|")

@@ -3,6 +3,9 @@
 //   ditkit-bench open BUNDLE TENSOR           open a bundle and read one tensor (median of runs)
 //   ditkit-bench dit-forward MODEL [BATCH]    one DiT forward at the trained size, seeded inputs
 //   ditkit-bench vae-decode MODEL SIZE        one VAE decode of a seeded latent for a SIZE image
+//   ditkit-bench quants [MVALUES]             quantize and dequantize MVALUES million (default 16)
+//                                             Gaussian float32 values in every block type, on one
+//                                             thread and on all cores; MB/s of float32 data
 //
 // MODEL is a bundle or any checkpoint convert accepts. Each measurement runs RUNS times (env, default 3).
 import DiTKitCore
@@ -18,6 +21,7 @@ func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.
 
 func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()
+    guard !s.isEmpty else { return 0 }
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
@@ -28,8 +32,8 @@ func report(_ name: String, _ times: [Double], _ extra: [(String, JSONValue)] = 
 
 let args = CommandLine.arguments
 let runs = Int(getenv("RUNS").map { String(cString: $0) } ?? "") ?? 3
-guard args.count >= 3 else {
-    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE\n", stderr)
+guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
+    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES]\n", stderr)
     exit(64)
 }
 do {
@@ -77,6 +81,32 @@ do {
             times.append(seconds(clock.now - start))
         }
         report("vae-decode", times, [("threads", .int(Gemm.threads))])
+    case "quants":
+        let n = (args.count > 2 ? Int(args[2]) ?? 16 : 16) << 20
+        var rng = SeededRandom(seed: 14)
+        let x = rng.normals(n).map { $0 * 0.02 }
+        let cores = ProcessInfoLite.activeProcessorCount
+        for type in DType.blockTypes {
+            let b = type.block!
+            let q = UnsafeMutableRawPointer.allocate(byteCount: n / b.elements * b.bytes, alignment: 64)
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            defer { q.deallocate(); y.deallocate() }
+            var extra: [(String, JSONValue)] = [("type", .string(type.name)), ("values", .int(n))]
+            for threads in [1, cores] {
+                var tq: [Double] = [], td: [Double] = []
+                for _ in 0..<runs {
+                    var start = clock.now
+                    x.withUnsafeBufferPointer { BlockQuantizer.quantize(type, $0.baseAddress!, count: n, into: q, threads: threads) }
+                    tq.append(seconds(clock.now - start))
+                    start = clock.now
+                    BlockQuantizer.dequantize(type, q, count: n, into: y, threads: threads)
+                    td.append(seconds(clock.now - start))
+                }
+                let mb = Double(n * 4) / 1e6
+                extra += [("quantize_mb_s_\(threads)t", .double(mb / median(tq))), ("dequantize_mb_s_\(threads)t", .double(mb / median(td)))]
+            }
+            report("quants", [], extra)
+        }
     default:
         fputs("unknown measurement \(args[1])\n", stderr)
         exit(64)

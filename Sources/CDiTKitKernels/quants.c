@@ -5,8 +5,10 @@
 #pragma STDC FP_CONTRACT OFF
 #pragma clang fp contract(off)
 #include "ditkit_quants.h"
+#include "ditkit_kernels.h"
 #include <math.h>
 #include <string.h>
+#include <immintrin.h>
 
 #define SUPER 256          // values per K-quant super-block
 #define EPS_ZERO 1e-15f    // a group whose largest magnitude is below this quantizes to zero
@@ -392,6 +394,234 @@ static float fit_symmetric_refined(int n, int nmax, const float *x, int8_t *L) {
     return sl2 > 0.0f ? slx / sl2 : 0.0f;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The same three searches on eight groups at once (AVX2): lane g works on group g and performs,
+// in order, exactly the float operations the scalar function performs on that group (mul, add,
+// sub, div and sqrt are correctly rounded in both; nothing is fused or reassociated; branches
+// become per-lane blends). Inputs are transposed: value i of group g at xt[8 * i + g].
+// A scalar early exit ("no value changed in this pass") is a fixed point, so running the
+// remaining passes leaves a lane as it was.
+
+#define V8 __attribute__((target("avx2")))
+
+V8 static inline __m256i round_magic8(__m256 v) {
+    __m256i u = _mm256_castps_si256(_mm256_add_ps(v, _mm256_set1_ps(12582912.f)));
+    return _mm256_sub_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
+}
+
+V8 static inline __m256i clamp8(__m256i v, int lo, int hi) {
+    return _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(hi)), _mm256_set1_epi32(lo));
+}
+
+V8 static inline __m256 sel8(__m256 a, __m256 b, __m256 take_b) { return _mm256_blendv_ps(a, b, take_b); }
+V8 static inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+#define LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+
+/// fit_affine on eight groups of `n` values. `L` gets the levels as L[8 * i + g].
+V8 static void fit_affine8(int n, int nmax, const float *xt, const float *wt, int32_t *L, float *scale_out, float *neg_min_out,
+                           float first, float delta, int steps, int absolute) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 lo = _mm256_loadu_ps(xt), hi = lo;
+    __m256 sw = _mm256_loadu_ps(wt);
+    __m256 sx = _mm256_mul_ps(sw, lo);
+    for (int i = 1; i < n; i++) {
+        const __m256 x = _mm256_loadu_ps(xt + 8 * i), w = _mm256_loadu_ps(wt + 8 * i);
+        lo = sel8(lo, x, LT(x, lo));
+        hi = sel8(hi, x, GT(x, hi));
+        sw = _mm256_add_ps(sw, w);
+        sx = _mm256_add_ps(sx, _mm256_mul_ps(w, x));
+    }
+    lo = sel8(lo, zero, GT(lo, zero));
+    const __m256 lo0 = lo;
+    const __m256 flat = _mm256_cmp_ps(hi, lo, _CMP_EQ_OQ);
+    __m256 inv = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(hi, lo));
+    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), inv);
+    __m256 best = zero;
+    for (int i = 0; i < n; i++) {
+        const __m256 x = _mm256_loadu_ps(xt + 8 * i), w = _mm256_loadu_ps(wt + 8 * i);
+        const __m256i l = clamp8(round_magic8(_mm256_mul_ps(inv, _mm256_sub_ps(x, lo))), 0, nmax);
+        _mm256_storeu_si256((__m256i *)(L + 8 * i), l);
+        __m256 e = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), lo), x);
+        e = absolute ? abs8(e) : _mm256_mul_ps(e, e);
+        best = _mm256_add_ps(best, _mm256_mul_ps(w, e));
+    }
+    int32_t trial[8 * 32];
+    for (int s = 0; s <= steps; s++) {
+        inv = _mm256_div_ps(_mm256_set1_ps(first + delta * s + nmax), _mm256_sub_ps(hi, lo));
+        __m256 sl = zero, sl2 = zero, sxl = zero;
+        for (int i = 0; i < n; i++) {
+            const __m256 x = _mm256_loadu_ps(xt + 8 * i), w = _mm256_loadu_ps(wt + 8 * i);
+            const __m256i l = clamp8(round_magic8(_mm256_mul_ps(inv, _mm256_sub_ps(x, lo))), 0, nmax);
+            _mm256_storeu_si256((__m256i *)(trial + 8 * i), l);
+            const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(w, lf);
+            sl = _mm256_add_ps(sl, wl);
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wl, lf));
+            sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wl, x));
+        }
+        const __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sl2), _mm256_mul_ps(sl, sl));
+        __m256 s_scale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, sxl), _mm256_mul_ps(sx, sl)), det);
+        __m256 s_min = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, sx), _mm256_mul_ps(sl, sxl)), det);
+        const __m256 positive = GT(s_min, zero);
+        s_min = sel8(s_min, zero, positive);
+        s_scale = sel8(s_scale, _mm256_div_ps(sxl, sl2), positive);
+        __m256 err = zero;
+        for (int i = 0; i < n; i++) {
+            const __m256 x = _mm256_loadu_ps(xt + 8 * i), w = _mm256_loadu_ps(wt + 8 * i);
+            const __m256 lf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(trial + 8 * i)));
+            __m256 e = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s_scale, lf), s_min), x);
+            e = absolute ? abs8(e) : _mm256_mul_ps(e, e);
+            err = _mm256_add_ps(err, _mm256_mul_ps(w, e));
+        }
+        const __m256 better = _mm256_and_ps(GT(det, zero), LT(err, best));
+        if (_mm256_movemask_ps(better)) {
+            const __m256i take = _mm256_castps_si256(better);
+            for (int i = 0; i < n; i++) {
+                const __m256i old = _mm256_loadu_si256((const __m256i *)(L + 8 * i));
+                const __m256i t = _mm256_loadu_si256((const __m256i *)(trial + 8 * i));
+                _mm256_storeu_si256((__m256i *)(L + 8 * i), _mm256_blendv_epi8(old, t, take));
+            }
+            best = sel8(best, err, better);
+            scale = sel8(scale, s_scale, better);
+            lo = sel8(lo, s_min, better);
+        }
+    }
+    // Groups whose values are all equal (after clipping the minimum to 0) stop at the start.
+    scale = sel8(scale, zero, flat);
+    lo = sel8(lo, lo0, flat);
+    const int flat_mask = _mm256_movemask_ps(flat);
+    if (flat_mask) {
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < 8; g++)
+                if (flat_mask & (1 << g)) L[8 * i + g] = 0;
+    }
+    _mm256_storeu_ps(scale_out, scale);
+    _mm256_storeu_ps(neg_min_out, _mm256_xor_ps(lo, _mm256_set1_ps(-0.0f)));
+}
+
+/// The extreme (largest magnitude, first on ties) of each lane's group; `amax` gets its magnitude.
+V8 static inline __m256 extreme8(int n, const float *xt, __m256 *amax_out) {
+    __m256 amax = _mm256_setzero_ps(), ext = _mm256_setzero_ps();
+    for (int i = 0; i < n; i++) {
+        const __m256 x = _mm256_loadu_ps(xt + 8 * i), a = abs8(x);
+        const __m256 m = GT(a, amax);
+        amax = sel8(amax, a, m);
+        ext = sel8(ext, x, m);
+    }
+    *amax_out = amax;
+    return ext;
+}
+
+/// fit_symmetric on eight groups. `L` gets l + nmax as L[8 * i + g].
+V8 static void fit_symmetric8(int n, int nmax, const float *xt, int32_t *L, float *scale_out) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 amax;
+    const __m256 ext = extreme8(n, xt, &amax);
+    const __m256 tiny = LT(amax, _mm256_set1_ps(EPS_ZERO));
+    __m256 inv = _mm256_div_ps(_mm256_set1_ps((float)-nmax), ext);
+    __m256 slx = zero, sl2 = zero;
+    for (int i = 0; i < n; i++) {
+        const __m256 x = _mm256_loadu_ps(xt + 8 * i);
+        const __m256i l = clamp8(round_magic8(_mm256_mul_ps(inv, x)), -nmax, nmax - 1);
+        _mm256_storeu_si256((__m256i *)(L + 8 * i), _mm256_add_epi32(l, _mm256_set1_epi32(nmax)));
+        const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(x, x);
+        slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w, x), lf));
+        sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+    }
+    __m256 scale = sel8(zero, _mm256_div_ps(slx, sl2), _mm256_cmp_ps(sl2, zero, _CMP_NEQ_UQ));
+    __m256 best = _mm256_mul_ps(scale, slx);
+    int32_t trial[8 * 16];
+    for (int k = -9; k <= 9; k++) {
+        if (k == 0) continue;
+        inv = _mm256_div_ps(_mm256_set1_ps(-(nmax + 0.1f * k)), ext);
+        slx = sl2 = zero;
+        for (int i = 0; i < n; i++) {
+            const __m256 x = _mm256_loadu_ps(xt + 8 * i);
+            const __m256i l = clamp8(round_magic8(_mm256_mul_ps(inv, x)), -nmax, nmax - 1);
+            _mm256_storeu_si256((__m256i *)(trial + 8 * i), _mm256_add_epi32(l, _mm256_set1_epi32(nmax)));
+            const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(x, x);
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w, x), lf));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+        }
+        const __m256 better = _mm256_and_ps(GT(sl2, zero), GT(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2)));
+        if (_mm256_movemask_ps(better)) {
+            const __m256i take = _mm256_castps_si256(better);
+            for (int i = 0; i < n; i++) {
+                const __m256i old = _mm256_loadu_si256((const __m256i *)(L + 8 * i));
+                const __m256i t = _mm256_loadu_si256((const __m256i *)(trial + 8 * i));
+                _mm256_storeu_si256((__m256i *)(L + 8 * i), _mm256_blendv_epi8(old, t, take));
+            }
+            scale = sel8(scale, _mm256_div_ps(slx, sl2), better);
+            best = sel8(best, _mm256_mul_ps(scale, slx), better);
+        }
+    }
+    const int tiny_mask = _mm256_movemask_ps(tiny);
+    if (tiny_mask) {
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < 8; g++)
+                if (tiny_mask & (1 << g)) L[8 * i + g] = 0;
+    }
+    _mm256_storeu_ps(scale_out, sel8(scale, zero, tiny));
+}
+
+/// fit_symmetric_refined on eight groups. `L` gets l + nmax as L[8 * i + g].
+V8 static void fit_symmetric_refined8(int n, int nmax, const float *xt, int32_t *L, float *scale_out) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 amax;
+    const __m256 ext = extreme8(n, xt, &amax);
+    const __m256 tiny = LT(amax, _mm256_set1_ps(EPS_ZERO));
+    const __m256 inv = _mm256_div_ps(_mm256_set1_ps((float)-nmax), ext);
+    __m256 slx = zero, sl2 = zero;
+    for (int i = 0; i < n; i++) {
+        const __m256 x = _mm256_loadu_ps(xt + 8 * i);
+        const __m256i l = clamp8(round_magic8(_mm256_mul_ps(inv, x)), -nmax, nmax - 1);
+        _mm256_storeu_si256((__m256i *)(L + 8 * i), l);
+        const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(x, x);
+        slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w, x), lf));
+        sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const __m256 x = _mm256_loadu_ps(xt + 8 * i), w = _mm256_mul_ps(x, x), wx = _mm256_mul_ps(w, x);
+            const __m256i li = _mm256_loadu_si256((const __m256i *)(L + 8 * i));
+            const __m256 lf = _mm256_cvtepi32_ps(li);
+            __m256 tlx = _mm256_sub_ps(slx, _mm256_mul_ps(wx, lf));
+            __m256 tl2 = _mm256_sub_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+            const __m256i nl = clamp8(round_magic8(_mm256_div_ps(_mm256_mul_ps(x, tl2), tlx)), -nmax, nmax - 1);
+            const __m256 nf = _mm256_cvtepi32_ps(nl);
+            const __m256 differs = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(nl, li), _mm256_set1_epi32(-1)));
+            tlx = _mm256_add_ps(tlx, _mm256_mul_ps(wx, nf));
+            tl2 = _mm256_add_ps(tl2, _mm256_mul_ps(_mm256_mul_ps(w, nf), nf));
+            const __m256 gain = GT(_mm256_mul_ps(_mm256_mul_ps(tlx, tlx), sl2), _mm256_mul_ps(_mm256_mul_ps(slx, slx), tl2));
+            const __m256 take = _mm256_and_ps(_mm256_and_ps(GT(_mm256_sub_ps(slx, _mm256_mul_ps(wx, lf)), zero), differs),
+                                              _mm256_and_ps(GT(tl2, zero), gain));
+            if (_mm256_movemask_ps(take)) {
+                changed = 1;
+                _mm256_storeu_si256((__m256i *)(L + 8 * i), _mm256_blendv_epi8(li, nl, _mm256_castps_si256(take)));
+                slx = sel8(slx, tlx, take);
+                sl2 = sel8(sl2, tl2, take);
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < 8 * n; i++) L[i] += nmax;
+    const int tiny_mask = _mm256_movemask_ps(tiny);
+    if (tiny_mask) {
+        for (int i = 0; i < n; i++)
+            for (int g = 0; g < 8; g++)
+                if (tiny_mask & (1 << g)) L[8 * i + g] = 0;
+    }
+    const __m256 scale = sel8(zero, _mm256_div_ps(slx, sl2), GT(sl2, zero));
+    _mm256_storeu_ps(scale_out, sel8(scale, zero, tiny));
+}
+
+/// Transposes eight groups of `n` values (group g at x + n * g) to xt[8 * i + g].
+static inline void transpose8(const float *x, int n, float *xt) {
+    for (int g = 0; g < 8; g++)
+        for (int i = 0; i < n; i++) xt[8 * i + g] = x[n * g + i];
+}
+
 /// Packs 2-bit levels: byte l of each 32-byte group holds values l, l+32, l+64, l+96 of a 128-run.
 static inline void pack_2bit(const uint8_t *L, uint8_t *qs) {
     for (int r = 0; r < SUPER; r += 128) {
@@ -411,9 +641,23 @@ static void q2_k_quantize(const float *x, uint8_t *out, size_t nb) {
     for (size_t b = 0; b < nb; b++, x += SUPER, out += 84) {
         uint8_t *sc = out, *qs = out + 16;
         float max_scale = 0, max_min = 0;
+        if (ditkit_kernels_vectorised()) {
+            float xt[8 * 16], wt[8 * 16];
+            int32_t Lt[8 * 16];
+            for (int half = 0; half < 2; half++) {
+                transpose8(x + 128 * half, 16, xt);
+                for (int i = 0; i < 8 * 16; i++) wt[i] = fabsf(xt[i]);
+                fit_affine8(16, 3, xt, wt, Lt, scales + 8 * half, mins + 8 * half, -0.5f, 0.1f, 15, 1);
+                for (int g = 0; g < 8; g++)
+                    for (int i = 0; i < 16; i++) L[128 * half + 16 * g + i] = (uint8_t)Lt[8 * i + g];
+            }
+        } else {
+            for (int g = 0; g < 16; g++) {
+                for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * g + l]);
+                scales[g] = fit_affine(16, 3, x + 16 * g, w, L + 16 * g, &mins[g], trial, -0.5f, 0.1f, 15, 1);
+            }
+        }
         for (int g = 0; g < 16; g++) {
-            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * g + l]);
-            scales[g] = fit_affine(16, 3, x + 16 * g, w, L + 16 * g, &mins[g], trial, -0.5f, 0.1f, 15, 1);
             if (scales[g] > max_scale) max_scale = scales[g];
             if (mins[g] > max_min) max_min = mins[g];
         }
@@ -445,13 +689,19 @@ static void q2_k_quantize(const float *x, uint8_t *out, size_t nb) {
 
 static void q2_k_dequantize(const uint8_t *in, float *y, size_t nb) {
     for (size_t b = 0; b < nb; b++, in += 84, y += SUPER) {
-        const uint8_t *sc = in, *qs = in + 16;
+        const uint8_t *sc = in;
         const float d = load_half(in + 80), m = load_half(in + 82);
-        for (int e = 0; e < SUPER; e++) {
-            const int half = e / 128, shift = 2 * ((e % 128) / 32), l = e % 32;
-            const uint8_t s = sc[e / 16];
-            const float dl = d * (float)(s & 0xF), ml = m * (float)(s >> 4);
-            y[e] = dl * (float)((qs[half * 32 + l] >> shift) & 3) - ml;
+        // Value e = 128 r + 32 j + l: bits 2j of qs[32 r + l]; group e / 16 = 8 r + 2 j + l / 16.
+        for (int r = 0; r < 2; r++) {
+            const uint8_t *qs = in + 16 + 32 * r;
+            for (int j = 0; j < 4; j++) {
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t s = sc[8 * r + 2 * j + h];
+                    const float dl = d * (float)(s & 0xF), ml = m * (float)(s >> 4);
+                    float *o = y + 128 * r + 32 * j + 16 * h;
+                    for (int l = 0; l < 16; l++) o[l] = dl * (float)((qs[16 * h + l] >> (2 * j)) & 3) - ml;
+                }
+            }
         }
     }
 }
@@ -475,8 +725,19 @@ static void q3_k_quantize(const float *x, uint8_t *out, size_t nb) {
     for (size_t b = 0; b < nb; b++, x += SUPER, out += 110) {
         uint8_t *hmask = out, *qs = out + 32, *sc = out + 96;
         float max_scale = 0, amax = 0;
+        if (ditkit_kernels_vectorised()) {
+            float xt[8 * 16];
+            int32_t Lt[8 * 16];
+            for (int half = 0; half < 2; half++) {
+                transpose8(x + 128 * half, 16, xt);
+                fit_symmetric_refined8(16, 4, xt, Lt, scales + 8 * half);
+                for (int g = 0; g < 8; g++)
+                    for (int i = 0; i < 16; i++) L[128 * half + 16 * g + i] = (int8_t)Lt[8 * i + g];
+            }
+        } else {
+            for (int g = 0; g < 16; g++) scales[g] = fit_symmetric_refined(16, 4, x + 16 * g, L + 16 * g);
+        }
         for (int g = 0; g < 16; g++) {
-            scales[g] = fit_symmetric_refined(16, 4, x + 16 * g, L + 16 * g);
             const float a = fabsf(scales[g]);
             if (a > amax) { amax = a; max_scale = scales[g]; }
         }
@@ -515,14 +776,22 @@ static void q3_k_quantize(const float *x, uint8_t *out, size_t nb) {
 
 static void q3_k_dequantize(const uint8_t *in, float *y, size_t nb) {
     for (size_t b = 0; b < nb; b++, in += 110, y += SUPER) {
-        const uint8_t *hmask = in, *qs = in + 32, *sc = in + 96;
+        const uint8_t *hmask = in, *sc = in + 96;
         const float d = load_half(in + 108);
-        for (int e = 0; e < SUPER; e++) {
-            const int half = e / 128, shift = 2 * ((e % 128) / 32), l = e % 32;
-            const float dl = d * (float)q3_scale(sc, e / 16);
-            const int low = (qs[half * 32 + l] >> shift) & 3;
-            const int high = (hmask[l] >> (e / 32)) & 1;
-            y[e] = dl * (float)(low - ((high ^ 1) << 2));
+        for (int r = 0; r < 2; r++) {
+            const uint8_t *qs = in + 32 + 32 * r;
+            for (int j = 0; j < 4; j++) {
+                const int bit = 4 * r + j;
+                for (int h = 0; h < 2; h++) {
+                    const float dl = d * (float)q3_scale(sc, 8 * r + 2 * j + h);
+                    float *o = y + 128 * r + 32 * j + 16 * h;
+                    for (int l = 0; l < 16; l++) {
+                        const int low = (qs[16 * h + l] >> (2 * j)) & 3;
+                        const int high = (hmask[16 * h + l] >> bit) & 1;
+                        o[l] = dl * (float)(low - ((high ^ 1) << 2));
+                    }
+                }
+            }
         }
     }
 }
@@ -551,13 +820,31 @@ static void k_affine_block(const float *x, uint8_t *head, uint8_t *L, int nmax, 
     uint8_t trial[32];
     uint8_t *sc = head + 4;
     float max_scale = 0, max_min = 0;
+    if (ditkit_kernels_vectorised()) {
+        float xt[8 * 32], wt[8 * 32], av[8];
+        int32_t Lt[8 * 32];
+        transpose8(x, 32, xt);
+        for (int g = 0; g < 8; g++) {
+            float sum2 = 0;
+            for (int l = 0; l < 32; l++) sum2 += x[32 * g + l] * x[32 * g + l];
+            av[g] = sqrtf(sum2 / 32);
+        }
+        for (int i = 0; i < 32; i++)
+            for (int g = 0; g < 8; g++) wt[8 * i + g] = av[g] + fabsf(xt[8 * i + g]);
+        fit_affine8(32, nmax, xt, wt, Lt, scales, mins, first, 0.1f, steps, 0);
+        for (int g = 0; g < 8; g++)
+            for (int i = 0; i < 32; i++) L[32 * g + i] = (uint8_t)Lt[8 * i + g];
+    } else {
+        for (int g = 0; g < 8; g++) {
+            const float *xg = x + 32 * g;
+            float sum2 = 0;
+            for (int l = 0; l < 32; l++) sum2 += xg[l] * xg[l];
+            const float av = sqrtf(sum2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = av + fabsf(xg[l]);
+            scales[g] = fit_affine(32, nmax, xg, w, L + 32 * g, &mins[g], trial, first, 0.1f, steps, 0);
+        }
+    }
     for (int g = 0; g < 8; g++) {
-        const float *xg = x + 32 * g;
-        float sum2 = 0;
-        for (int l = 0; l < 32; l++) sum2 += xg[l] * xg[l];
-        const float av = sqrtf(sum2 / 32);
-        for (int l = 0; l < 32; l++) w[l] = av + fabsf(xg[l]);
-        scales[g] = fit_affine(32, nmax, xg, w, L + 32 * g, &mins[g], trial, first, 0.1f, steps, 0);
         if (scales[g] > max_scale) max_scale = scales[g];
         if (mins[g] > max_min) max_min = mins[g];
     }
@@ -663,8 +950,19 @@ static void q6_k_quantize(const float *x, uint8_t *out, size_t nb) {
     for (size_t b = 0; b < nb; b++, x += SUPER, out += 210) {
         int8_t *sc = (int8_t *)(out + 192);
         float max_scale = 0, max_abs = 0;
+        if (ditkit_kernels_vectorised()) {
+            float xt[8 * 16];
+            int32_t Lt[8 * 16];
+            for (int half = 0; half < 2; half++) {
+                transpose8(x + 128 * half, 16, xt);
+                fit_symmetric8(16, 32, xt, Lt, scales + 8 * half);
+                for (int g = 0; g < 8; g++)
+                    for (int i = 0; i < 16; i++) L[128 * half + 16 * g + i] = (int8_t)Lt[8 * i + g];
+            }
+        } else {
+            for (int g = 0; g < 16; g++) scales[g] = fit_symmetric(16, 32, x + 16 * g, L + 16 * g);
+        }
         for (int g = 0; g < 16; g++) {
-            scales[g] = fit_symmetric(16, 32, x + 16 * g, L + 16 * g);
             const float a = fabsf(scales[g]);
             if (a > max_abs) { max_abs = a; max_scale = scales[g]; }
         }
@@ -700,12 +998,23 @@ static void q6_k_dequantize(const uint8_t *in, float *y, size_t nb) {
     for (size_t b = 0; b < nb; b++, in += 210, y += SUPER) {
         const int8_t *sc = (const int8_t *)(in + 192);
         const float d = load_half(in + 208);
-        for (int e = 0; e < SUPER; e++) {
-            const int run = e / 128, r = e % 128;
+        float ds[16];
+        for (int g = 0; g < 16; g++) ds[g] = d * (float)sc[g];
+        // Value 128 run + i: nibble i / 64 of ql[64 run + i % 64], bits 2 (i / 32) of qh[32 run + i % 32].
+        for (int run = 0; run < 2; run++) {
             const uint8_t *ql = in + 64 * run, *qh = in + 128 + 32 * run;
-            const int low = (ql[r % 64] >> (4 * (r / 64))) & 0xF;
-            const int high = (qh[r % 32] >> (2 * (r / 32))) & 3;
-            y[e] = (d * (float)sc[e / 16]) * (float)((low | (high << 4)) - 32);
+            for (int k = 0; k < 4; k++) {
+                for (int h = 0; h < 2; h++) {
+                    const float dg = ds[8 * run + 2 * k + h];
+                    float *o = y + 128 * run + 32 * k + 16 * h;
+                    for (int l = 0; l < 16; l++) {
+                        const int i = 32 * k + 16 * h + l;
+                        const int low = (ql[i % 64] >> (4 * (k / 2))) & 0xF;
+                        const int high = (qh[16 * h + l] >> (2 * k)) & 3;
+                        o[l] = dg * (float)((low | (high << 4)) - 32);
+                    }
+                }
+            }
         }
     }
 }

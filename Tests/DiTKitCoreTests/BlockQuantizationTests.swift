@@ -93,6 +93,18 @@ private func readFloats(_ path: String) throws -> [Float] {
         }
     }
 
+    /// The AVX2 scale searches (eight groups per vector) and the portable C give the same bytes.
+    @Test func portableAndVectorPathsAgree() throws {
+        let meta = try JSONReader.parse(try FileSystem.readFile(fixtures + "cases.json"))
+        let x = quantSweep()
+        Narrow.forcePortable(true)
+        defer { Narrow.forcePortable(false) }
+        for type in [DType.q2_K, .q3_K, .q4_K, .q5_K, .q6_K] {
+            let digest = quantize(type, x).withUnsafeBytes { SHA256Hasher.hex($0) }
+            #expect(digest == meta["sweep"]?["sha256"]?[type.name]?.stringValue, "portable \(type.name)")
+        }
+    }
+
     @Test func threadsDoNotChangeTheBytes() {
         let x = quantSweep()
         for type in [DType.q8_0, .q4_1, .q4_K] {
