@@ -47,7 +47,8 @@ import DiTKitCore
         var count = good
         count[8 + 5] = 0x01              // tensor count + 2^40
         cases.append(("count.gguf", count, "tensor count 1099511627778 at byte 8 exceeds the limit of 1048576"))
-        cases.append(("cut.gguf", Array(good.prefix(60)), "truncated GGUF"))
+        cases.append(("cut.gguf", Array(good.prefix(60)), "tensor count 2 cannot fit in the 36 bytes that follow at byte 8"))
+        cases.append(("cut2.gguf", Array(good.prefix(150)), "truncated GGUF: a dimension of 'b' at byte 146 needs 8 bytes, 4 remain"))
         good[4] = 1
         cases.append(("v1.gguf", good, "GGUF version 1 is not supported"))
         for (file, bytes, message) in cases {
@@ -56,7 +57,7 @@ import DiTKitCore
             #expect(r.status == 2, "\(file): \(r.stderr)")
             #expect(r.stdout.isEmpty)
             #expect(r.stderr.split(separator: "\n").count == 1, "\(file): \(r.stderr)")
-            #expect(r.stderr.hasPrefix(dir + "/" + file + ": "), "\(file): \(r.stderr)")
+            #expect(r.stderr.hasPrefix("ditkit: error: " + dir + "/" + file + ": "), "\(file): \(r.stderr)")
             #expect(r.stderr.contains(message), "\(file): \(r.stderr)")
         }
     }
