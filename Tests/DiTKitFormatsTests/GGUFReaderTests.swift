@@ -236,3 +236,29 @@ struct GGUFSpec {
         }
     }
 }
+
+@Suite struct ManifestVersionTests {
+    func manifest(stored: DType, source: DType) -> BundleManifest {
+        let hash = String(repeating: "0", count: 64)
+        let t = BundleTensor(name: "w", stored: StoredRecord(dtype: stored, shape: [2, 256], offset: 0, bytes: try! stored.byteCount(shape: [2, 256]), sha256: hash),
+                             sources: [SourceTensorRecord(name: "w", dtype: source, shape: [2, 256], sha256: hash)], transform: "copy")
+        return BundleManifest(alignment: 64, family: "dit", variant: "x", config: .object([]), naming: "n", provenance: .object([]),
+                              dtypePolicy: .object([]), weightsBytes: t.stored.bytes, tensors: [t])
+    }
+
+    /// Version 2 exactly when a stored or source dtype is a block type; a version-1 manifest naming one is refused.
+    @Test func versionFollowsTheBlockTypes() throws {
+        #expect(manifest(stored: .f32, source: .f16).formatVersion == 1)
+        #expect(manifest(stored: .q4_K, source: .f32).formatVersion == 2)
+        #expect(manifest(stored: .f32, source: .q4_K).formatVersion == 2)
+        for m in [manifest(stored: .q4_K, source: .f32), manifest(stored: .f32, source: .q6_K)] {
+            var json = m.json
+            let parsed = try BundleManifest(json: json)
+            #expect(parsed.tensors == m.tensors)
+            guard case .object(var members) = json else { Issue.record("not an object"); continue }
+            members = members.map { $0.0 == "format_version" ? ($0.0, .int(1)) : $0 }
+            json = .object(members)
+            #expect { _ = try BundleManifest(json: json) } throws: { "\($0)".contains("which needs format_version 2 (the manifest says 1)") }
+        }
+    }
+}

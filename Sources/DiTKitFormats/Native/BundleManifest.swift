@@ -145,9 +145,13 @@ public struct BundleManifest: Sendable {
         self.tensors = tensors
     }
 
-    /// The format version this manifest is written with: 2 when a tensor is stored in a ggml block
-    /// type, else 1.
-    public var formatVersion: Int { tensors.contains { $0.stored.dtype.block != nil } ? 2 : 1 }
+    /// The format version this manifest is written with: 2 when a tensor is stored in, or was made
+    /// from a source in, a ggml block type (a version-1 reader knows neither), else 1.
+    public var formatVersion: Int { tensors.contains(where: BundleManifest.namesBlockType) ? 2 : 1 }
+
+    static func namesBlockType(_ t: BundleTensor) -> Bool {
+        t.stored.dtype.block != nil || t.sources.contains { $0.dtype.block != nil }
+    }
 
     /// The manifest as JSON, members in FORMAT.md order.
     public var json: JSONValue {
@@ -243,8 +247,9 @@ public struct BundleManifest: Sendable {
             return BundleTensor(name: name, stored: stored, sources: sources, transform: item["source"]?["transform"]?.stringValue ?? "copy",
                                 error: error, scale: scale)
         }
-        if v < 2, let t = tensors.first(where: { $0.stored.dtype.block != nil }) {
-            throw BundleError.manifest("tensor '\(t.name)' is \(t.stored.dtype.name), which needs format_version 2 (the manifest says \(v))")
+        if v < 2, let t = tensors.first(where: BundleManifest.namesBlockType) {
+            let d = t.stored.dtype.block != nil ? t.stored.dtype : (t.sources.first { $0.dtype.block != nil }?.dtype ?? t.stored.dtype)
+            throw BundleError.manifest("tensor '\(t.name)' is\(d == t.stored.dtype ? "" : " made from") \(d.name), which needs format_version 2 (the manifest says \(v))")
         }
     }
 
