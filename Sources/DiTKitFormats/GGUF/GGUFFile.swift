@@ -51,9 +51,10 @@ public final class GGUFFile: TensorContainer, @unchecked Sendable {
     public static let maxKeyLength = 65_535
     /// Any one string value.
     public static let maxStringLength = 16 << 20
-    /// Elements of one array, and of all arrays of a file together.
-    public static let maxArrayElements = 16 << 20
-    public static let maxTotalArrayElements = 64 << 20
+    /// Elements of one array, and of all arrays of a file together (a large LLM vocabulary is a few
+    /// hundred thousand strings; each element costs about 24 bytes in memory).
+    public static let maxArrayElements = 8 << 20
+    public static let maxTotalArrayElements = 8 << 20
     /// Arrays inside arrays.
     public static let maxArrayDepth = 4
     /// `general.alignment` must be a power of two, at least 8, no larger than this.
@@ -168,7 +169,9 @@ public final class GGUFFile: TensorContainer, @unchecked Sendable {
             }
             ranges.append(begin..<end)
         }
-        let order = ranges.indices.sorted { (ranges[$0].lowerBound, ranges[$0].upperBound) < (ranges[$1].lowerBound, ranges[$1].upperBound) }
+        // Empty tensors hold no bytes and overlap nothing.
+        let order = ranges.indices.filter { !ranges[$0].isEmpty }
+            .sorted { (ranges[$0].lowerBound, ranges[$0].upperBound) < (ranges[$1].lowerBound, ranges[$1].upperBound) }
         for (a, b) in zip(order, order.dropFirst()) where ranges[b].lowerBound < ranges[a].upperBound {
             throw GGUFError.tensor(infos[b].entry.name, "data \(ranges[b]) overlaps the data of '\(infos[a].entry.name)' (\(ranges[a]))", offset: infos[b].infoAt)
         }

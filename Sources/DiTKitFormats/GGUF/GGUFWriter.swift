@@ -9,7 +9,7 @@
 import DiTKitCore
 
 /// A GGUF metadata value (value types 0-12 of the GGUF spec).
-public indirect enum GGUFValue: Sendable, Equatable {
+public enum GGUFValue: Sendable, Equatable {
     case u8(UInt8)
     case i8(Int8)
     case u16(UInt16)
