@@ -622,6 +622,33 @@ static inline void transpose8(const float *x, int n, float *xt) {
         for (int i = 0; i < n; i++) xt[8 * i + g] = x[n * g + i];
 }
 
+/// Fits the 16 groups of 16 values of a super-block symmetrically, with Q3_K's refined search
+/// (`refined`) or Q6_K's, eight groups at a time on AVX2. `L` gets the levels (l + nmax), `scales`
+/// the group scales. Returns the scale of largest magnitude (the first on ties); `*amax` gets it.
+static float fit_symmetric_groups(const float *x, int nmax, int refined, int8_t *L, float *scales, float *amax) {
+    if (ditkit_kernels_vectorised()) {
+        float xt[8 * 16];
+        int32_t Lt[8 * 16];
+        for (int half = 0; half < 2; half++) {
+            transpose8(x + 128 * half, 16, xt);
+            if (refined) fit_symmetric_refined8(16, nmax, xt, Lt, scales + 8 * half);
+            else fit_symmetric8(16, nmax, xt, Lt, scales + 8 * half);
+            for (int g = 0; g < 8; g++)
+                for (int i = 0; i < 16; i++) L[128 * half + 16 * g + i] = (int8_t)Lt[8 * i + g];
+        }
+    } else {
+        for (int g = 0; g < 16; g++)
+            scales[g] = refined ? fit_symmetric_refined(16, nmax, x + 16 * g, L + 16 * g) : fit_symmetric(16, nmax, x + 16 * g, L + 16 * g);
+    }
+    float best = 0, top = 0;
+    for (int g = 0; g < 16; g++) {
+        const float a = fabsf(scales[g]);
+        if (a > top) { top = a; best = scales[g]; }
+    }
+    *amax = top;
+    return best;
+}
+
 /// Packs 2-bit levels: byte l of each 32-byte group holds values l, l+32, l+64, l+96 of a 128-run.
 static inline void pack_2bit(const uint8_t *L, uint8_t *qs) {
     for (int r = 0; r < SUPER; r += 128) {
@@ -724,23 +751,8 @@ static void q3_k_quantize(const float *x, uint8_t *out, size_t nb) {
     float scales[16];
     for (size_t b = 0; b < nb; b++, x += SUPER, out += 110) {
         uint8_t *hmask = out, *qs = out + 32, *sc = out + 96;
-        float max_scale = 0, amax = 0;
-        if (ditkit_kernels_vectorised()) {
-            float xt[8 * 16];
-            int32_t Lt[8 * 16];
-            for (int half = 0; half < 2; half++) {
-                transpose8(x + 128 * half, 16, xt);
-                fit_symmetric_refined8(16, 4, xt, Lt, scales + 8 * half);
-                for (int g = 0; g < 8; g++)
-                    for (int i = 0; i < 16; i++) L[128 * half + 16 * g + i] = (int8_t)Lt[8 * i + g];
-            }
-        } else {
-            for (int g = 0; g < 16; g++) scales[g] = fit_symmetric_refined(16, 4, x + 16 * g, L + 16 * g);
-        }
-        for (int g = 0; g < 16; g++) {
-            const float a = fabsf(scales[g]);
-            if (a > amax) { amax = a; max_scale = scales[g]; }
-        }
+        float amax;
+        const float max_scale = fit_symmetric_groups(x, 4, 1, L, scales, &amax);
         memset(sc, 0, 12);
         if (max_scale) {
             const float inv = -32.f / max_scale;
@@ -949,23 +961,8 @@ static void q6_k_quantize(const float *x, uint8_t *out, size_t nb) {
     float scales[16];
     for (size_t b = 0; b < nb; b++, x += SUPER, out += 210) {
         int8_t *sc = (int8_t *)(out + 192);
-        float max_scale = 0, max_abs = 0;
-        if (ditkit_kernels_vectorised()) {
-            float xt[8 * 16];
-            int32_t Lt[8 * 16];
-            for (int half = 0; half < 2; half++) {
-                transpose8(x + 128 * half, 16, xt);
-                fit_symmetric8(16, 32, xt, Lt, scales + 8 * half);
-                for (int g = 0; g < 8; g++)
-                    for (int i = 0; i < 16; i++) L[128 * half + 16 * g + i] = (int8_t)Lt[8 * i + g];
-            }
-        } else {
-            for (int g = 0; g < 16; g++) scales[g] = fit_symmetric(16, 32, x + 16 * g, L + 16 * g);
-        }
-        for (int g = 0; g < 16; g++) {
-            const float a = fabsf(scales[g]);
-            if (a > max_abs) { max_abs = a; max_scale = scales[g]; }
-        }
+        float max_abs;
+        const float max_scale = fit_symmetric_groups(x, 32, 0, L, scales, &max_abs);
         if (max_abs < EPS_ZERO) {
             memset(out, 0, 210);
             continue;
