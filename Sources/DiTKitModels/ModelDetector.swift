@@ -73,6 +73,9 @@ public struct DetectionHints: Sendable {
     public var diffusersConfig: JSONValue?
     /// `args.model` of a train.py checkpoint.
     public var trainArgsModel: String?
+    /// The latent scaling a denoiser in the same file implies for its autoencoder (an SD3 single
+    /// file's VAE: 1.5305, shift 0.0609); set by detection.
+    public var latentScaling: (scalingFactor: Double, shiftFactor: Double?)?
     public init() {}
 }
 
@@ -308,6 +311,17 @@ public enum ModelDetector {
                             reader: (@Sendable (String) throws -> [Float])? = nil) throws -> ModelPlan {
         let (subtree, families) = try chooseSubtree(all.map(\.name), hints: hints)
         let local = SourceTensors(all, under: subtree, reader: reader)
+        var hints = hints
+        if hints.latentScaling == nil, families.contains(where: { $0.role == .autoencoder }) {
+            // An autoencoder beside a denoiser (an SD3 single file's first_stage_model): the scaling the
+            // denoiser's family ships its VAE with, when every such denoiser agrees.
+            let implied = candidateSubtrees(all.map(\.name)).filter { $0.prefix != subtree }.flatMap(\.families)
+                .compactMap(\.companionAutoencoderScaling)
+            if let first = implied.first,
+               implied.allSatisfy({ $0.scalingFactor == first.scalingFactor && $0.shiftFactor == first.shiftFactor }) {
+                hints.latentScaling = first
+            }
+        }
         // Each family whose anchors sit here, in order, until one recognises its layout.
         var plan: ModelPlan?
         for f in families {
@@ -393,6 +407,12 @@ public enum ModelDetector {
         if filtered.count == 1 { return (filtered[0].prefix, ordered(filtered[0].families)) }
         // train.py checkpoints hold both `model` and `ema`: the EMA weights are the ones to use.
         if let ema = filtered.first(where: { $0.prefix == "ema" }) { return (ema.prefix, ordered(ema.families)) }
+        // A single file with one denoiser beside autoencoders (SD3: model.diffusion_model and
+        // first_stage_model): the denoiser; --model vae or --select picks the autoencoder.
+        let denoisers = filtered.filter { $0.families.contains { $0.role == .denoiser } }
+        if denoisers.count == 1, filtered.allSatisfy({ $0.prefix == denoisers[0].prefix || $0.families.allSatisfy { $0.role == .autoencoder } }) {
+            return (denoisers[0].prefix, ordered(denoisers[0].families))
+        }
         throw ModelError.needsOption("several models in one file (\(listed(filtered))); choose one with --select PATH")
     }
 

@@ -339,4 +339,74 @@ public enum Layers {
             }
         }
     }
+
+    // MARK: joint attention (MMDiT: SD3, FLUX)
+
+    /// Tokens `[N, Ta, D]` and `[N, Tb, D]` as one sequence `[N, Ta+Tb, D]` (`torch.cat(dim=1)`).
+    public static func concatTokens(_ a: Tensor, _ b: Tensor) -> Tensor {
+        let n = a.shape[0], ta = a.shape[1], tb = b.shape[1], d = a.shape[2]
+        precondition(b.shape == [n, tb, d], "concatenating tokens \(a.shape) and \(b.shape)")
+        return Tensor(shape: [n, ta + tb, d]) { out in
+            for i in 0..<n {
+                for k in 0..<(ta * d) { out[(i * (ta + tb)) * d + k] = a.data[i * ta * d + k] }
+                for k in 0..<(tb * d) { out[(i * (ta + tb) + ta) * d + k] = b.data[i * tb * d + k] }
+            }
+        }
+    }
+
+    /// Tokens `start ..< start + count` of each batch item of `[N, T, D]` (`x[:, start:start+count]`).
+    public static func tokens(_ x: Tensor, from start: Int, count: Int) -> Tensor {
+        let n = x.shape[0], t = x.shape[1], d = x.shape[2]
+        precondition(start >= 0 && start + count <= t, "tokens \(start)..<\(start + count) of \(t)")
+        return Tensor(shape: [n, count, d]) { out in
+            for i in 0..<n { for k in 0..<(count * d) { out[i * count * d + k] = x.data[(i * t + start) * d + k] } }
+        }
+    }
+
+    /// `f` applied to every head of `[..., H·hd]` as rows of `hd` values (diffusers' per-head
+    /// `norm_q` / `norm_k` on `[N, H, T, hd]`, which normalise over the head dimension only).
+    public static func perHead(_ x: Tensor, headDim hd: Int, _ f: (Tensor) throws -> Tensor) rethrows -> Tensor {
+        try f(x.reshaped([x.count / hd, hd])).reshaped(x.shape)
+    }
+
+    /// diffusers' `Attention` with `JointAttnProcessor2_0`: `to_q`/`to_k`/`to_v` of `x` and, with a
+    /// context, `add_q_proj`/`add_k_proj`/`add_v_proj` of it, each query and key passed through
+    /// `qkNorm(projection, module)` when given (`norm_q`, `norm_k`, `norm_added_q`, `norm_added_k`),
+    /// scaled dot-product attention over the tokens of `x` followed by those of the context, then
+    /// `to_out.0` on the `x` part and, when `projectContext`, `to_add_out` on the context part.
+    /// Returns `(x part, context part or nil)`.
+    public static func jointAttention(_ x: Tensor, context: Tensor?, heads: Int, _ m: ModuleWeights,
+                                      qkNorm: ((Tensor, ModuleWeights) throws -> Tensor)? = nil,
+                                      projectContext: Bool = true) throws -> (Tensor, Tensor?) {
+        func project(_ input: Tensor, _ q: String, _ k: String, _ v: String, _ nq: String, _ nk: String) throws -> (Tensor, Tensor, Tensor) {
+            var qs = try linear(input, m[q]), ks = try linear(input, m[k])
+            if let qkNorm {
+                qs = try qkNorm(qs, m[nq])
+                ks = try qkNorm(ks, m[nk])
+            }
+            return (qs, ks, try linear(input, m[v]))
+        }
+        var (q, k, v) = try project(x, "to_q", "to_k", "to_v", "norm_q", "norm_k")
+        if let context {
+            let (cq, ck, cv) = try project(context, "add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q", "norm_added_k")
+            q = concatTokens(q, cq)
+            k = concatTokens(k, ck)
+            v = concatTokens(v, cv)
+        }
+        let out = try scaledDotProduct(q: q, k: k, v: v, heads: heads)
+        let tx = x.shape[1]
+        let xs = try linear(tokens(out, from: 0, count: tx), m["to_out"]["0"])
+        guard let context else { return (xs, nil) }
+        let cs = tokens(out, from: tx, count: context.shape[1])
+        return (xs, projectContext ? try linear(cs, m["to_add_out"]) : cs)
+    }
+
+    /// diffusers' `AdaLayerNormContinuous` (LayerNorm without affine): `emb = linear(silu(c))`,
+    /// `scale, shift = emb.chunk(2)`, `norm(x) · (1 + scale) + shift`. `x` `[N, T, D]`, `c` `[N, C]`.
+    public static func adaLayerNormContinuous(_ x: Tensor, conditioning c: Tensor, eps: Double, _ m: ModuleWeights) throws -> Tensor {
+        let emb = try linear(silu(c), m["linear"])
+        let d = x.shape[x.shape.count - 1]
+        guard emb.count == 2 * d * x.shape[0] else { throw ModelError.inconsistent("'\(m.path).linear' gives \(emb.shape), expected [\(x.shape[0]), \(2 * d)]") }
+        return modulate(try layerNorm(x, eps: eps), shift: emb, scale: emb, shiftColumn: d, scaleColumn: 0)
+    }
 }

@@ -193,6 +193,10 @@ public protocol ModelFamily: Sendable {
     func matches(model: String, _ configuration: ModelConfiguration) -> Bool
     /// Values of a tensor the family computes rather than reads (recipe `.computed`).
     func computedTensor(_ name: String, _ configuration: ModelConfiguration) throws -> [Float]
+    /// The latent scaling of the autoencoder that ships beside this denoiser in single-file checkpoints
+    /// (SD3: 1.5305, shift 0.0609). Detection gives it to an autoencoder found in the same file when
+    /// nothing closer (a diffusers config.json) states it. nil: none implied.
+    var companionAutoencoderScaling: (scalingFactor: Double, shiftFactor: Double?)? { get }
 
     // MARK: quantization policy
     /// Whether int8 weight-only quantization applies to this tensor by default.
@@ -245,6 +249,7 @@ extension ModelFamily {
     public func computedTensor(_ name: String, _ configuration: ModelConfiguration) throws -> [Float] {
         throw ModelError.inconsistent("\(title) computes no tensor '\(name)'")
     }
+    public var companionAutoencoderScaling: (scalingFactor: Double, shiftFactor: Double?)? { nil }
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] { [] }
     public func diffusersConfig(_ configuration: ModelConfiguration) -> JSONValue? { nil }
     public func sampler(_ configuration: ModelConfiguration, weights: any WeightStore, options: SamplingOptions,
@@ -326,6 +331,7 @@ public enum ModelFamilies {
         DiTFamily(),
         SDVAEFamily(),
         PixArtFamily(),
+        SD3Family(),
     ]
 
     /// The family whose manifest name or `--model` alias is `name` (case-insensitive).
@@ -334,6 +340,6 @@ public enum ModelFamilies {
         return registered.first { $0.name == l } ?? registered.first { $0.aliases.contains(l) }
     }
 
-    /// `dit, vae, pixart`.
+    /// `dit, vae, pixart, sd3`.
     public static var names: String { registered.map(\.name).joined(separator: ", ") }
 }

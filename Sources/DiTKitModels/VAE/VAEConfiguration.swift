@@ -34,8 +34,20 @@ public struct VAEConfiguration: Sendable, Equatable {
         return c
     }()
 
+    /// The SD3 / SD3.5 VAE (`stabilityai/stable-diffusion-3*` `vae/`; the `first_stage_model.` of
+    /// Stability's single files): 16 latent channels, no quant convolutions, latents `(z − 0.0609) × 1.5305`.
+    public static let sd3VAE: VAEConfiguration = {
+        var c = VAEConfiguration()
+        c.latentChannels = 16
+        c.useQuantConv = false
+        c.usePostQuantConv = false
+        c.scalingFactor = 1.5305
+        c.shiftFactor = 0.0609
+        return c
+    }()
+
     /// The named configurations, by variant.
-    public static let named: [(name: String, config: VAEConfiguration)] = [("sd-vae-kl-f8", sdVAE), ("sdxl-vae-kl-f8", sdxlVAE)]
+    public static let named: [(name: String, config: VAEConfiguration)] = [("sd-vae-kl-f8", sdVAE), ("sdxl-vae-kl-f8", sdxlVAE), ("sd3-vae", sd3VAE)]
 
     public var variant: String { VAEConfiguration.named.first { $0.config == self }?.name ?? "vae-custom" }
 

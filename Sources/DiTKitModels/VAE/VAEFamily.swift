@@ -13,7 +13,10 @@ public struct SDVAEFamily: ModelFamily {
     public var name: String { "vae" }
     public var title: String { "SD VAE (AutoencoderKL)" }
     public var role: ModelRole { .autoencoder }
-    public var aliases: [String] { ["sd-vae", "sd-vae-kl-f8", "sdxl-vae", "sdxl-vae-kl-f8"] }
+    public var aliases: [String] { Array(Self.aliasVariants.keys).sorted() }
+    /// `--model` aliases and the named configuration each pins.
+    static let aliasVariants = ["sd-vae": "sd-vae-kl-f8", "sd-vae-kl-f8": "sd-vae-kl-f8", "sdxl-vae": "sdxl-vae-kl-f8",
+                                "sdxl-vae-kl-f8": "sdxl-vae-kl-f8", "sd3-vae": "sd3-vae"]
     public var canonicalNaming: String { "vae-diffusers" }
     public var anchors: [String] { [VAENaming.anchor] }
     public var ggufArchitecture: String { "sdvae" }
@@ -35,7 +38,7 @@ public struct SDVAEFamily: ModelFamily {
 
     public func matches(model: String, _ configuration: ModelConfiguration) -> Bool {
         let l = model.lowercased()
-        if aliases.contains(l) { return configuration.variant == (l.hasPrefix("sdxl") ? "sdxl-vae-kl-f8" : "sd-vae-kl-f8") }
+        if let v = Self.aliasVariants[l] { return configuration.variant == v }
         return configuration.variant.lowercased() == l
     }
 
@@ -66,6 +69,17 @@ public struct SDVAEFamily: ModelFamily {
         // The scaling factor is not in the weights: diffusers' config.json states it (SDXL: 0.13025).
         if let scale = hints.diffusersConfig?["scaling_factor"]?.doubleValue { c.scalingFactor = scale }
         if let shift = hints.diffusersConfig?["shift_factor"]?.doubleValue { c.shiftFactor = shift }
+        if hints.diffusersConfig?["scaling_factor"] == nil {
+            if let s = hints.latentScaling {
+                // The VAE of a single file whose denoiser implies its scaling (SD3: 1.5305, shift 0.0609).
+                c.scalingFactor = s.scalingFactor
+                c.shiftFactor = s.shiftFactor
+            } else if let v = Self.aliasVariants[hints.model?.lowercased() ?? ""], let named = VAEConfiguration.named.first(where: { $0.name == v })?.config {
+                // --model sd3-vae (or sdxl-vae) states the scaling a bare file cannot.
+                c.scalingFactor = named.scalingFactor
+                c.shiftFactor = named.shiftFactor
+            }
+        }
         try c.validate()
         return try b.finish(ModelConfiguration(self, c), sourceNaming: naming)
     }
