@@ -7,9 +7,14 @@ checks the committed key lists instead). Fails on any missing or unexpected key 
     python tools/check_diffusers_export.py pixart EXPORTED_PIXART_FOLDER  DIFFUSERS_TRANSFORMER_FOLDER \
         [--original EXPORTED_ORIGINAL.safetensors --pixart-src DIR]
 
+    python tools/check_diffusers_export.py sd3 EXPORTED_SD3_FOLDER  DIFFUSERS_TRANSFORMER_FOLDER \
+        [--original EXPORTED_ORIGINAL.safetensors --sd3-src DIR]
+
 For PixArt, --original also loads `ditkit export --naming original` into the original PixArt-alpha code
 (PixArt / PixArtMS from DIR, as tools/make_pixart_fixtures.py imports it) with strict=True and compares its
-forward with diffusers'.
+forward with diffusers'. For SD3, --original loads `ditkit export --naming original` (Stability's single-file
+names under model.diffusion_model.) into Stability's MMDiTX (mmditx.py from a Stability-AI/sd3.5 checkout DIR,
+as tools/make_sd3_fixtures.py imports it) with strict=True and compares its forward with diffusers'.
 """
 import os
 import sys
@@ -92,6 +97,44 @@ def main():
                 o = om(x, t.float(), y[:, None], **kw)
             rel = ((o - a).norm() / a.norm()).item()
             print("pixart: original layout loads strictly into the original code; original vs diffusers forward rel L2 = %.3e" % rel)
+            assert rel < 1e-5, rel
+    elif kind == "sd3":
+        import argparse
+        from diffusers import SD3Transformer2DModel
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--original")
+        ap.add_argument("--sd3-src")
+        extra = ap.parse_args(sys.argv[4:])
+        model, info = SD3Transformer2DModel.from_pretrained(folder, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        ref = SD3Transformer2DModel.from_pretrained(reference)
+        same = lambda c: {k: v for k, v in dict(c).items() if k != "_name_or_path"}
+        assert same(model.config) == same(ref.config), (dict(model.config), dict(ref.config))
+        cfg = model.config
+        g = torch.Generator().manual_seed(0)
+        s = min(cfg.sample_size, cfg.pos_embed_max_size * cfg.patch_size if cfg.pos_embed_max_size else cfg.sample_size)
+        kw = {"hidden_states": torch.randn(2, cfg.in_channels, s, s, generator=g),
+              "encoder_hidden_states": torch.randn(2, 7, cfg.joint_attention_dim, generator=g),
+              "pooled_projections": torch.randn(2, cfg.pooled_projection_dim, generator=g), "timestep": torch.tensor([999.0, 10.0])}
+        with torch.no_grad():
+            a = model(**kw).sample
+            b = ref(**kw).sample
+        assert torch.equal(a, b)
+        print("sd3: diffusers keys and config OK; outputs equal the reference folder's")
+        if extra.original:
+            from safetensors.torch import load_file
+            from make_sd3_fixtures import load_original_code, original_model
+            mod = load_original_code(extra.sd3_src)
+            prefix = "model.diffusion_model."
+            sd = load_file(extra.original)
+            assert all(k.startswith(prefix) for k in sd), "every tensor of a Stability single file sits under " + prefix
+            om = original_model(mod, dict(cfg))
+            om.load_state_dict({k[len(prefix):]: v for k, v in sd.items()}, strict=True)
+            om.eval()
+            with torch.no_grad():
+                o = om(kw["hidden_states"], kw["timestep"], y=kw["pooled_projections"], context=kw["encoder_hidden_states"])
+            rel = ((o - a).norm() / a.norm()).item()
+            print("sd3: original layout loads strictly into Stability's MMDiTX; original vs diffusers forward rel L2 = %.3e" % rel)
             assert rel < 1e-5, rel
     else:
         from diffusers import AutoencoderKL

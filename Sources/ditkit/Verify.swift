@@ -160,7 +160,7 @@ struct Verify: ParsableCommand {
                 let html = try HTMLReport.render(result, title: "DiTKit verification: \(FileSystem.baseName(model))",
                                                  bundle: m.container as? NativeBundle, sample: comparison)
                 try AtomicOutput.write(Array(html.utf8), to: report, force: true)
-                writeOut("report: \(report)\n")
+                if !json { writeOut("report: \(report)\n") }
             }
             if !result.passed || comparison?.passed == false { throw Exit.mismatch }
         }
