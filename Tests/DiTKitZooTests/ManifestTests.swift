@@ -55,6 +55,25 @@ let repository: String = {
         #expect(try zoo.entry("sdxl-vae").configuration()?.as(VAEConfiguration.self)?.scalingFactor == 0.13025)
     }
 
+    @Test func sd3CountsMatchDiffusersAndTheirVAE() throws {
+        // tools/make_sd3_fixtures.py counted diffusers' SD3Transformer2DModel and AutoencoderKL (SD3's
+        // VAE) for the published configurations; Stability's MMDiTX holds the same parameters.
+        let counts = try JSONReader.parse(try FileSystem.readFile(repository + "/Tests/Fixtures/sd3/published_counts.json"))
+        for (id, key) in [("sd3-medium", "SD3-medium"), ("sd3-medium-diffusers", "SD3-medium"), ("sd3-5-large", "SD3.5-large"),
+                          ("sd3-5-large-turbo-diffusers", "SD3.5-large"), ("sd3-5-medium", "SD3.5-medium")] {
+            let e = try zoo.entry(id)
+            #expect(e.counts.first?.parameters == counts[key]?["diffusers"]?["parameters"]?.intValue, "\(id)")
+            #expect(e.counts.first?.parameters == counts[key]?["original"]?["parameters"]?.intValue, "\(id)")
+            #expect(e.counts.first?.tensors == counts[key]?["diffusers"]?["tensors"]?.intValue, "\(id)")
+            #expect(e.pairsWith == ["sd3-vae"])
+        }
+        let vae = try #require(try zoo.entry("sd3-vae").configuration()?.as(VAEConfiguration.self))
+        #expect(vae.latentChannels == 16 && !vae.useQuantConv && vae.scalingFactor == 1.5305 && vae.shiftFactor == 0.0609)
+        #expect(try zoo.entry("sd3-vae").scalingFactor == 1.5305)
+        // Turbo is large's network under another name.
+        #expect(try zoo.entry("sd3-5-large-turbo").configuration() == (try zoo.entry("sd3-5-large").configuration()))
+    }
+
     @Test func referenceFiguresHold() throws {
         // ../shared/reference/dit-and-vae.md §1.2 and §4.
         let xl = try zoo.entry("dit-xl-2")
