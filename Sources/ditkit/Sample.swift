@@ -13,7 +13,9 @@ struct Sample: ParsableCommand {
         create_diffusion(STEPS) ("250", "25", "ddim25", "10,10,5"), learned-range variance. DiT is \
         class-conditional (--class; guidance on the first three channels with the null class); PixArt is \
         caption-conditioned (--captions FILE.h5 of T5 features; guidance on every epsilon channel against the \
-        file's negative features or the model's null caption). Without --noise, initial latents come from \
+        file's negative features or the model's null caption). SD3 / SD3.5 sample with flow matching as diffusers' \
+        StableDiffusion3Pipeline does (--steps N Euler steps, shift 3.0, guidance against the --text file's negative \
+        features; pass the release's steps and --cfg, e.g. --steps 28 --cfg 7). Without --noise, initial latents come from \
         DiTKit's seeded generator (SplitMix64 + Box-Muller, --seed); DDPM noise from the same generator seeded with seed+1.
         """)
 
