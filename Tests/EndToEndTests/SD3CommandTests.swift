@@ -6,22 +6,10 @@ import Foundation
 import DiTKitCore
 
 @Suite struct SD3CommandTests {
-    func convert(_ source: String, _ extra: [String] = []) throws -> (String, String) {
-        let dir = try Tool.temporaryDirectory()
-        let out = dir + "/m.ditkit"
-        let r = try Tool.run(["convert", Tool.fixture(source), "-o", out] + extra)
-        #expect(r.status == 0, "\(r.stderr)")
-        return (dir, out)
-    }
-
+    /// Converts a fixture into a fresh directory (ExportCommandTests' helper): (dir, bundle path).
+    func convert(_ source: String, _ extra: [String] = []) throws -> (String, String) { try ExportCommandTests().bundle(source, extra) }
     /// name -> (dtype, shape, sha256) of a safetensors file, read by DiTKit's own validating reader.
-    func listing(_ path: String) throws -> [String: JSONValue] {
-        let r = try Tool.run(["inspect", "--json", "--hash", path])
-        #expect(r.status == 0, "\(r.stderr)")
-        var out: [String: JSONValue] = [:]
-        for t in try JSONReader.parse(r.stdout)["tensors"]?.arrayValue ?? [] { out[t["name"]!.stringValue!] = t }
-        return out
-    }
+    func listing(_ path: String) throws -> [String: JSONValue] { try ExportCommandTests().listing(path) }
 
     func same(_ ours: [String: JSONValue], _ theirs: [String: JSONValue]) {
         #expect(Set(ours.keys) == Set(theirs.keys))
