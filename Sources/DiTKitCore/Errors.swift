@@ -8,6 +8,9 @@ public enum ErrorKind: Sendable {
     case mismatch
     /// The tool could not write its output or use the system (exit 74).
     case environment
+    /// The options asked for something impossible or contradictory, or an output path is taken
+    /// by something `--force` may not replace (exit 64).
+    case usage
 }
 
 /// An error that says which kind of failure it is. Errors that do not conform count as refused input.
@@ -44,5 +47,10 @@ public struct FileError: Error, CustomStringConvertible, ClassifiedError {
 }
 
 extension OutputError: ClassifiedError {
-    public var kind: ErrorKind { .environment }
+    public var kind: ErrorKind {
+        switch self {
+        case .exists, .notReplaceable: return .usage
+        default: return .environment
+        }
+    }
 }

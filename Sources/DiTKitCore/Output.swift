@@ -10,13 +10,19 @@ import CDiTKitSupport
 
 /// Why an output could not be written.
 public enum OutputError: Error, CustomStringConvertible, Sendable {
+    /// The output path is taken and `--force` was not given.
     case exists(String)
+    /// The output path holds something DiTKit did not write (or an output of another kind), which
+    /// `--force` may not replace: `found` says what is there.
+    case notReplaceable(String, expected: String, found: String)
     case system(SystemError)
     case shortWrite(path: String, expected: Int, written: Int)
 
     public var description: String {
         switch self {
         case .exists(let p): return "\(p): already exists (use --force to replace it)"
+        case let .notReplaceable(p, expected, found):
+            return "\(p): \(found), not \(expected); --force replaces only what DiTKit wrote, so it was left untouched: choose another output path"
         case .system(let e): return e.description
         case .shortWrite(let p, let e, let w): return "\(p): short write (\(w) of \(e) bytes)"
         }
@@ -130,6 +136,49 @@ public enum FileSystem {
     }
 }
 
+/// What an output path may hold for `--force` to replace it: an output DiTKit itself wrote, of
+/// the same kind (a bundle replaces a bundle, a safetensors export a safetensors export).
+/// Anything else is refused with `OutputError.notReplaceable` and left untouched.
+public struct OutputKind: Sendable {
+    /// The kind in words, for errors (`a DiTKit bundle`).
+    public let description: String
+    /// Whether outputs of this kind are directories (else regular files).
+    public let isDirectory: Bool
+    /// Given an existing item of the right type (a directory or a regular file, never a symbolic
+    /// link), says why it is not an output of this kind, or returns `nil` when it is one.
+    public let disqualification: @Sendable (String) -> String?
+
+    public init(_ description: String, directory: Bool, disqualification: @escaping @Sendable (String) -> String?) {
+        self.description = description
+        self.isDirectory = directory
+        self.disqualification = disqualification
+    }
+
+    /// Why `--force` may not replace what is at `path` (`nil`: it may).
+    public func refusal(_ path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR where isDirectory, S_IFREG where !isDirectory: return disqualification(path)
+        case S_IFDIR: return "a directory"
+        case S_IFREG: return "a file"
+        case S_IFLNK: return "a symbolic link"
+        default: return "a special file"
+        }
+    }
+
+    /// A file DiTKit keeps for itself in its cache (trust-on-first-use pins): any regular file.
+    public static let cacheFile = OutputKind("a DiTKit cache file", directory: false) { _ in nil }
+
+    /// Names in directory `path` that are not in `allowed`, described for an error (`nil` when none).
+    public static func unexpectedEntries(_ path: String, allowed: Set<String>) -> String? {
+        let extra = FileSystem.listDirectory(path).filter { !allowed.contains($0) }
+        guard !extra.isEmpty else { return nil }
+        let shown = extra.prefix(3).joined(separator: ", ") + (extra.count > 3 ? ", … (\(extra.count - 3) more)" : "")
+        return "a directory holding \(shown)"
+    }
+}
+
 /// Registry of temporary paths to remove if the process is interrupted (SIGINT/SIGTERM/SIGHUP).
 public enum TemporaryPaths {
     nonisolated(unsafe) private static var paths: [String] = []
@@ -176,14 +225,20 @@ public final class AtomicOutput {
     public let finalPath: String
     /// Where to write meanwhile.
     public let temporaryPath: String
-    public let isDirectory: Bool
+    public let kind: OutputKind
+    public var isDirectory: Bool { kind.isDirectory }
+    private let force: Bool
     private var done = false
 
-    /// Prepares an output. Throws `OutputError.exists` when `finalPath` exists and `force` is false.
-    public init(finalPath: String, directory: Bool, force: Bool) throws {
+    /// Prepares an output of `kind`. Throws `OutputError.exists` when `finalPath` exists and `force`
+    /// is false, and `OutputError.notReplaceable` when it holds something that is not DiTKit's
+    /// own output of `kind` (then nothing is touched).
+    public init(finalPath: String, kind: OutputKind, force: Bool) throws {
         self.finalPath = finalPath
-        self.isDirectory = directory
-        if FileSystem.exists(finalPath) && !force { throw OutputError.exists(finalPath) }
+        self.kind = kind
+        self.force = force
+        try AtomicOutput.checkReplaceable(finalPath, kind: kind, force: force)
+        let directory = kind.isDirectory
         let parent = FileSystem.parentDirectory(finalPath)
         let base = FileSystem.baseName(finalPath)
         let prefix = (parent == "." && !finalPath.hasPrefix("./") ? "" : parent + "/") + ".\(base).partial-"
@@ -197,6 +252,13 @@ public final class AtomicOutput {
                 throw error
             }
         }
+    }
+
+    /// Throws unless `path` is free, or `force` is given and it holds DiTKit's own output of `kind`.
+    static func checkReplaceable(_ path: String, kind: OutputKind, force: Bool) throws {
+        guard FileSystem.exists(path) else { return }
+        guard force else { throw OutputError.exists(path) }
+        if let found = kind.refusal(path) { throw OutputError.notReplaceable(path, expected: kind.description, found: found) }
     }
 
     /// Removes temporaries left by killed processes (`.BASE.partial-PID` whose PID is gone).
@@ -215,6 +277,8 @@ public final class AtomicOutput {
     /// Moves the temporary into place. Syncs the parent directory afterwards.
     public func commit() throws {
         precondition(!done, "AtomicOutput committed twice")
+        // Something may have appeared at the final path while the output was being written.
+        try AtomicOutput.checkReplaceable(finalPath, kind: kind, force: force)
         if FileSystem.exists(finalPath) {
             if ditkit_exchange_paths(temporaryPath, finalPath) == 0 {
                 // The old output now sits at the temporary path.
@@ -258,8 +322,8 @@ public final class AtomicOutput {
 extension AtomicOutput {
     /// Produces an output: `body` writes to the temporary path it is given; the result is renamed
     /// into place when `body` returns, and discarded if it throws.
-    public static func produce<R>(_ path: String, directory: Bool = false, force: Bool, _ body: (String) throws -> R) throws -> R {
-        let out = try AtomicOutput(finalPath: path, directory: directory, force: force)
+    public static func produce<R>(_ path: String, kind: OutputKind, force: Bool, _ body: (String) throws -> R) throws -> R {
+        let out = try AtomicOutput(finalPath: path, kind: kind, force: force)
         do {
             let r = try body(out.temporaryPath)
             try out.commit()
@@ -271,8 +335,8 @@ extension AtomicOutput {
     }
 
     /// Writes `bytes` to `path` atomically.
-    public static func write(_ bytes: [UInt8], to path: String, force: Bool) throws {
-        try produce(path, force: force) { try FileSystem.writeFile($0, bytes) }
+    public static func write(_ bytes: [UInt8], to path: String, kind: OutputKind, force: Bool) throws {
+        try produce(path, kind: kind, force: force) { try FileSystem.writeFile($0, bytes) }
     }
 }
 

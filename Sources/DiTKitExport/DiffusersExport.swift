@@ -4,7 +4,26 @@ import DiTKitCore
 import DiTKitFormats
 import DiTKitModels
 
+extension OutputKind {
+    /// A folder written by `ditkit export --to diffusers`: only `config.json` and a safetensors
+    /// file DiTKit wrote.
+    public static let diffusersFolder = OutputKind("a DiTKit diffusers export", directory: true) { path in
+        let files: Set<String> = [DiffusersExport.configFile, DiffusersExport.weightsFile]
+        if let extra = OutputKind.unexpectedEntries(path, allowed: files) {
+            return extra + " (a diffusers export holds only \(files.sorted().joined(separator: " and ")))"
+        }
+        if let why = OutputKind.safetensorsExport.refusal(path + "/" + DiffusersExport.weightsFile) {
+            return "a directory whose \(DiffusersExport.weightsFile) is \(why)"
+        }
+        guard FileSystem.exists(path + "/" + DiffusersExport.weightsFile) else { return "a directory without \(DiffusersExport.weightsFile)" }
+        return nil
+    }
+}
+
 public enum DiffusersExport {
+    static let configFile = "config.json"
+    static let weightsFile = "diffusion_pytorch_model.safetensors"
+
     /// `config.json` of the diffusers class for a bundle's configuration, or nil when the family has none.
     public static func config(_ c: ModelConfiguration) -> JSONValue? { c.family.diffusersConfig(c) }
 
@@ -14,14 +33,14 @@ public enum DiffusersExport {
         let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
         guard let cfg = config(c) else { throw ExportError.noDiffusersClass(c.family.title) }
         let items = try ExportTensors.items(bundle, naming: "diffusers", dequantize: true)
-        try AtomicOutput.produce(output, directory: true, force: force) { folder in
-            try FileSystem.writeFile(folder + "/config.json", Array(JSONWriter.string(cfg).utf8))
-            let file = try OutputFile(path: folder + "/diffusion_pytorch_model.safetensors")
+        try AtomicOutput.produce(output, kind: .diffusersFolder, force: force) { folder in
+            try FileSystem.writeFile(folder + "/" + configFile, Array(JSONWriter.string(cfg).utf8))
+            let file = try OutputFile(path: folder + "/" + weightsFile)
             try SafetensorsWriter.write(items, metadata: SafetensorsExport.metadata(bundle, naming: "diffusers", dequantize: true), to: file)
             try file.close()
         }
         return ExportSummary(path: output, format: "diffusers", tensors: items.count,
-                             bytes: FileSystem.fileSize(output + "/diffusion_pytorch_model.safetensors") ?? 0,
+                             bytes: FileSystem.fileSize(output + "/" + weightsFile) ?? 0,
                              notes: try ExportTensors.scheme(c, "diffusers")?.notes ?? [])
     }
 }

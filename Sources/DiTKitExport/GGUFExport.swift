@@ -96,7 +96,7 @@ public enum GGUFExport {
                 return out.bytes
             }))
         }
-        try AtomicOutput.produce(output, force: force) { temporary in
+        try AtomicOutput.produce(output, kind: .ggufExport, force: force) { temporary in
             let file = try OutputFile(path: temporary)
             try GGUFWriter.write(metadata: metadata(bundle, c, quantized: quantized), tensors: tensors, to: file)
             try file.close()

@@ -3,7 +3,15 @@
 import DiTKitCore
 import DiTKitFormats
 
+extension OutputKind {
+    /// A file written by `ditkit export --to hdf5`.
+    public static let hdf5Export = hdf5(format: HDF5Export.format, "a DiTKit HDF5 export")
+}
+
 public enum HDF5Export {
+    /// The root attribute `format` of every HDF5 export.
+    public static let format = "ditkit-hdf5"
+
     /// F32 tensors as float32 datasets, F16 as IEEE half datasets (numpy float16), BF16 widened
     /// exactly to float32 (HDF5 has no bfloat16), I8 as int8 with a float32 `<name>.scale` dataset,
     /// ggml block types (Q8_0 ... Q6_K) dequantized to float32.
@@ -11,9 +19,9 @@ public enum HDF5Export {
     /// `manifest` (the manifest JSON) and `format` (`ditkit-hdf5`).
     public static func export(_ bundle: NativeBundle, to output: String, force: Bool = false) throws -> ExportSummary {
         var count = 0
-        try AtomicOutput.produce(output, force: force) { temporary in
+        try AtomicOutput.produce(output, kind: .hdf5Export, force: force) { temporary in
             let f = try HDF5File.create(temporary)
-            try f.setAttribute("format", "ditkit-hdf5")
+            try f.setAttribute("format", format)
             try f.setAttribute("manifest", String(decoding: bundle.manifestBytes, as: UTF8.self))
             try f.setAttribute("variant", bundle.manifest.variant)
             if let sha = bundle.manifest.provenance["source"]?["sha256"]?.stringValue { try f.setAttribute("source_sha256", sha) }

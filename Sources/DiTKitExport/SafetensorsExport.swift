@@ -40,7 +40,7 @@ public enum SafetensorsExport {
     public static func export(_ bundle: NativeBundle, to output: String, naming: String = "canonical",
                               dequantize: Bool = false, force: Bool = false) throws -> ExportSummary {
         let items = try ExportTensors.items(bundle, naming: naming, dequantize: dequantize)
-        try AtomicOutput.produce(output, force: force) { temporary in
+        try AtomicOutput.produce(output, kind: .safetensorsExport, force: force) { temporary in
             let file = try OutputFile(path: temporary)
             try SafetensorsWriter.write(items, metadata: metadata(bundle, naming: naming, dequantize: dequantize), to: file)
             try file.close()

@@ -5,7 +5,21 @@
 import DiTKitCore
 import DiTKitFormats
 
+extension OutputKind {
+    /// A report written by `ditkit verify --report`: HTML whose head names DiTKit as its generator.
+    public static let htmlReport = OutputKind("a DiTKit HTML report", directory: false) { path in
+        guard let file = try? MappedFile(path: path),
+              String(decoding: file.bytes.prefix(1024), as: UTF8.self).contains(HTMLReport.generatorTag) else {
+            return "a file that is not a DiTKit report"
+        }
+        return nil
+    }
+}
+
 public enum HTMLReport {
+    /// The tag that marks a report as DiTKit's own.
+    static let generatorTag = "<meta name=\"generator\" content=\"DiTKit\"/>"
+
     static func escape(_ s: String) -> String {
         var o = ""
         for ch in s {
@@ -59,7 +73,7 @@ public enum HTMLReport {
     /// Renders the page.
     public static func render(_ r: VerificationResult, title: String, bundle: NativeBundle?, sample: SampleComparison?) throws -> String {
         let overall = r.passed && (sample?.passed ?? true)
-        var h = "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n"
+        var h = "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n\(generatorTag)\n"
         h += "<title>\(escape(title))</title>\n<style>\n"
         h += """
         body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1b1b1b; max-width: 1000px; margin: 24px auto; padding: 0 16px; }

@@ -14,6 +14,11 @@ public struct SampleResult: Sendable {
     public var images: [Image8]
 }
 
+extension OutputKind {
+    /// A latents file written by `ditkit sample --save-latents`.
+    public static let latents = hdf5(format: Sampling.latentsFormat, "a DiTKit latents file")
+}
+
 public enum Sampling {
     /// Reads `/noise` (float32 [N,C,H,W]) from an HDF5 file.
     public static func readNoise(_ path: String) throws -> Tensor {
@@ -25,10 +30,15 @@ public enum Sampling {
         }
     }
 
-    /// Writes `/latents` (and the labels and settings) to an HDF5 file, atomically.
-    public static func saveLatents(_ r: SampleResult, options: SamplingOptions, to path: String, force: Bool = true) throws {
-        try AtomicOutput.produce(path, force: force) { temporary in
+    /// The root attribute `format` of a latents file.
+    public static let latentsFormat = "ditkit-latents"
+
+    /// Writes `/latents` (and the labels and settings) to an HDF5 file, atomically; `force`
+    /// replaces a latents file DiTKit wrote (nothing else).
+    public static func saveLatents(_ r: SampleResult, options: SamplingOptions, to path: String, force: Bool) throws {
+        try AtomicOutput.produce(path, kind: .latents, force: force) { temporary in
             let f = try HDF5File.create(temporary)
+            try f.setAttribute("format", latentsFormat)
             try f.writeFloats("/latents", shape: r.latents.shape, r.latents.data)
             let classes = r.labels.compactMap { $0.hasPrefix("class") ? Int64($0.dropFirst(5)) : nil }
             if classes.count == r.labels.count { try f.writeInt64("/classes", shape: [classes.count], classes) }

@@ -43,7 +43,7 @@ public enum Checksums {
         var text = (try? FileSystem.readFile(file)).map { String(decoding: $0, as: UTF8.self) } ?? "# DiTKit trust-on-first-use pins: hashes seen on first download\n"
         if !text.hasSuffix("\n") { text += "\n" }
         text += "\(line.sha256)  \(line.path)\n"
-        try AtomicOutput.write(Array(text.utf8), to: file, force: true)
+        try AtomicOutput.write(Array(text.utf8), to: file, kind: .cacheFile, force: true)
     }
 }
 

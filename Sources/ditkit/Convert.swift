@@ -72,22 +72,13 @@ struct Convert: ParsableCommand {
             let results = try Converter.convertMany(sources: sources, directory: output, options: o, jobs: jobs) { _, r in
                 if case .success(let s) = r { writeOut(ConversionReport.text(s)) }
             }
-            var worst: ErrorKind?
-            for (source, r) in zip(sources, results) {
-                if case .failure(let e) = r {
-                    printError("ditkit: error: \(e)")
-                    let k = (e as? ClassifiedError)?.kind ?? .refusedInput
-                    if worst == nil || k == .refusedInput { worst = k }
-                    _ = source
-                }
+            // The exit status of the run: refused input wins over the other failures.
+            var worst: Error?
+            for case .failure(let e) in results {
+                printError("ditkit: error: \(e)")
+                if worst == nil || exitStatus(of: e) == Exit.refused { worst = e }
             }
-            if let worst {
-                switch worst {
-                case .refusedInput: throw Exit.refused
-                case .mismatch: throw Exit.mismatch
-                case .environment: throw Exit.environment
-                }
-            }
+            if let worst { throw exitStatus(of: worst) }
         }
     }
 }

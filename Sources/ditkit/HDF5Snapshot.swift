@@ -11,11 +11,12 @@ import Glibc
 struct HDF5SnapshotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "hdf5-snapshot", shouldDisplay: false)
 
+    @Flag var attributesOnly = false
     @Argument var path: String
 
     func run() throws {
         do {
-            let frames = try HDF5Snapshot.encode(path)
+            let frames = try HDF5Snapshot.encode(path, datasets: !attributesOnly)
             try frames.withUnsafeBytes { try FileSystem.writeAll(fd: 1, $0, path: "standard output") }
         } catch {
             // The parent reads the reason from the frames (it discards this process's stderr).

@@ -54,13 +54,13 @@ struct Sample: ParsableCommand {
             let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
             let z = try noise.map(Sampling.readNoise)
             let r = try Sampling.run(model: dit, vae: decoder, conditioning: conditioning, options: o, noise: z, progress: TerminalProgress())
-            if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents) }
-            try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, force: force)
+            if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents, force: true) }
+            try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, kind: .png, force: force)
             if let each {
                 try FileSystem.makeDirectories(each)
                 for (k, im) in r.images.enumerated() {
                     let path = each + "/\(k)-\(r.labels[k]).png"
-                    try AtomicOutput.write(try im.png(), to: path, force: true)
+                    try AtomicOutput.write(try im.png(), to: path, kind: .png, force: true)
                 }
             }
             writeOut("wrote \(output): \(r.images.count) images (\(o.ddim ? "DDIM" : "DDPM") \(steps) steps, cfg \(cfg))\n")

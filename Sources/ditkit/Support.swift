@@ -28,12 +28,17 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         throw e
     } catch {
         printError("ditkit: error: \(error)")
-        let kind = (error as? ClassifiedError)?.kind ?? .refusedInput
-        switch kind {
-        case .refusedInput: throw Exit.refused
-        case .mismatch: throw Exit.mismatch
-        case .environment: throw Exit.environment
-        }
+        throw exitStatus(of: error)
+    }
+}
+
+/// The exit status an error maps to (errors that do not say count as refused input).
+func exitStatus(of error: Error) -> ExitCode {
+    switch (error as? ClassifiedError)?.kind ?? .refusedInput {
+    case .refusedInput: return Exit.refused
+    case .mismatch: return Exit.mismatch
+    case .environment: return Exit.environment
+    case .usage: return Exit.usage
     }
 }
 

@@ -159,7 +159,7 @@ struct Verify: ParsableCommand {
             if let report {
                 let html = try HTMLReport.render(result, title: "DiTKit verification: \(FileSystem.baseName(model))",
                                                  bundle: m.container as? NativeBundle, sample: comparison)
-                try AtomicOutput.write(Array(html.utf8), to: report, force: true)
+                try AtomicOutput.write(Array(html.utf8), to: report, kind: .htmlReport, force: true)
                 if !json { writeOut("report: \(report)\n") }
             }
             if !result.passed || comparison?.passed == false { throw Exit.mismatch }

@@ -57,10 +57,16 @@ public struct HDF5Snapshot: Sendable {
         return try decode(try runHelper(helper + [path], path: path))
     }
 
+    /// Reads only the root string attributes of `path` (no dataset is read), the same way.
+    public static func readAttributes(_ path: String) throws -> [String: String] {
+        guard let helper else { return try decode(try encode(path, datasets: false)).attributes }
+        return try decode(try runHelper(helper + ["--attributes-only", path], path: path)).attributes
+    }
+
     // MARK: writing frames (the child side)
 
-    /// Reads the file with libhdf5 and returns its frames.
-    public static func encode(_ path: String) throws -> [UInt8] {
+    /// Reads the file with libhdf5 and returns its frames (only the attributes when `datasets` is false).
+    public static func encode(_ path: String, datasets: Bool = true) throws -> [UInt8] {
         let f = try HDF5File.open(path)
         var out = Array("DKH5".utf8) + [1]
         func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { out += $0 } }
@@ -73,7 +79,7 @@ public struct HDF5Snapshot: Sendable {
             out.append(tag); name(d); u32(shape.count); for s in shape { u64(s) }
             values.withUnsafeBytes { out += $0 }
         }
-        for d in f.datasets(under: "/") {
+        for d in datasets ? f.datasets(under: "/") : [] {
             if let (shape, values) = try? f.readFloats(d) {
                 try dataset(UInt8(ascii: "F"), d, shape, values)
             } else if let (shape, values) = try? f.readInt64(d) {

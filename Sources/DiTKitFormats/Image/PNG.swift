@@ -53,14 +53,21 @@ public struct Image8: Sendable, Equatable {
         return Image8(width: gw, height: gh, channels: c, pixels: px)
     }
 
-    /// Encodes as PNG (8-bit RGB or gray; deterministic: no time or text chunks).
+    /// Encodes as PNG (8-bit RGB or gray; deterministic: no time chunk). The one text chunk,
+    /// `Software: DiTKit`, marks the file as DiTKit's own (`--force` replaces only such files).
     public func png() throws -> [UInt8] {
         var out: UnsafeMutablePointer<UInt8>?
         var len = 0
         let r = pixels.withUnsafeBufferPointer { ditkit_png_encode($0.baseAddress, Int32(width), Int32(height), Int32(channels), &out, &len) }
         guard r == 0, let out else { throw CheckpointError.inconsistent("PNG encoding failed") }
         defer { free(out) }
-        return Array(UnsafeBufferPointer(start: out, count: len))
+        var bytes = Array(UnsafeBufferPointer(start: out, count: len))
+        // The text chunk goes just before IEND, the last 12 bytes libpng writes.
+        guard bytes.count >= 20, bytes.suffix(8).prefix(4).elementsEqual(Array("IEND".utf8)) else {
+            throw CheckpointError.inconsistent("PNG encoding failed: no IEND chunk")
+        }
+        bytes.insert(contentsOf: PNGChunks.chunk("tEXt", Array(PNGChunks.softwareText.utf8)), at: bytes.count - 12)
+        return bytes
     }
 
     /// Decodes a PNG to 8-bit RGB.
@@ -108,4 +115,46 @@ public func base64(_ bytes: [UInt8]) -> String {
         i += 3
     }
     return String(decoding: out, as: UTF8.self)
+}
+
+/// The chunk structure of PNG files: length (u32 big-endian), type, data, CRC-32 of type and data.
+public enum PNGChunks {
+    static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// The `tEXt` data of the chunk DiTKit writes into every PNG (keyword, NUL, text).
+    static let softwareText = "Software\u{0}DiTKit"
+
+    /// One chunk: length, type, data, CRC.
+    static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+        let body = Array(type.utf8) + data
+        return bigEndian(UInt32(data.count)) + body + bigEndian(crc32(body))
+    }
+
+    static func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+
+    /// CRC-32 (ISO 3309, as PNG and zlib use it).
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        }
+        return c ^ 0xFFFF_FFFF
+    }
+
+    /// Whether `bytes` are a PNG that carries DiTKit's `Software` text chunk. Walks the chunks,
+    /// checking every length against the bytes that remain.
+    public static func isDiTKitPNG(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= 8, bytes.prefix(8).elementsEqual(signature) else { return false }
+        let marker = Array(softwareText.utf8)
+        var p = 8
+        while bytes.count - p >= 12 {
+            let n = Int(bytes[p]) << 24 | Int(bytes[p + 1]) << 16 | Int(bytes[p + 2]) << 8 | Int(bytes[p + 3])
+            guard n <= bytes.count - p - 12 else { return false }
+            let type = String(decoding: bytes[(p + 4)..<(p + 8)], as: UTF8.self)
+            if type == "tEXt" && bytes[(p + 8)..<(p + 8 + n)].elementsEqual(marker) { return true }
+            if type == "IEND" { return false }
+            p += 12 + n
+        }
+        return false
+    }
 }

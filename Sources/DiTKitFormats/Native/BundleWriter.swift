@@ -14,9 +14,10 @@ public final class BundleWriter: @unchecked Sendable {
     private var closed = false
     private let weightsPath: String
 
-    /// Prepares `path` (a directory) for writing. Throws `OutputError.exists` without `force`.
+    /// Prepares `path` (a directory) for writing. Throws `OutputError.exists` without `force`, and
+    /// `OutputError.notReplaceable` when `path` holds something that is not a DiTKit bundle.
     public init(path: String, force: Bool, alignment: Int = BundleManifest.defaultAlignment) throws {
-        output = try AtomicOutput(finalPath: path, directory: true, force: force)
+        output = try AtomicOutput(finalPath: path, kind: .bundle, force: force)
         self.alignment = alignment
         weightsPath = output.temporaryPath + "/" + BundleManifest.weightsFile
         fd = open(weightsPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

@@ -92,7 +92,7 @@ public enum BundlePack {
         let start = ContinuousClock.now
         let b = try FileError.wrapping(bundle) { try NativeBundle(path: bundle) }
         let name = FileSystem.baseName(bundle)
-        let out = try AtomicOutput(finalPath: output, directory: false, force: force)
+        let out = try AtomicOutput(finalPath: output, kind: .pack, force: force)
         do {
             let file = try OutputFile(path: out.temporaryPath)
             let z = try ZstdWriter(file: file, level: level, threads: threads)
@@ -128,6 +128,28 @@ public enum BundlePack {
         }
     }
 
+    /// Whether `bytes` begin like a pack `pack` writes: a zstd frame whose tar starts with a
+    /// bundle directory followed by its manifest. Decompresses only the first two headers.
+    static func isPack(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= 4, bytes.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD]) else { return false }
+        struct Enough: Error {}
+        var head: [UInt8] = []
+        do {
+            try ZstdReader.decompress(bytes) { chunk in
+                head += chunk.prefix(1024 - head.count)
+                if head.count >= 1024 { throw Enough() }
+            }
+        } catch is Enough {
+        } catch {
+            return false
+        }
+        guard head.count >= 1024 else { return false }
+        func name(_ at: Int) -> String { String(decoding: head[at..<(at + 100)].prefix { $0 != 0 }, as: UTF8.self) }
+        let directory = name(0)
+        guard head[156] == UInt8(ascii: "5"), directory.hasSuffix("/"), directory.dropLast().split(separator: "/").count == 1 else { return false }
+        return name(512) == directory + members[0]
+    }
+
     // MARK: unpack
 
     /// Unpacks `pack` into `directory/NAME.ditkit` (or exactly `output` when given), checking every
@@ -135,7 +157,7 @@ public enum BundlePack {
     public static func unpack(pack path: String, into output: String, force: Bool = false, progress: ProgressReporter? = nil) throws -> PackSummary {
         let start = ContinuousClock.now
         let source = try FileError.wrapping(path) { try MappedFile(path: path) }
-        let out = try AtomicOutput(finalPath: output, directory: true, force: force)
+        let out = try AtomicOutput(finalPath: output, kind: .bundle, force: force)
         do {
             var reader = TarStream(target: out.temporaryPath)
             progress?.begin("unpacking", total: source.count, unit: .bytes)
