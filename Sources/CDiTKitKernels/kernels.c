@@ -78,7 +78,8 @@ typedef struct { float err[8], src[8], maxabs[8]; uint64_t overflow, flushed; } 
 static inline void lanes_clear(lanes *l) { memset(l, 0, sizeof *l); }
 
 static inline void lanes_add(lanes *l, int lane, float s, float t) {
-    if (isfinite(s) && isinf(t)) { l->overflow++; return; }
+    if (!isfinite(s)) return;                       // counted by ditkit_count_nonfinite_*
+    if (isinf(t)) { l->overflow++; return; }
     if (s != 0.0f && t == 0.0f) l->flushed++;
     float d = t - s;
     l->err[lane] = l->err[lane] + d * d;
@@ -117,17 +118,18 @@ static void lanes_add8(lanes *l, __m256 s, __m256 t) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256 inf = _mm256_set1_ps(INFINITY);
     __m256 as = _mm256_and_ps(s, absmask), at = _mm256_and_ps(t, absmask);
+    // Lanes with a NaN or infinite source take no part (they are counted separately).
     __m256 src_finite = _mm256_cmp_ps(as, inf, _CMP_LT_OQ);
     __m256 dst_inf = _mm256_cmp_ps(at, inf, _CMP_EQ_OQ);
     __m256 over = _mm256_and_ps(src_finite, dst_inf);
-    int overmask = _mm256_movemask_ps(over);
+    __m256 keep = _mm256_andnot_ps(over, src_finite);
+    int keepmask = _mm256_movemask_ps(keep);
     __m256 zero = _mm256_setzero_ps();
     __m256 flushed = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_NEQ_UQ), _mm256_cmp_ps(t, zero, _CMP_EQ_OQ));
-    flushed = _mm256_andnot_ps(over, flushed);
-    l->overflow += (uint64_t)__builtin_popcount(overmask);
+    flushed = _mm256_and_ps(keep, flushed);
+    l->overflow += (uint64_t)__builtin_popcount(_mm256_movemask_ps(over));
     l->flushed += (uint64_t)__builtin_popcount(_mm256_movemask_ps(flushed));
     __m256 d = _mm256_sub_ps(t, s);
-    __m256 keep = _mm256_xor_ps(over, _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
     __m256 d2 = _mm256_and_ps(_mm256_mul_ps(d, d), keep);
     __m256 s2 = _mm256_and_ps(_mm256_mul_ps(s, s), keep);
     float e[8], q[8], a[8];
@@ -135,7 +137,7 @@ static void lanes_add8(lanes *l, __m256 s, __m256 t) {
     _mm256_storeu_ps(q, s2);
     _mm256_storeu_ps(a, _mm256_and_ps(_mm256_and_ps(d, absmask), keep));
     for (int k = 0; k < 8; k++) {
-        if ((overmask >> k) & 1) continue;
+        if (!((keepmask >> k) & 1)) continue;
         l->err[k] = l->err[k] + e[k];
         l->src[k] = l->src[k] + q[k];
         if (a[k] > l->maxabs[k] || a[k] != a[k]) l->maxabs[k] = a[k];
@@ -277,6 +279,43 @@ void ditkit_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
 
 void ditkit_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = u2f((uint32_t)src[i] << 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Non-finite counts: an element is NaN or +-inf when every exponent bit is set. Loads go through
+// memcpy, so any alignment is fine (and the loops vectorise).
+
+size_t ditkit_count_nonfinite_f32(const void *src, size_t n) {
+    const unsigned char *p = src;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, 4);
+        count += (u & 0x7F800000u) == 0x7F800000u;
+    }
+    return count;
+}
+
+size_t ditkit_count_nonfinite_f64(const void *src, size_t n) {
+    const unsigned char *p = src;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u;
+        memcpy(&u, p + 8 * i, 8);
+        count += (u & 0x7FF0000000000000ull) == 0x7FF0000000000000ull;
+    }
+    return count;
+}
+
+size_t ditkit_count_nonfinite_16(const void *src, size_t n, uint16_t exponent_mask) {
+    const unsigned char *p = src;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t u;
+        memcpy(&u, p + 2 * i, 2);
+        count += (u & exponent_mask) == exponent_mask;
+    }
+    return count;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ public struct ConversionOptions: Sendable {
     public var hints = DetectionHints()
     /// Glob patterns (`*`, `?`) of canonical tensor names to keep in F32.
     public var keep: [String] = []
+    /// Convert sources holding NaN or infinite values (recorded per tensor) instead of refusing them.
+    public var allowNonfinite = false
     public var force = false
     public var alignment = BundleManifest.defaultAlignment
     /// The zoo entry this conversion belongs to, recorded in provenance.
@@ -36,6 +38,8 @@ public struct ConversionOptions: Sendable {
 /// Why a conversion stopped.
 public enum ConvertError: Error, CustomStringConvertible, Sendable {
     case overflow([(name: String, count: Int)], dtype: String)
+    case nonFinite([(name: String, count: Int)])
+    case nonFiniteInt8(name: String, count: Int, dtype: String)
     case foldMismatch(String, String)
     case sourceIsBundle
     case duplicateOutput(String)
@@ -45,6 +49,11 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
         case let .overflow(list, dtype):
             let items = list.map { "\($0.name) (\($0.count) values)" }.joined(separator: ", ")
             return "\(list.count) tensor\(list.count == 1 ? "" : "s") would overflow to infinity in \(dtype): \(items); keep them in float32 with --keep PATTERN"
+        case .nonFinite(let list):
+            let items = list.map { "\($0.name) (\($0.count) value\($0.count == 1 ? "" : "s"))" }.joined(separator: ", ")
+            return "\(list.count) tensor\(list.count == 1 ? " holds" : "s hold") NaN or infinite values: \(items); a trained model has none, so the file is probably damaged; convert it anyway with --allow-nonfinite"
+        case let .nonFiniteInt8(name, count, dtype):
+            return "\(name) holds \(count) NaN or infinite value\(count == 1 ? "" : "s"), which \(dtype) cannot store; keep it in float32 with --keep '\(name)'"
         case let .foldMismatch(a, b):
             return "embedder copies '\(a)' and '\(b)' differ; diffusers stores identical copies in every block"
         case .sourceIsBundle:
@@ -72,4 +81,6 @@ public struct ConversionSummary: Sendable {
     public var storedTypes: [(DType, Int)]
     /// Lossy tensors and their error figures, canonical order.
     public var lossy: [(name: String, error: ConversionError)]
+    /// Tensors whose source holds NaN or infinite values (kept with `allowNonfinite`), canonical order.
+    public var nonFinite: [(name: String, count: Int)] = []
 }

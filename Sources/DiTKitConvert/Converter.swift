@@ -45,13 +45,15 @@ public enum Converter {
             }
             let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
             let work = ConversionWork(container: container, index: index, plan: plan, stored: stored, offsets: recordOffsets,
-                                      writer: writer, progress: progress, tokens: config)
+                                      writer: writer, progress: progress, tokens: config, allowNonFinite: options.allowNonfinite)
             let totalBytes = plan.tensors.flatMap(\.recipe.sources).compactMap { index[$0] }.reduce(0) { $0 + container.tensors[$1].byteCount }
             progress?.begin("converting", total: totalBytes, unit: .bytes)
             let shards = (container as? ShardedSafetensors)?.shards.map(\.path) ?? []
             let hashes = try work.run(threads: options.threads, hashFiles: shards.isEmpty ? [container.path] : shards)
             let fileHash = shards.isEmpty ? hashes[0] : try SHA256Hasher.hex(file: container.path)
             progress?.finish()
+            let nonFinite = work.nonFinite()
+            if !nonFinite.isEmpty && !options.allowNonfinite { throw FileError(path: source, ConvertError.nonFinite(nonFinite)) }
             let overflows = work.overflows()
             if !overflows.isEmpty { throw FileError(path: source, ConvertError.overflow(overflows, dtype: options.dtype.floatDType.name)) }
 
@@ -69,7 +71,8 @@ public enum Converter {
                                      subtree: plan.subtree, dtype: options.dtype, tensors: plan.tensors.count, parameters: params,
                                      bytesIn: (shards.isEmpty ? [container.path] : shards).reduce(0) { $0 + (FileSystem.fileSize($1) ?? 0) }, bytesOut: total,
                                      seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),
-                                     storedTypes: counts.sorted { $0.key.name < $1.key.name }.map { ($0.key, $0.value) }, lossy: lossy)
+                                     storedTypes: counts.sorted { $0.key.name < $1.key.name }.map { ($0.key, $0.value) }, lossy: lossy,
+                                     nonFinite: nonFinite)
         } catch {
             writer.discard()
             if error is ModelError || error is ConvertError || error is CheckpointError { throw FileError(path: source, error) }
@@ -117,14 +120,17 @@ final class ConversionWork: @unchecked Sendable {
     let writer: BundleWriter
     let progress: ProgressReporter?
     let configuration: ModelConfiguration
+    let allowNonFinite: Bool
 
     private var results: [BundleTensor?]
     private var overflowList: [(Int, String, Int)] = []
+    private var nonFiniteList: [(Int, String, Int)] = []
     private var mutex = pthread_mutex_t()
     private let errors = ErrorBox()
 
     init(container: any TensorContainer, index: [String: Int], plan: ModelPlan, stored: [DType], offsets: [(Int, Int?)],
-         writer: BundleWriter, progress: ProgressReporter?, tokens configuration: ModelConfiguration) {
+         writer: BundleWriter, progress: ProgressReporter?, tokens configuration: ModelConfiguration, allowNonFinite: Bool) {
+        self.allowNonFinite = allowNonFinite
         self.container = container
         self.index = index
         self.plan = plan
@@ -164,6 +170,11 @@ final class ConversionWork: @unchecked Sendable {
 
     func overflows() -> [(name: String, count: Int)] {
         overflowList.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
+    }
+
+    /// Tensors whose source holds NaN or infinite values, canonical order.
+    func nonFinite() -> [(name: String, count: Int)] {
+        nonFiniteList.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
     }
 
     func records() -> [BundleTensor] { results.compactMap { $0 } }
@@ -247,6 +258,21 @@ final class ConversionWork: @unchecked Sendable {
         }
         let sourceDType = parts.first?.entry.dtype ?? .f32
         let sameType = parts.allSatisfy { $0.entry.dtype == target }
+        // NaN and infinities: reported (refused unless allowed) and left out of the error figures.
+        let nonFinite = parts.reduce(0) { n, p in
+            n + withExtendedLifetime(p.bytes) { p.bytes.buffer.baseAddress.map { NonFinite.count($0, dtype: p.entry.dtype, count: p.entry.elementCount) } ?? 0 }
+        }
+        if nonFinite > 0 {
+            // Neither int8 nor the block types can store them.
+            if (target == .i8 || target.block != nil) && allowNonFinite {
+                throw ConvertError.nonFiniteInt8(name: t.name, count: nonFinite, dtype: target.name)
+            }
+            pthread_mutex_lock(&mutex)
+            nonFiniteList.append((i, t.name, nonFinite))
+            pthread_mutex_unlock(&mutex)
+            // The conversion will be refused: no quantizer needs to see these values.
+            if target == .i8 || target.block != nil { return }
+        }
 
         var storedHash: String
         var error: ConversionError?
@@ -337,7 +363,7 @@ final class ConversionWork: @unchecked Sendable {
         }
         let record = BundleTensor(name: t.name,
                                   stored: StoredRecord(dtype: target, shape: t.shape, offset: offset, bytes: try target.byteCount(shape: t.shape), sha256: storedHash),
-                                  sources: sourceRecords, transform: transform, error: error, scale: scaleRecord)
+                                  sources: sourceRecords, transform: transform, error: error, scale: scaleRecord, nonFinite: nonFinite)
         pthread_mutex_lock(&mutex)
         results[i] = record
         pthread_mutex_unlock(&mutex)

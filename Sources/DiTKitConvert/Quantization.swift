@@ -22,7 +22,8 @@ struct ErrorAccumulator {
 
     @inline(__always)
     mutating func add(source s: Float, stored t: Float) {
-        if s.isFinite && !t.isFinite { overflow += 1; return }
+        if !s.isFinite { return }
+        if !t.isFinite { overflow += 1; return }
         if s != 0 && t == 0 { flushed += 1 }
         let e = Double(t) - Double(s)
         sumSquaredError += e * e
@@ -72,14 +73,16 @@ enum Narrowing {
         return ErrorAccumulator(s)
     }
 
-    /// Error figures of float32 rounding (from an F64 source).
+    /// Error figures of float32 rounding (from an F64 source). Non-finite sources are left out of
+    /// the figures, as in the narrowing kernels.
     static func toF32(_ src: UnsafeBufferPointer<Double>, _ dst: UnsafeMutablePointer<Float>) -> ErrorAccumulator {
         var acc = ErrorAccumulator()
         for i in 0..<src.count {
             let f = Float(src[i])
             dst[i] = f
             let e = Double(f) - src[i]
-            if src[i].isFinite && !f.isFinite { acc.overflow += 1; continue }
+            if !src[i].isFinite { continue }
+            if !f.isFinite { acc.overflow += 1; continue }
             if src[i] != 0 && f == 0 { acc.flushed += 1 }
             acc.sumSquaredError += e * e
             acc.sumSquaredSource += src[i] * src[i]

@@ -73,6 +73,21 @@ public enum Narrow {
     public static func forcePortable(_ on: Bool) { ditkit_kernels_force_portable(on ? 1 : 0) }
 }
 
+/// Counting NaN and infinite values.
+public enum NonFinite {
+    /// NaN and ±inf values among `count` little-endian elements of `dtype` at `src` (any
+    /// alignment); 0 for types that have none (integers, 8-bit floats carried as raw bytes).
+    public static func count(_ src: UnsafeRawPointer, dtype: DType, count: Int) -> Int {
+        switch dtype {
+        case .f32: return ditkit_count_nonfinite_f32(src, count)
+        case .f64: return ditkit_count_nonfinite_f64(src, count)
+        case .f16: return ditkit_count_nonfinite_16(src, count, 0x7C00)
+        case .bf16: return ditkit_count_nonfinite_16(src, count, 0x7F80)
+        default: return 0
+        }
+    }
+}
+
 /// Bulk conversions between element types. Buffers hold little-endian host values.
 public enum ElementConversion {
     /// Widens `count` elements of `dtype` at `src` to float32 at `dst`, or dequantizes them from a

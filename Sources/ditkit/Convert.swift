@@ -44,6 +44,9 @@ struct Convert: ParsableCommand {
     @Option(help: "Image size in pixels, for DiT weights in diffusers naming without a config.json.")
     var imageSize: Int?
 
+    @Flag(help: "Convert a source holding NaN or infinite values (refused otherwise); the manifest records their count per tensor.")
+    var allowNonfinite = false
+
     @Flag(help: "Replace an existing bundle at the output path.")
     var force = false
 
@@ -59,6 +62,7 @@ struct Convert: ParsableCommand {
             var o = ConversionOptions()
             o.dtype = dtype
             o.keep = keep
+            o.allowNonfinite = allowNonfinite
             o.force = force
             o.hints.select = select
             o.hints.model = model
@@ -95,6 +99,10 @@ enum ConversionReport {
             let maxRel = s.lossy.map(\.error.relL2).max() ?? 0
             let flushed = s.lossy.reduce(0) { $0 + $1.error.flushedToZero }
             out += "  lossy tensors: \(s.lossy.count); worst SQNR \(worst.map { "\(fixed($0.1, 1)) dB (\($0.0))" } ?? "n/a"); max relative L2 \(scientific(maxRel)); values flushed to zero: \(flushed)\n"
+        }
+        if !s.nonFinite.isEmpty {
+            let total = s.nonFinite.reduce(0) { $0 + $1.count }
+            out += "  NaN or infinite source values kept: \(total) in " + s.nonFinite.map { "\($0.name) (\($0.count))" }.joined(separator: ", ") + "\n"
         }
         return out
     }

@@ -50,6 +50,26 @@ import DiTKitCore
         #expect(v.3.overflow == 1)      // bfloat16 rounds float32 max up to infinity, as torch does
     }
 
+    @Test func nonFiniteSourcesAreCountedAndLeftOutOfTheFigures() {
+        var src = values(7 * 1531)
+        let finite = src
+        for (k, i) in [100, 2048, 3000, 5001, 9000].enumerated() { src[i] = [Float.nan, .infinity, -.infinity, -.nan, .nan][k] }
+        let v = run(false, src), p = run(true, src)
+        for (a, b) in [(v.1, p.1), (v.3, p.3)] {
+            #expect(a.sum_sq_err == b.sum_sq_err && a.sum_sq_src == b.sum_sq_src && a.max_abs == b.max_abs)
+            #expect(a.sum_sq_err.isFinite && a.sum_sq_src.isFinite && a.max_abs.isFinite)
+            #expect(a.overflow == b.overflow && a.flushed == b.flushed)
+        }
+        // Same overflow count as without them (none of them is counted as an overflow).
+        #expect(v.1.overflow == run(false, finite).1.overflow)
+        src.withUnsafeBytes { #expect(NonFinite.count($0.baseAddress!, dtype: .f32, count: src.count) == 5) }
+        let half = src.map { Float16($0).bitPattern }, brain = src.map { HalfPrecision.bf16Bits($0) }, double = src.map { Double($0) }
+        half.withUnsafeBytes { #expect(NonFinite.count($0.baseAddress!, dtype: .f16, count: half.count) == 5 + 3) }   // + 3 overflows
+        brain.withUnsafeBytes { #expect(NonFinite.count($0.baseAddress!, dtype: .bf16, count: brain.count) == 5 + 1) }
+        double.withUnsafeBytes { #expect(NonFinite.count($0.baseAddress! + 1, dtype: .f64, count: 0) == 0) }
+        double.withUnsafeBytes { #expect(NonFinite.count($0.baseAddress!, dtype: .f64, count: double.count) == 5) }
+    }
+
     @Test func widening() {
         let src = values(1001)
         var h = [UInt16](repeating: 0, count: src.count)

@@ -53,6 +53,61 @@ let python = ProcessInfo.processInfo.environment["DITKIT_PYTHON"]
         }
     }
 
+    /// A copy of a float32 safetensors file with `values` written over the first elements of `tensor`.
+    func safetensors(_ source: String, poking tensor: String, with values: [Float], into path: String) throws {
+        var bytes = try FileSystem.readFile(source)
+        let n = bytes.prefix(8).reversed().reduce(0) { $0 << 8 | Int($1) }
+        let header = try JSONReader.parse(Array(bytes[8..<(8 + n)]))
+        let start = try #require(header[tensor]?["data_offsets"]?.arrayValue?.first?.intValue) + 8 + n
+        for (k, v) in values.enumerated() {
+            withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.replaceSubrange((start + 4 * k)..<(start + 4 * k + 4), with: $0) }
+        }
+        try FileSystem.writeFile(path, bytes)
+    }
+
+    @Test func nonFiniteSourceValuesAreRefusedOrRecordedInAValidManifest() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let tensor = "encoder.down_blocks.0.resnets.0.conv1.weight"   // int8 quantizes it
+        let source = dir + "/vae.safetensors"
+        try safetensors(Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"), poking: tensor,
+                        with: [.nan, 0.5, .infinity, -.infinity], into: source)
+        for dtype in ["f32", "f16", "bf16", "int8"] {
+            let r = try Tool.run(["convert", source, "-o", dir + "/x.ditkit", "--dtype", dtype])
+            #expect(r.status == 2, "\(dtype): \(r.stderr)")
+            #expect(r.stderr.contains(source) && r.stderr.contains("\(tensor) (3 values)") && r.stderr.contains("--allow-nonfinite"), "\(r.stderr)")
+            #expect(!FileSystem.exists(dir + "/x.ditkit"))
+        }
+        // int8 cannot store them even when allowed: the tensor must be kept in float32.
+        let int8 = try Tool.run(["convert", source, "-o", dir + "/x.ditkit", "--dtype", "int8", "--allow-nonfinite"])
+        #expect(int8.status == 2 && int8.stderr.contains("--keep '\(tensor)'"), "\(int8.stderr)")
+        let cases = [("f32", [String]()), ("f16", []), ("bf16", []), ("int8", ["--keep", tensor])]
+        for (dtype, extra) in cases {
+            let out = dir + "/\(dtype).ditkit"
+            let r = try Tool.run(["convert", source, "-o", out, "--dtype", dtype, "--allow-nonfinite"] + extra)
+            #expect(r.status == 0, "\(dtype): \(r.stderr)")
+            #expect(r.stdout.contains("NaN or infinite source values kept: 3 in \(tensor) (3)"), "\(r.stdout)")
+            // The manifest is valid: every command reads the bundle.
+            for args in [["check", out], ["inspect", out], ["verify", out, "--against", dir + "/f32.ditkit"],
+                         ["export", out, "--to", "safetensors", "-o", dir + "/\(dtype).safetensors"]] {
+                let c = try Tool.run(args)
+                #expect(c.status == 0 || (args[0] == "verify" && c.status == 1), "\(args): \(c.stderr)")
+                #expect(!c.stderr.contains("invalid manifest"), "\(args): \(c.stderr)")
+            }
+            let text = String(decoding: try FileSystem.readFile(out + "/manifest.json"), as: UTF8.self)
+            #expect(!text.contains("null"), "no figure is left undefined")
+            let manifest = try JSONReader.parse(Array(text.utf8))
+            let t = try #require(manifest["tensors"]?.arrayValue?.first { $0["name"]?.stringValue == tensor })
+            #expect(t["nonfinite"] == .int(3))
+            if dtype == "f16" || dtype == "bf16" {
+                // Figures over the finite values only: exactly as without the poked values' lanes.
+                let e = try #require(t["error"])
+                #expect(e["max_abs"]?.doubleValue.map { $0.isFinite && $0 < 0.01 } == true, "\(e)")
+                #expect(e["overflow"] == .int(0))
+            }
+        }
+    }
+
     @Test func interruptedConversionNeverLeavesAPartialBundle() throws {
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }

@@ -6,13 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Error figures of narrowed values against their float32 sources.
+/// Error figures of narrowed values against their float32 sources. Sources that are NaN or
+/// +-inf are left out of every figure (they are counted separately, see ditkit_count_nonfinite_*).
 typedef struct {
-    double sum_sq_err;    ///< sum of (stored - source)^2 over elements that did not overflow
+    double sum_sq_err;    ///< sum of (stored - source)^2 over finite sources that did not overflow
     double sum_sq_src;    ///< sum of source^2 over the same elements
     float max_abs;        ///< max |stored - source| over the same elements
     uint64_t overflow;    ///< finite sources stored as +-inf
-    uint64_t flushed;     ///< non-zero sources stored as 0
+    uint64_t flushed;     ///< non-zero finite sources stored as 0
 } ditkit_error_stats;
 
 /// 1 when the vector path (AVX2 + F16C) is used on this CPU.
@@ -31,6 +32,13 @@ float ditkit_f32_to_i8_row(const float *src, int8_t *dst, size_t n, ditkit_error
 void ditkit_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// bfloat16 bits -> float32 (exact).
 void ditkit_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+
+/// Number of NaN and +-inf values among `n` little-endian elements at `src` (any alignment).
+size_t ditkit_count_nonfinite_f32(const void *src, size_t n);
+size_t ditkit_count_nonfinite_f64(const void *src, size_t n);
+/// For 16-bit formats: an element is non-finite when all bits of `exponent_mask` are set
+/// (0x7C00 for float16, 0x7F80 for bfloat16).
+size_t ditkit_count_nonfinite_16(const void *src, size_t n, uint16_t exponent_mask);
 
 /// x * sigmoid(x), in place. Vector and portable paths compute the same polynomial exp.
 void ditkit_silu(float *x, size_t n);

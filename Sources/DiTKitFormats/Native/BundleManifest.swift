@@ -94,14 +94,19 @@ public struct BundleTensor: Sendable, Equatable {
     public var error: ConversionError?
     /// For I8 tensors: the float32 per-row scales.
     public var scale: StoredRecord?
+    /// NaN and infinite values in the source (kept with `--allow-nonfinite`; 0 normally). Error
+    /// figures leave them out.
+    public var nonFinite: Int
 
-    public init(name: String, stored: StoredRecord, sources: [SourceTensorRecord], transform: String, error: ConversionError? = nil, scale: StoredRecord? = nil) {
+    public init(name: String, stored: StoredRecord, sources: [SourceTensorRecord], transform: String, error: ConversionError? = nil,
+                scale: StoredRecord? = nil, nonFinite: Int = 0) {
         self.name = name
         self.stored = stored
         self.sources = sources
         self.transform = transform
         self.error = error
         self.scale = scale
+        self.nonFinite = nonFinite
     }
 }
 
@@ -167,6 +172,7 @@ public struct BundleManifest: Sendable {
                 })),
                 ("transform", .string(t.transform)),
             ])))
+            if t.nonFinite > 0 { m.append(("nonfinite", .int(t.nonFinite))) }
             if let e = t.error { m.append(("error", e.json)) }
             if let s = t.scale {
                 m.append(("quantization", .object([
@@ -244,8 +250,10 @@ public struct BundleManifest: Sendable {
                 guard let s = q["scale"] else { throw BundleError.manifest("tensor '\(name)': quantization without scale") }
                 scale = try record(s, "scale of '\(name)'")
             }
+            let nonFinite = item["nonfinite"]?.intValue ?? 0
+            guard nonFinite >= 0 else { throw BundleError.manifest("tensor '\(name)': negative nonfinite count") }
             return BundleTensor(name: name, stored: stored, sources: sources, transform: item["source"]?["transform"]?.stringValue ?? "copy",
-                                error: error, scale: scale)
+                                error: error, scale: scale, nonFinite: nonFinite)
         }
         if v < 2, let t = tensors.first(where: BundleManifest.namesBlockType) {
             let d = t.stored.dtype.block != nil ? t.stored.dtype : (t.sources.first { $0.dtype.block != nil }?.dtype ?? t.stored.dtype)
