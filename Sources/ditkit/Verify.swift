@@ -160,7 +160,8 @@ struct Verify: ParsableCommand {
                 let html = try HTMLReport.render(result, title: "DiTKit verification: \(FileSystem.baseName(model))",
                                                  bundle: m.container as? NativeBundle, sample: comparison)
                 try AtomicOutput.write(Array(html.utf8), to: report, kind: .htmlReport, force: true)
-                if !json { writeOut("report: \(report)\n") }
+                // With --json, standard output holds only the JSON document.
+                if json { printError("report: \(report)") } else { writeOut("report: \(report)\n") }
             }
             if !result.passed || comparison?.passed == false { throw Exit.mismatch }
         }
