@@ -26,7 +26,7 @@ struct Sample: ParsableCommand {
             help: "Text-conditioned models (PixArt, SD3, FLUX): HDF5 of precomputed text features, one image per row (/encoder_hidden_states, ...; README).") var captions: String?
     @Option(help: "Image size in pixels, for models that sample at several sizes (PixArt; default: the trained size).") var imageSize: Int?
     @Option(help: "Respacing: 250 (default), 25, ddim25, ...") var steps: String = "250"
-    @Option(help: "ddpm or ddim (eta 0).") var sampler: String = "ddpm"
+    @Option(help: "ddpm (default) or ddim (eta 0); --steps ddimN implies ddim.") var sampler: String?
     @Option(help: "Guidance scale (1 disables guidance).") var cfg: Float = 4.0
     @Option(help: "Seed of the generator.") var seed: UInt64 = 0
     @Option(help: "HDF5 file with /noise float32 [N,4,H,W], one latent per class.") var noise: String?
@@ -36,7 +36,7 @@ struct Sample: ParsableCommand {
     @Flag(help: "Replace existing outputs.") var force = false
 
     func validate() throws {
-        guard ["ddpm", "ddim"].contains(sampler) else { throw ValidationError("--sampler must be ddpm or ddim") }
+        try validateSampler(steps: steps, sampler: sampler)
         if let classes { guard !classList(classes).isEmpty else { throw ValidationError("--class needs at least one class id") } }
         if classes != nil && captions != nil { throw ValidationError("give --class (DiT) or --captions (PixArt), not both") }
     }
@@ -68,8 +68,17 @@ struct Sample: ParsableCommand {
     }
 }
 
+/// `--sampler` is ddpm or ddim and does not contradict `--steps` (`ddimN` asks for DDIM).
+func validateSampler(steps: String, sampler: String?) throws {
+    guard let sampler else { return }
+    guard ["ddpm", "ddim"].contains(sampler) else { throw ValidationError("--sampler must be ddpm or ddim") }
+    if sampler == "ddpm" && steps.hasPrefix("ddim") {
+        throw ValidationError("--steps \(steps) asks for DDIM but --sampler ddpm for DDPM: drop one of them (for DDPM, --steps \(steps.dropFirst(4)))")
+    }
+}
+
 /// Sampling options from the command line (`--steps ddimN` implies DDIM).
-func samplingOptions(steps: String, sampler: String, cfg: Float, seed: UInt64) -> SamplingOptions {
+func samplingOptions(steps: String, sampler: String?, cfg: Float, seed: UInt64) -> SamplingOptions {
     var o = SamplingOptions()
     o.steps = steps
     o.ddim = sampler == "ddim" || steps.hasPrefix("ddim")

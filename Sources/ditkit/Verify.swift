@@ -61,8 +61,8 @@ struct Verify: ParsableCommand {
     @Option(help: "Sampling steps (respacing, as for `ditkit sample`).")
     var steps: String = "25"
 
-    @Option(help: "Sampler for --sample: ddpm or ddim.")
-    var sampler: String = "ddpm"
+    @Option(help: "Sampler for --sample: ddpm (default) or ddim; --steps ddimN implies ddim.")
+    var sampler: String?
 
     @Option(help: "Guidance scale for --sample.")
     var cfg: Float = 4.0
@@ -80,7 +80,7 @@ struct Verify: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         if let p = profile, !["f32", "f16", "bf16", "int8"].contains(p) { throw ValidationError("--profile must be f32, f16, bf16 or int8") }
         if sample && against == nil { throw ValidationError("--sample needs --against (the model to compare samples with)") }
-        guard ["ddpm", "ddim"].contains(sampler) else { throw ValidationError("--sampler must be ddpm or ddim") }
+        try validateSampler(steps: steps, sampler: sampler)
     }
 
     func run() throws {
