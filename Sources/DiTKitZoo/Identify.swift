@@ -52,6 +52,8 @@ extension Zoo {
         do {
             let container = try Checkpoint.open(path)
             var h = hints
+            // As convert does: a diffusers config.json beside the weights gives image size and heads.
+            if h.diffusersConfig == nil { h.diffusersConfig = LoadedModel.diffusersConfig(besides: path) }
             if h.trainArgsModel == nil { h.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
             let configuration: ModelConfiguration
             if let b = container as? NativeBundle {

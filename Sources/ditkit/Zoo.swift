@@ -101,12 +101,19 @@ struct ZooCommand: ParsableCommand {
         @Argument(help: "A checkpoint or bundle.") var file: String
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "Attention heads of a DiT whose width does not tell them.") var heads: Int?
+        @Option(help: "Image size in pixels, for DiT weights in diffusers naming without a config.json.") var imageSize: Int?
+
+        func validate() throws {
+            if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
+            if let s = imageSize, s <= 0 || s % 8 != 0 { throw ValidationError("--image-size must be a positive multiple of 8") }
+        }
 
         func run() throws {
             try reportingErrors {
                 let zoo = try location.zoo()
                 var hints = DetectionHints()
                 hints.numHeads = heads
+                hints.imageSize = imageSize
                 let r = try zoo.identify(file, checksums: try location.checksumLines(zoo), hints: hints)
                 if json { writeOut(JSONWriter.string(r.json)); return }
                 var out = "\(file)\n  sha256: \(r.sha256)\n"

@@ -131,6 +131,26 @@ import DiTKitCore
         #expect(notModel.stdout.contains("not a model DiTKit reads"))
     }
 
+    @Test func identifyReadsDiffusersDiTWeights() throws {
+        // With config.json beside the weights (as convert reads them) ...
+        let withConfig = try Tool.run(["zoo", "identify", "--json", Tool.fixture("convert/dit_diffusers/diffusion_pytorch_model.safetensors")])
+        #expect(withConfig.status == 0, "\(withConfig.stderr)")
+        let j = try JSONReader.parse(withConfig.stdout)
+        #expect(j["structure_error"] == nil, "\(j)")
+        #expect(j["naming"]?.stringValue == "dit-diffusers")
+        #expect(j["model"]?["config"]?["image_size"] == .int(64))
+        #expect(j["model"]?["config"]?["num_heads"] == .int(2))
+        // ... and without one, given --image-size (and --heads: this width has no standard head count).
+        let bare = Tool.fixture("convert/dit_diffusers_noconfig.safetensors")
+        let asked = try Tool.run(["zoo", "identify", bare])
+        #expect(asked.stdout.contains("--image-size"), "\(asked.stdout)")
+        let given = try Tool.run(["zoo", "identify", "--json", bare, "--image-size", "64", "--heads", "2"])
+        #expect(given.status == 0, "\(given.stderr)")
+        let g = try JSONReader.parse(given.stdout)
+        #expect(g["structure_error"] == nil, "\(g)")
+        #expect(g["model"]?["config"] == j["model"]?["config"])
+    }
+
     @Test func listAndShow() throws {
         let list = try Tool.run(["zoo", "list", "--json"])
         #expect(list.status == 0)
