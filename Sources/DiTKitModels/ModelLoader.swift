@@ -14,17 +14,6 @@ public struct LoadedModel: Sendable {
     public let storage: String
     public let container: any TensorContainer
 
-    /// Hints for opening the source a bundle was converted from: the same subtree (a bundle made
-    /// with `--select model` is compared with the `model` weights, not the default `ema`).
-    public func sourceHints(_ base: DetectionHints) -> DetectionHints {
-        var h = base
-        if h.select == nil, let b = container as? NativeBundle,
-           let subtree = b.manifest.provenance["source"]?["subtree"]?.stringValue, !subtree.isEmpty {
-            h.select = subtree
-        }
-        return h
-    }
-
     /// A diffusers `config.json` in the model folder `path` or beside the weights file `path`, if
     /// there is one that fits a registered family.
     public static func diffusersConfig(besides path: String) -> JSONValue? {

@@ -146,16 +146,31 @@ public enum Verifier {
 }
 
 extension Verifier {
+    /// Opens the `--against` source for `model`. The source is detected on its own (with `hints`:
+    /// `--select`, `--image-size`, `--heads`); only when the user chose no subtree and `model` is a
+    /// bundle whose provenance records one that the source also has (the very file it was converted
+    /// from, say a train.py checkpoint converted with `--select model`) is that subtree used.
+    public static func openSource(_ path: String, for model: LoadedModel, hints: DetectionHints) throws -> LoadedModel {
+        var h = hints
+        if h.select == nil, let bundle = model.container as? NativeBundle,
+           let subtree = bundle.manifest.provenance["source"]?["subtree"]?.stringValue, !subtree.isEmpty {
+            let names = try Checkpoint.open(LoadedModel.resolve(path, hints: h)).tensors.map(\.name)
+            if ModelDetector.candidateSubtrees(names).contains(where: { $0.prefix == subtree }) { h.select = subtree }
+        }
+        return try LoadedModel.open(path, hints: h)
+    }
+
     /// Verifies several models against one source, `jobs` at a time (each job gets cores/jobs BLAS
     /// threads). Results are in input order; a model that cannot be opened gives its error.
-    public static func verifyMany(_ paths: [String], against source: String, hints: DetectionHints, options: AgainstOptions,
-                                  profile: TolerancePolicy?, jobs: Int) -> [Result<VerificationResult, Error>] {
+    /// `hints` open the models under test; `sourceHints` the source (see `openSource`).
+    public static func verifyMany(_ paths: [String], against source: String, hints: DetectionHints, sourceHints: DetectionHints,
+                                  options: AgainstOptions, profile: TolerancePolicy?, jobs: Int) -> [Result<VerificationResult, Error>] {
         let jobs = max(1, min(jobs, paths.count))
         if jobs > 1 { Gemm.setThreads(max(1, ProcessInfoLite.activeProcessorCount / jobs)) }
         return parallelMap(paths.count, workers: jobs) { k in
             Result {
                 let model = try LoadedModel.open(paths[k], hints: hints)
-                return try verify(model, against: try LoadedModel.open(source, hints: model.sourceHints(hints)), options: options, profile: profile)
+                return try verify(model, against: try openSource(source, for: model, hints: sourceHints), options: options, profile: profile)
             }
         }
     }

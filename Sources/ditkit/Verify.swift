@@ -45,6 +45,12 @@ struct Verify: ParsableCommand {
     @Option(help: "Attention heads of a source DiT whose width does not tell them.")
     var heads: Int?
 
+    @Option(help: "Dotted path of the model inside the --against file (default: detected; a bundle's recorded subtree when the file has it).")
+    var select: String?
+
+    @Option(help: "Image size in pixels of a --against DiT in diffusers naming without a config.json beside it.")
+    var imageSize: Int?
+
     @Flag(help: "With --against: also sample with both models from identical noise and compare latents and images.")
     var sample = false
 
@@ -78,6 +84,9 @@ struct Verify: ParsableCommand {
             guard !sample, report == nil else { throw ValidationError("--sample and --report take one model at a time") }
         }
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
+        if let s = imageSize, s <= 0 || s % 8 != 0 { throw ValidationError("--image-size must be a positive multiple of 8") }
+        if (select != nil || imageSize != nil) && against == nil { throw ValidationError("--select and --image-size describe the --against source") }
         if let p = profile, !["f32", "f16", "bf16", "int8"].contains(p) { throw ValidationError("--profile must be f32, f16, bf16 or int8") }
         if sample && against == nil { throw ValidationError("--sample needs --against (the model to compare samples with)") }
         try validateSampler(steps: steps, sampler: sampler)
@@ -87,11 +96,14 @@ struct Verify: ParsableCommand {
         try reportingErrors {
             var hints = DetectionHints()
             hints.numHeads = heads
+            var sourceHints = hints
+            sourceHints.select = select
+            sourceHints.imageSize = imageSize
             if models.count > 1, let against {
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.imageSize = size
-                let results = Verifier.verifyMany(models, against: against, hints: hints, options: o,
+                let results = Verifier.verifyMany(models, against: against, hints: hints, sourceHints: sourceHints, options: o,
                                                   profile: profile.map(TolerancePolicy.forStorage), jobs: jobs)
                 var failed = 0, refused = 0
                 var jsonItems: [JSONValue] = []
@@ -119,23 +131,25 @@ struct Verify: ParsableCommand {
             let m = try LoadedModel.open(model, hints: hints)
             let policy = profile.map(TolerancePolicy.forStorage)
             let result: VerificationResult
+            var source: LoadedModel?
             if let reference {
                 result = try Verifier.verify(m, reference: reference, profile: policy)
             } else if let against {
-                let source = try LoadedModel.open(against, hints: m.sourceHints(hints))
+                let s = try Verifier.openSource(against, for: m, hints: sourceHints)
+                source = s
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.imageSize = size
-                result = try Verifier.verify(m, against: source, options: o, profile: policy, progress: json ? nil : TerminalProgress())
+                result = try Verifier.verify(m, against: s, options: o, profile: policy, progress: json ? nil : TerminalProgress())
             } else {
                 throw ValidationError("give --reference or --against")
             }
             var comparison: SampleComparison?
-            if sample, let against {
+            if sample, let source {
                 let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
                 let decoder = try vae.map { try LoadedModel.open($0) }
                 let conditioning = captions.map { SamplingConditioning(featuresPath: $0) } ?? SamplingConditioning(classes: classList(classes))
-                comparison = try SampleComparison.run(converted: m, source: try LoadedModel.open(against, hints: m.sourceHints(hints)), vae: decoder,
+                comparison = try SampleComparison.run(converted: m, source: source, vae: decoder,
                                                       conditioning: conditioning, options: o, profile: result.profile, progress: TerminalProgress())
             }
             if json {

@@ -163,7 +163,7 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
         var hints = DetectionHints()
         hints.numHeads = 2
         let m = try LoadedModel.open(dir + "/m.ditkit")
-        let right = try Verifier.verify(m, against: LoadedModel.open(Fixtures.path("readers/train_checkpoint.pt"), hints: m.sourceHints(hints)))
+        let right = try Verifier.verify(m, against: Verifier.openSource(Fixtures.path("readers/train_checkpoint.pt"), for: m, hints: hints))
         #expect(right.passed && right.layers.allSatisfy { $0.relL2 == 0 })
         // Against the default subtree (ema, different weights) it must fail.
         let wrong = try Verifier.verify(m, against: LoadedModel.open(Fixtures.path("readers/train_checkpoint.pt"), hints: hints))

@@ -1,0 +1,37 @@
+// `ditkit verify` from the command line: which source it compares with, and how it says so.
+import Testing
+import Foundation
+import DiTKitCore
+
+@Suite struct VerifyCommandTests {
+    @Test func againstDetectsTheSourceOnItsOwn() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        // A VAE converted from an LDM checkpoint (subtree 'state_dict'), compared with the same VAE in
+        // diffusers safetensors (no such subtree there).
+        let bundle = dir + "/vae.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("convert/vae_ldm.ckpt"), "-o", bundle]).status == 0)
+        #expect(try Tool.run(["export", bundle, "--to", "diffusers", "-o", dir + "/vae"]).status == 0)
+        let r = try Tool.run(["verify", bundle, "--against", dir + "/vae/diffusion_pytorch_model.safetensors", "--size", "32"])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(!r.stderr.contains("--select"), "\(r.stderr)")
+        // The recorded subtree is still used where the source has it (the very file it came from).
+        #expect(try Tool.run(["verify", bundle, "--against", Tool.fixture("convert/vae_ldm.ckpt"), "--size", "32"]).status == 0)
+
+        // The options verify's messages mention exist: --image-size (and --heads) for DiT weights in
+        // diffusers naming without config.json, --select for a file with several models.
+        let dit = dir + "/dit.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("readers/dit_tiny.pt"), "-o", dit, "--heads", "2"]).status == 0)
+        let bare = Tool.fixture("convert/dit_diffusers_noconfig.safetensors")
+        let asked = try Tool.run(["verify", dit, "--against", bare])
+        #expect(asked.stderr.contains("--image-size"), "\(asked.stderr)")
+        let given = try Tool.run(["verify", dit, "--against", bare, "--image-size", "64", "--heads", "2"])
+        #expect(given.status == 0, "\(given.stdout)\n\(given.stderr)")
+        let train = Tool.fixture("readers/train_checkpoint.pt")
+        let ema = dir + "/ema.ditkit"
+        #expect(try Tool.run(["convert", train, "-o", ema, "--heads", "2"]).status == 0)
+        let model = try Tool.run(["verify", ema, "--against", train, "--heads", "2", "--select", "model"])
+        #expect(model.status == 0 || model.status == 1, "--select is an option of verify: \(model.stderr)")
+        #expect(try Tool.run(["verify", ema, "--against", train, "--heads", "2"]).status == 0)
+    }
+}
