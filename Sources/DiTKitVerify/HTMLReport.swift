@@ -95,10 +95,15 @@ public enum HTMLReport {
         h += "<tr><td>model</td><td>\(escape(r.model))</td></tr>\n"
         h += "<tr><td>profile</td><td>\(escape(r.profile.name)): every layer rel L2 ≤ \(num(r.profile.maxRelL2)) (SQNR ≥ \(num(sqnr(ofRelL2: r.profile.maxRelL2), 1)) dB)</td></tr>\n"
         h += "<tr><td>layers</td><td>\(r.layers.count) compared, \(r.layers.filter { !$0.passed }.count) failing</td></tr>\n"
+        switch r.baseline {
+        case .against(let p): h += "<tr><td>compared against</td><td>\(escape(p))</td></tr>\n"
+        case .reference(let p): h += "<tr><td>reference activations</td><td>\(escape(p))</td></tr>\n"
+        case nil: break
+        }
         if let b = bundle {
             h += "<tr><td>bundle</td><td>\(escape(b.path)) (\(escape(b.manifest.dtypePolicy["dtype"]?.stringValue ?? "")), \(b.manifest.tensors.count) tensors)</td></tr>\n"
             if let src = b.manifest.provenance["source"] {
-                h += "<tr><td>source</td><td>\(escape(src["file"]?.stringValue ?? "")) sha256 \(escape(src["sha256"]?.stringValue ?? ""))</td></tr>\n"
+                h += "<tr><td>converted from</td><td>\(escape(src["file"]?.stringValue ?? "")) sha256 \(escape(src["sha256"]?.stringValue ?? ""))</td></tr>\n"
             }
         }
         h += "</table>\n"

@@ -13,20 +13,39 @@ public struct VerificationResult: Sendable {
     public var layers: [LayerComparison]
     /// Reference layers DiTKit does not produce (reported, never silently ignored).
     public var skipped: [String]
-    /// Rows that carry an extra note (e.g. which pass they belong to).
+    /// What the model was compared with: the `--against` model or the `--reference` file.
+    public var baseline: Baseline?
     public var passed: Bool { !layers.isEmpty && layers.allSatisfy(\.passed) }
     /// The first layer in execution order that fails (its inputs, the layers before it, pass).
     public var firstFailingLayer: String? { layers.first { !$0.passed }?.name }
 
     public var json: JSONValue {
-        .object([
+        let baselineMember: [(String, JSONValue)] = baseline.map { [($0.label.0, .string($0.label.1))] } ?? []
+        return .object([
             ("passed", .bool(passed)),
             ("first_failing_layer", firstFailingLayer.map { .string($0) } ?? .null),
             ("model", .string(model)),
+        ] + baselineMember + [
             ("layers", .array(layers.map(\.json))),
             ("skipped", .array(skipped.map { .string($0) })),
             ("profile", profile.json),
         ])
+    }
+}
+
+/// What a model was compared with.
+public enum Baseline: Sendable, Equatable {
+    /// Another model (`--against`): the path as given.
+    case against(String)
+    /// PyTorch reference activations (`--reference`): the HDF5 file.
+    case reference(String)
+
+    /// The option and the path: `("against", PATH)` or `("reference", PATH)`.
+    public var label: (String, String) {
+        switch self {
+        case .against(let p): return ("against", p)
+        case .reference(let p): return ("reference", p)
+        }
     }
 }
 
@@ -96,7 +115,8 @@ public enum Verifier {
             rows.append(.compare("output", output.data, values, shape: output.shape, threshold: policy.maxRelL2))
         }
         let skipped = available.subtracting(seen).sorted()
-        return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: skipped)
+        return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: skipped,
+                                  baseline: .reference(referencePath))
     }
 
     /// Options of `verify --against`.
@@ -141,7 +161,8 @@ public enum Verifier {
             progress?.advance(1)
             rows.append(.compare(pass.name, out.data, refOut.data, shape: out.shape, threshold: policy.maxRelL2))
         }
-        return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: [])
+        return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: [],
+                                  baseline: .against(source.path))
     }
 }
 

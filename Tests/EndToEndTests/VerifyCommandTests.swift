@@ -34,4 +34,29 @@ import DiTKitCore
         #expect(model.status == 0 || model.status == 1, "--select is an option of verify: \(model.stderr)")
         #expect(try Tool.run(["verify", ema, "--against", train, "--heads", "2"]).status == 0)
     }
+
+    @Test func everyOutputNamesWhatTheModelWasComparedWith() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        // The bundle came from vae_ldm.ckpt; it is compared with another file holding the same VAE.
+        let bundle = dir + "/vae.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("convert/vae_ldm.ckpt"), "-o", bundle]).status == 0)
+        #expect(try Tool.run(["export", bundle, "--to", "diffusers", "-o", dir + "/vae"]).status == 0)
+        let against = dir + "/vae/diffusion_pytorch_model.safetensors"
+        let text = try Tool.run(["verify", bundle, "--against", against, "--size", "32", "--report", dir + "/r.html"])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("against: \(against)"), "\(text.stdout)")
+        let json = try Tool.run(["verify", bundle, "--against", against, "--size", "32", "--json"])
+        let j = try #require(try JSONReader.parse(json.stdout).arrayValue?.first ?? JSONReader.parse(json.stdout))
+        #expect(j["against"]?.stringValue == against, "\(json.stdout.prefix(300))")
+        let html = String(decoding: try FileSystem.readFile(dir + "/r.html"), as: UTF8.self)
+        #expect(html.contains("<tr><td>compared against</td><td>\(against)</td></tr>"), "the report names the --against file")
+        #expect(html.contains("<tr><td>converted from</td><td>vae_ldm.ckpt"), "and, separately, where the bundle came from")
+        // --reference names its file the same way.
+        let dit = dir + "/dit.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("verify/dit_verify.pt"), "-o", dit]).status == 0)
+        let ref = Tool.fixture("verify/dit_reference.h5")
+        let r = try Tool.run(["verify", dit, "--reference", ref])
+        #expect(r.stdout.contains("reference: \(ref)"), "\(r.stdout)")
+    }
 }
