@@ -32,6 +32,29 @@ int ditkit_rename_noreplace(const char *from, const char *to) {
 #endif
 }
 
+int ditkit_hold_lock(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    struct flock l = {0};
+    l.l_type = F_RDLCK;
+    l.l_whence = SEEK_SET;
+    if (fcntl(fd, F_OFD_SETLK, &l) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+int ditkit_is_locked(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return -1;
+    struct flock l = {0};
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;
+    int r = fcntl(fd, F_OFD_GETLK, &l);
+    int e = errno;
+    close(fd);
+    if (r != 0) { errno = e; return -1; }
+    return l.l_type != F_UNLCK;
+}
+
 int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len) {
     loff_t in = off_in, out = off_out;
     while (len > 0) {

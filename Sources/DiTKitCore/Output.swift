@@ -220,6 +220,10 @@ public enum TemporaryPaths {
 /// so readers see the old or the new output, never a mix. If the process dies before
 /// `commit()`, the final path is untouched; `discard()` (also called on interruption) removes
 /// the temporary.
+///
+/// The writer holds a lock on its temporary for as long as it lives, and every new output removes
+/// the temporaries in its directory whose writer is gone (its process does not exist and nobody
+/// holds the lock), so a killed run's leftovers disappear with the next run that writes there.
 public final class AtomicOutput {
     /// Where the output will end up.
     public let finalPath: String
@@ -229,6 +233,8 @@ public final class AtomicOutput {
     public var isDirectory: Bool { kind.isDirectory }
     private let force: Bool
     private var done = false
+    /// The descriptor holding the lock on the temporary (-1 where the file system has no locks).
+    private var lockFD: Int32 = -1
 
     /// Prepares an output of `kind`. Throws `OutputError.exists` when `finalPath` exists and `force`
     /// is false, and `OutputError.notReplaceable` when it holds something that is not DiTKit's
@@ -244,14 +250,21 @@ public final class AtomicOutput {
         let prefix = (parent == "." && !finalPath.hasPrefix("./") ? "" : parent + "/") + ".\(base).partial-"
         temporaryPath = prefix + "\(getpid())"
         FileSystem.removeTree(temporaryPath)
-        AtomicOutput.removeStalePartials(directory: parent, base: base)
+        AtomicOutput.removeStalePartials(directory: parent)
         TemporaryPaths.register(temporaryPath)
-        if directory {
-            do { try FileSystem.makeDirectory(temporaryPath) } catch {
-                TemporaryPaths.unregister(temporaryPath)
-                throw error
+        do {
+            if directory {
+                try FileSystem.makeDirectory(temporaryPath)
+            } else {
+                let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                guard fd >= 0 else { throw OutputError.system(SystemError("open", path: temporaryPath)) }
+                close(fd)
             }
+        } catch {
+            TemporaryPaths.unregister(temporaryPath)
+            throw error
         }
+        lockFD = ditkit_hold_lock(temporaryPath)
     }
 
     /// Throws unless `path` is free, or `force` is given and it holds DiTKit's own output of `kind`.
@@ -261,17 +274,28 @@ public final class AtomicOutput {
         if let found = kind.refusal(path) { throw OutputError.notReplaceable(path, expected: kind.description, found: found) }
     }
 
-    /// Removes temporaries left by killed processes (`.BASE.partial-PID` whose PID is gone).
-    static func removeStalePartials(directory: String, base: String) {
-        var stale: [String] = []
-        let prefix = ".\(base).partial-"
+    /// Removes the temporaries of dead writers in `directory`: `.NAME.partial-PID` whose process
+    /// is gone and whose lock nobody holds (a writer in another PID namespace sharing the directory
+    /// still holds its lock). `.NAME.partial-PID.old` is a previous output moved aside by a commit
+    /// that died halfway (only without renameat2): it goes back to NAME when NAME is missing.
+    static func removeStalePartials(directory: String) {
         for name in FileSystem.listDirectory(directory) {
-            guard name.hasPrefix(prefix) else { continue }
-            let rest = name.dropFirst(prefix.count)
-            let pidText = rest.hasSuffix(".old") ? rest.dropLast(4) : rest
-            if let pid = Int32(pidText), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH { stale.append(name) }
+            guard name.hasPrefix("."), let marker = name.ranges(of: ".partial-").last else { continue }
+            let base = String(name[name.index(after: name.startIndex)..<marker.lowerBound])
+            var pidText = name[marker.upperBound...]
+            let aside = pidText.hasSuffix(".old")
+            if aside { pidText = pidText.dropLast(4) }
+            guard !base.isEmpty, let pid = Int32(pidText), pid > 0, pid != getpid() else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let path = directory + "/" + name
+            if aside {
+                let original = directory + "/" + base
+                if !FileSystem.exists(original) && rename(path, original) == 0 { continue }
+                FileSystem.removeTree(path)
+            } else if ditkit_is_locked(path) == 0 {
+                FileSystem.removeTree(path)
+            }
         }
-        for s in stale { FileSystem.removeTree(directory + "/" + s) }
     }
 
     /// Moves the temporary into place. Syncs the parent directory afterwards.
@@ -304,6 +328,7 @@ public final class AtomicOutput {
         }
         done = true
         TemporaryPaths.unregister(temporaryPath)
+        releaseLock()
         let dfd = open(FileSystem.parentDirectory(finalPath), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }
@@ -314,6 +339,11 @@ public final class AtomicOutput {
         done = true
         FileSystem.removeTree(temporaryPath)
         TemporaryPaths.unregister(temporaryPath)
+        releaseLock()
+    }
+
+    private func releaseLock() {
+        if lockFD >= 0 { close(lockFD); lockFD = -1 }
     }
 
     deinit { discard() }

@@ -4,14 +4,20 @@ import Foundation
 import DiTKitCore
 
 @Suite(.serialized) struct FaultTests {
-    /// Starts `ditkit args`, kills it with `signal` after `delay` microseconds, and waits.
-    func interrupt(_ args: [String], after delay: useconds_t, signal: Int32) throws {
+    /// Starts `ditkit args` with its output discarded.
+    func launch(_ args: [String]) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Tool.binary)
         p.arguments = args
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
+        return p
+    }
+
+    /// Starts `ditkit args`, kills it with `signal` after `delay` microseconds, and waits.
+    func interrupt(_ args: [String], after delay: useconds_t, signal: Int32) throws {
+        let p = try launch(args)
         usleep(delay)
         kill(p.processIdentifier, signal)
         p.waitUntilExit()
@@ -49,6 +55,74 @@ import DiTKitCore
             if FileSystem.exists(restored) {
                 #expect(try Tool.run(["check", restored]).status == 0)
             }
+        }
+    }
+
+    /// Starts `ditkit args` and stops it (SIGSTOP) as soon as a temporary appears in `dir`; returns the
+    /// stopped process and the temporary's name, or nil when the run finished first.
+    func stopMidWrite(_ args: [String], in dir: String) throws -> (Process, String)? {
+        let before = Set(FileSystem.listDirectory(dir))
+        let p = try launch(args)
+        while p.isRunning {
+            if let t = FileSystem.listDirectory(dir).first(where: { !before.contains($0) && $0.contains(".partial-") }) {
+                kill(p.processIdentifier, SIGSTOP)
+                // Still a temporary while stopped: the run is caught in the middle.
+                if FileSystem.exists(dir + "/" + t) { return (p, t) }
+                kill(p.processIdentifier, SIGCONT)
+            }
+        }
+        p.waitUntilExit()
+        return nil
+    }
+
+    @Test func anyRunThatWritesIntoADirectoryRemovesTheTemporariesOfKilledRuns() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let source = Tool.fixture("convert/vae_ldm.ckpt")
+        // A conversion killed with SIGKILL in the middle leaves its temporary.
+        var caught: (Process, String)?
+        for _ in 0..<50 where caught == nil {
+            FileSystem.removeTree(dir + "/killed.ditkit")
+            caught = try stopMidWrite(["convert", source, "-o", dir + "/killed.ditkit", "--dtype", "int8"], in: dir)
+        }
+        let (killed, partial) = try #require(caught, "never caught a conversion in the middle")
+        #expect(partial.hasPrefix(".killed.ditkit.partial-"))
+        kill(killed.processIdentifier, SIGKILL)
+        killed.waitUntilExit()
+        #expect(FileSystem.exists(dir + "/" + partial))
+        // A run that is alive (stopped, here) keeps its temporary whatever else runs beside it.
+        var stopped: (Process, String)?
+        for _ in 0..<50 where stopped == nil {
+            FileSystem.removeTree(dir + "/alive.ditkit")
+            stopped = try stopMidWrite(["convert", source, "-o", dir + "/alive.ditkit"], in: dir)
+        }
+        let (alive, livePartial) = try #require(stopped, "never caught a conversion in the middle")
+        defer { if alive.isRunning { kill(alive.processIdentifier, SIGKILL) } }
+        // Another command writing another output into the same directory cleans up the dead run's
+        // temporary, and only that.
+        let other = try Tool.run(["convert", Tool.fixture("verify/dit_verify.pt"), "-o", dir + "/other.ditkit"])
+        #expect(other.status == 0, "\(other.stderr)")
+        #expect(!FileSystem.exists(dir + "/" + partial), "the killed run's temporary is removed")
+        #expect(FileSystem.exists(dir + "/" + livePartial), "a live run's temporary is left alone")
+        kill(alive.processIdentifier, SIGCONT)
+        alive.waitUntilExit()
+        #expect(alive.terminationStatus == 0)
+        #expect(try Tool.run(["check", dir + "/alive.ditkit"]).status == 0)
+        #expect(FileSystem.listDirectory(dir) == ["alive.ditkit", "other.ditkit"])
+        // The same for an export into a directory holding a killed run's temporary file.
+        let exports = dir + "/exports"
+        try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
+        var file: (Process, String)?
+        for _ in 0..<50 where file == nil {
+            FileSystem.removeTree(exports + "/m.h5")
+            file = try stopMidWrite(["export", dir + "/other.ditkit", "--to", "hdf5", "-o", exports + "/m.h5"], in: exports)
+        }
+        if let (p, t) = file {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            #expect(FileSystem.exists(exports + "/" + t))
+            #expect(try Tool.run(["export", dir + "/other.ditkit", "--to", "safetensors", "-o", exports + "/m.safetensors"]).status == 0)
+            #expect(FileSystem.listDirectory(exports) == ["m.safetensors"])
         }
     }
 
