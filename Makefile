@@ -14,7 +14,7 @@ DEMO_REFERENCE := Tests/Fixtures/verify/dit_reference.h5
 DEMO_VAE := Tests/Fixtures/verify/vae_verify/diffusion_pytorch_model.safetensors
 DEMO_OUT := .build/demo
 
-.PHONY: all deps pyenv build test demo bench fuzz fixtures clean
+.PHONY: all deps pyenv build test consumer demo bench fuzz fixtures clean
 
 all: build
 
@@ -45,6 +45,11 @@ pyenv:
 test: deps pyenv
 	$(SWIFT) build --build-tests
 	DITKIT_PYTHON=$(PYENV)/bin/python $(SWIFT) test
+
+## consumer: a package depending on DiTKit by version (from: a tag of this tree) builds the README's
+## Swift example. `make test` only loads its package graph (unsafe flags, products); this compiles it.
+consumer: deps
+	tools/check_consumer.sh --build
 
 ## demo: the main job on the checkpoint shipped in the repository.
 demo: build

@@ -3,13 +3,13 @@
 // memory-mapped native format, with verification. See README.md.
 import PackageDescription
 
-/// Modules that read untrusted input keep Swift's bounds and overflow checks in release builds.
+/// Every module keeps Swift's bounds and overflow checks in release builds, and no target uses
+/// unsafe flags, so a package can depend on DiTKit by version. The dense inner loops in
+/// DiTKitNumerics use wrapping arithmetic (`&+`, `&*`) on validated shapes instead of
+/// -Ounchecked; the C kernels get their vector code from intrinsics and `target` attributes and
+/// their exact IEEE semantics from `#pragma clang fp contract(off)`, not from -O3 and
+/// -ffp-contract=off (see CONTRIBUTING.md).
 let common: [SwiftSetting] = []
-/// Dense math over tensors whose shapes were validated on load: -Ounchecked drops the checks
-/// from the inner loops. Never for a module that parses input (see CONTRIBUTING.md).
-let kernels: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
-]
 
 let package = Package(
     name: "DiTKit",
@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "ditkit", targets: ["ditkit"]),
         .library(name: "DiTKitCore", targets: ["DiTKitCore"]),
         .library(name: "DiTKitFormats", targets: ["DiTKitFormats"]),
+        .library(name: "DiTKitModels", targets: ["DiTKitModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,7 +35,7 @@ let package = Package(
         // System calls Swift cannot import directly (renameat2).
         .target(name: "CDiTKitSupport"),
         // Vectorised dtype conversions with runtime CPU dispatch (AVX2 + F16C, portable fallback).
-        .target(name: "CDiTKitKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+        .target(name: "CDiTKitKernels"),
 
         .target(
             name: "DiTKitCore",
@@ -47,7 +48,7 @@ let package = Package(
         .target(
             name: "DiTKitNumerics",
             dependencies: ["COpenBLAS", "CDiTKitKernels"],
-            swiftSettings: kernels),
+            swiftSettings: common),
         .target(
             name: "DiTKitModels",
             dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitNumerics"],

@@ -6,6 +6,8 @@
 //   ditkit-bench quants [MVALUES]             quantize and dequantize MVALUES million (default 16)
 //                                             Gaussian float32 values in every block type, on one
 //                                             thread and on all cores; MB/s of float32 data
+//   ditkit-bench ops                          the non-BLAS kernels of DiTKitNumerics on DiT-XL/2 and SD-VAE
+//                                             shapes, in process CPU seconds (steady on a busy machine)
 //
 // MODEL is a bundle or any checkpoint convert accepts. Each measurement runs RUNS times (env, default 3).
 import DiTKitCore
@@ -32,8 +34,60 @@ func report(_ name: String, _ times: [Double], _ extra: [(String, JSONValue)] = 
 
 let args = CommandLine.arguments
 let runs = Int(getenv("RUNS").map { String(cString: $0) } ?? "") ?? 3
+/// CPU seconds used by the whole process so far (every thread).
+func cpuSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
+/// The elementwise, normalisation, softmax, activation and im2col kernels at the sizes one DiT-XL/2
+/// forward (batch 2, 256 tokens) and one SD-VAE decode step (512 channels at 64x64) use them.
+func measureOps() {
+    var rng = SeededRandom(seed: 0)
+    func buffer(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        p.initialize(from: rng.normals(n), count: n)
+        return p
+    }
+    let rows = 512, dim = 1152, hidden = 4608
+    let x = buffer(rows * hidden), y = buffer(rows * hidden), v = buffer(hidden), w = buffer(hidden)
+    let image = buffer(512 * 64 * 64), out = buffer(4 * 512 * 64 * 64), gamma = buffer(512), beta = buffer(512)
+    let weight = buffer(4 * 512 * 9)
+    let kernels: [(String, () -> Void)] = [
+        ("layer-norm", { Ops.layerNorm(x, rows: rows, dim: dim, eps: 1e-6, into: y) }),
+        ("modulate", { Ops.modulate(x, rows: rows, dim: dim, shift: v, scale: w) }),
+        ("gated-add", { Ops.gatedAdd(x, y, rows: rows, dim: dim, gate: v) }),
+        ("add-row-vector", { Ops.addRowVector(x, rows: rows, cols: hidden, v) }),
+        ("softmax", { Ops.softmaxRows(x, rows: 16 * 256, cols: 256) }),
+        ("gelu-tanh", { Ops.geluTanh(x, count: rows * hidden) }),
+        ("silu", { Ops.silu(image, count: 512 * 64 * 64) }),
+        ("group-norm", { Ops.groupNorm(image, batch: 1, channels: 512, spatial: 64 * 64, groups: 32, eps: 1e-6, gamma: gamma, beta: beta, into: out) }),
+        ("upsample-2x", { Ops.upsampleNearest2x(image, planes: 512, height: 64, width: 64, into: out) }),
+        ("add", { Ops.add(x, y, count: rows * hidden) }),
+        // A stride-2 3x3 convolution with 4 output channels: mostly im2col.
+        ("conv-im2col", { Convolution.conv2d(image, batch: 1, channels: 512, height: 64, width: 64, weight: weight, outChannels: 4, kernel: 3, 3,
+                                             bias: nil, stride: 2, padding: Padding(top: 0, left: 0, bottom: 1, right: 1), into: out) }),
+    ]
+    let repeats = 20
+    for (name, body) in kernels {
+        body()   // warm-up
+        var times: [Double] = []
+        for _ in 0..<max(runs, 5) {
+            let start = cpuSeconds()
+            for _ in 0..<repeats { body() }
+            times.append((cpuSeconds() - start) / Double(repeats))
+        }
+        report("ops-" + name, times, [("unit", .string("process CPU seconds per call"))])
+    }
+}
+
+if args.count == 2 && args[1] == "ops" {
+    measureOps()
+    exit(0)
+}
 guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
-    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES]\n", stderr)
+    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES] | ops\n", stderr)
     exit(64)
 }
 do {
@@ -93,17 +147,22 @@ do {
             defer { q.deallocate(); y.deallocate() }
             var extra: [(String, JSONValue)] = [("type", .string(type.name)), ("values", .int(n))]
             for threads in [1, cores] {
-                var tq: [Double] = [], td: [Double] = []
+                var tq: [Double] = [], td: [Double] = [], cq: [Double] = [], cd: [Double] = []
                 for _ in 0..<runs {
-                    var start = clock.now
+                    var start = clock.now, cpu = cpuSeconds()
                     x.withUnsafeBufferPointer { BlockQuantizer.quantize(type, $0.baseAddress!, count: n, into: q, threads: threads) }
                     tq.append(seconds(clock.now - start))
+                    cq.append(cpuSeconds() - cpu)
                     start = clock.now
+                    cpu = cpuSeconds()
                     BlockQuantizer.dequantize(type, q, count: n, into: y, threads: threads)
                     td.append(seconds(clock.now - start))
+                    cd.append(cpuSeconds() - cpu)
                 }
                 let mb = Double(n * 4) / 1e6
                 extra += [("quantize_mb_s_\(threads)t", .double(mb / median(tq))), ("dequantize_mb_s_\(threads)t", .double(mb / median(td)))]
+                // Per CPU second: steady on a machine other work keeps busy.
+                if threads == 1 { extra += [("quantize_mb_per_cpu_s", .double(mb / median(cq))), ("dequantize_mb_per_cpu_s", .double(mb / median(cd)))] }
             }
             report("quants", [], extra)
         }

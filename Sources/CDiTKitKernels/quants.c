@@ -1,6 +1,7 @@
 // See ditkit_quants.h. Portable C: every float operation is float32, written in the order the
-// reference algorithm performs it, and the package builds this file with -ffp-contract=off, so a
-// product followed by a sum is never fused. Changing the order of any operation below changes
+// reference algorithm performs it, and floating-point contraction is off (the pragmas below; the
+// package passes no compiler flags, so that it can be a versioned dependency), so a product
+// followed by a sum is never fused. Changing the order of any operation below changes
 // output bytes; the tests compare them with ggml's quantizers and gguf-py's dequantizer.
 #pragma STDC FP_CONTRACT OFF
 #pragma clang fp contract(off)
@@ -190,6 +191,7 @@ static void q5_0_dequantize(const uint8_t *in, float *y, size_t nb) {
     for (size_t b = 0; b < nb; b++, in += 22, y += 32) {
         const float d = load_half(in);
         const uint32_t qh = load32(in + 2);
+        #pragma clang loop unroll(full)   // constant shifts: vectorised without -O3
         for (int j = 0; j < 16; j++) {
             int lo = (in[6 + j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
             int hi = (in[6 + j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
@@ -223,6 +225,7 @@ static void q5_1_dequantize(const uint8_t *in, float *y, size_t nb) {
     for (size_t b = 0; b < nb; b++, in += 24, y += 32) {
         const float d = load_half(in), m = load_half(in + 2);
         const uint32_t qh = load32(in + 4);
+        #pragma clang loop unroll(full)   // constant shifts: vectorised without -O3
         for (int j = 0; j < 16; j++) {
             int lo = (in[8 + j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
             int hi = (in[8 + j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
@@ -936,6 +939,7 @@ static void q5_k_dequantize(const uint8_t *in, float *y, size_t nb) {
     for (size_t b = 0; b < nb; b++, in += 176, y += SUPER) {
         const float d = load_half(in), dmin = load_half(in + 2);
         const uint8_t *sc = in + 4, *qh = in + 16, *qs = in + 48;
+        #pragma clang loop unroll(full)   // constant shifts: vectorised without -O3
         for (int g = 0; g < 8; g++) {
             uint8_t s, m;
             k4_scale_min(sc, g, &s, &m);

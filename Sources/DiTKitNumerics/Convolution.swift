@@ -68,7 +68,7 @@ public enum Convolution {
                                             if hi < ow { (out + hi).update(repeating: 0, count: ow - hi) }
                                         } else {
                                             for ox in 0..<ow {
-                                                let ix = ox * s - p.left + kx
+                                                let ix = ox &* s &- p.left &+ kx
                                                 out[ox] = ix >= 0 && ix < w ? line[ix] : 0
                                             }
                                         }
@@ -85,7 +85,7 @@ public enum Convolution {
             if let bias {
                 for co in 0..<cout {
                     let b = bias[co]
-                    let o = yout + co * plane
+                    let o = yout + co &* plane
                     for i in 0..<plane { o[i] += b }
                 }
             }

@@ -1,4 +1,8 @@
 // Elementwise and normalisation kernels, float32, on raw pointers. Matrix products go to BLAS.
+//
+// The module is compiled with Swift's checks on, like every other: index arithmetic inside the
+// loops uses wrapping operators (`&+`, `&*`) on sizes the callers validated, so the inner loops
+// carry no overflow checks (pointer subscripts carry no bounds checks either).
 import Dispatch
 import CDiTKitKernels
 #if canImport(Glibc)
@@ -16,7 +20,7 @@ public enum Ops {
     /// Adds `v[c]` to every row of `x[rows, cols]`.
     public static func addRowVector(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, _ v: UnsafePointer<Float>) {
         for r in 0..<rows {
-            let p = x + r * cols
+            let p = x + r &* cols
             for c in 0..<cols { p[c] += v[c] }
         }
     }
@@ -34,7 +38,7 @@ public enum Ops {
     /// LayerNorm over the last dimension without affine parameters (biased variance).
     public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float, into y: UnsafeMutablePointer<Float>) {
         for r in 0..<rows {
-            let p = x + r * dim, q = y + r * dim
+            let p = x + r &* dim, q = y + r &* dim
             var sum = 0.0
             for i in 0..<dim { sum += Double(p[i]) }
             let mean = sum / Double(dim)
@@ -53,17 +57,17 @@ public enum Ops {
         let jobs = batch * groups
         DispatchQueue.concurrentPerform(iterations: jobs) { job in
             let n = job / groups, g = job % groups
-            let base = (n * channels + g * perGroup) * spatial
-            let count = perGroup * spatial
+            let base = (n &* channels &+ g &* perGroup) &* spatial
+            let count = perGroup &* spatial
             let mean = blockedSum(x + base, count) / Double(count)
             let sq = blockedSquaredDeviation(x + base, count, Float(mean))
             let inv = Float(1 / (sq / Double(count) + Double(eps)).squareRoot())
             let m = Float(mean)
             for c in 0..<perGroup {
-                let ch = g * perGroup + c
+                let ch = g &* perGroup &+ c
                 let a = gamma[ch] * inv, b = beta[ch] - m * gamma[ch] * inv
-                let o = base + c * spatial
-                for i in 0..<spatial { y[o + i] = x[o + i] * a + b }
+                let xo = x + (base &+ c &* spatial), yo = y + (base &+ c &* spatial)
+                for i in 0..<spatial { yo[i] = xo[i] * a + b }
             }
         }
     }
@@ -74,7 +78,7 @@ public enum Ops {
         var total = 0.0
         var i = 0
         while i < n {
-            let end = min(n, i + 256)
+            let end = min(n, i &+ 256)
             var s: Float = 0
             for k in i..<end { s += p[k] }
             total += Double(s)
@@ -89,7 +93,7 @@ public enum Ops {
         var total = 0.0
         var i = 0
         while i < n {
-            let end = min(n, i + 256)
+            let end = min(n, i &+ 256)
             var s: Float = 0
             for k in i..<end { let d = p[k] - mean; s += d * d }
             total += Double(s)
@@ -103,14 +107,14 @@ public enum Ops {
         DispatchQueue.concurrentPerform(iterations: min(rows, 64)) { part in
             var r = part
             while r < rows {
-                let p = x + r * cols
+                let p = x + r &* cols
                 var mx = -Float.infinity
                 for i in 0..<cols { mx = max(mx, p[i]) }
                 var sum: Float = 0
                 for i in 0..<cols { let e = expf(p[i] - mx); p[i] = e; sum += e }
                 let inv = 1 / sum
                 for i in 0..<cols { p[i] *= inv }
-                r += 64
+                r &+= 64
             }
         }
     }
@@ -118,7 +122,7 @@ public enum Ops {
     /// `x = x * (1 + scale[c]) + shift[c]` over rows of `x[rows, dim]` (DiT's `modulate`).
     public static func modulate(_ x: UnsafeMutablePointer<Float>, rows: Int, dim: Int, shift: UnsafePointer<Float>, scale: UnsafePointer<Float>) {
         for r in 0..<rows {
-            let p = x + r * dim
+            let p = x + r &* dim
             for i in 0..<dim { p[i] = p[i] * (1 + scale[i]) + shift[i] }
         }
     }
@@ -126,7 +130,7 @@ public enum Ops {
     /// `x += gate[c] * y` over rows (DiT's gated residual).
     public static func gatedAdd(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, dim: Int, gate: UnsafePointer<Float>) {
         for r in 0..<rows {
-            let p = x + r * dim, q = y + r * dim
+            let p = x + r &* dim, q = y + r &* dim
             for i in 0..<dim { p[i] += gate[i] * q[i] }
         }
     }
@@ -139,11 +143,11 @@ public enum Ops {
     /// Nearest-neighbour ×2 upsampling of `x[planes, h, w]` into `y[planes, 2h, 2w]`.
     public static func upsampleNearest2x(_ x: UnsafePointer<Float>, planes: Int, height h: Int, width w: Int, into y: UnsafeMutablePointer<Float>) {
         DispatchQueue.concurrentPerform(iterations: planes) { p in
-            let src = x + p * h * w, dst = y + p * 4 * h * w
+            let src = x + p &* h &* w, dst = y + p &* 4 &* h &* w
             for r in 0..<h {
-                let row = dst + (2 * r) * 2 * w
-                for c in 0..<w { let v = src[r * w + c]; row[2 * c] = v; row[2 * c + 1] = v }
-                (row + 2 * w).update(from: row, count: 2 * w)
+                let row = dst + 4 &* r &* w, line = src + r &* w
+                for c in 0..<w { let v = line[c]; row[2 &* c] = v; row[2 &* c &+ 1] = v }
+                (row + 2 &* w).update(from: row, count: 2 &* w)
             }
         }
     }
@@ -154,7 +158,7 @@ public enum Ops {
         if parts == 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { b in
             DispatchQueue.concurrentPerform(iterations: parts) { k in
-                b((count * k / parts)..<(count * (k + 1) / parts))
+                b((count &* k / parts)..<(count &* (k &+ 1) / parts))
             }
         }
     }
