@@ -64,8 +64,31 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+extension ConversionSummary {
+    /// The summary as JSON (`ditkit convert --json`): the output, the model, the source, counts,
+    /// sizes, and every lossy tensor with its error figures (as in the manifest).
+    public var json: JSONValue {
+        .object([
+            ("output", .string(output)),
+            ("model", .object([("family", .string(family)), ("variant", .string(variant))])),
+            ("dtype", .string(dtype.rawValue)),
+            ("source", .object([("file", .string(sourcePath)), ("naming", .string(sourceNaming)), ("subtree", .string(subtree))])),
+            ("tensors", .int(tensors)),
+            ("stored_types", .object(storedTypes.map { ($0.0.name, .int($0.1)) })),
+            ("parameters", .int(parameters)),
+            ("bytes_in", .int(bytesIn)),
+            ("bytes_out", .int(bytesOut)),
+            ("seconds", .double(seconds)),
+            ("lossy", .array(lossy.map { .object([("name", .string($0.name)), ("error", $0.error.json)]) })),
+            ("nonfinite", .array(nonFinite.map { .object([("name", .string($0.name)), ("count", .int($0.count))]) })),
+        ])
+    }
+}
+
 /// What a conversion did.
 public struct ConversionSummary: Sendable {
+    /// The source file as given.
+    public var sourcePath: String
     public var output: String
     public var variant: String
     public var family: String

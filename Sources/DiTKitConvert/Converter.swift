@@ -67,7 +67,7 @@ public enum Converter {
             var counts: [DType: Int] = [:]
             for d in stored { counts[d, default: 0] += 1 }
             let lossy = manifest.tensors.compactMap { t in t.error.map { (t.name, $0) } }
-            return ConversionSummary(output: output, variant: config.variant, family: config.family.name, sourceNaming: plan.sourceNaming,
+            return ConversionSummary(sourcePath: source, output: output, variant: config.variant, family: config.family.name, sourceNaming: plan.sourceNaming,
                                      subtree: plan.subtree, dtype: options.dtype, tensors: plan.tensors.count, parameters: params,
                                      bytesIn: (shards.isEmpty ? [container.path] : shards).reduce(0) { $0 + (FileSystem.fileSize($1) ?? 0) }, bytesOut: total,
                                      seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),

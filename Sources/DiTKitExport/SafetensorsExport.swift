@@ -11,6 +11,12 @@ public struct ExportSummary: Sendable {
     public var bytes: Int
     /// What the user should know about the result (tensors the layout has no slot for, …).
     public var notes: [String] = []
+
+    /// `ditkit export --json`.
+    public var json: JSONValue {
+        .object([("path", .string(path)), ("format", .string(format)), ("tensors", .int(tensors)), ("bytes", .int(bytes)),
+                 ("notes", .array(notes.map { .string($0) }))])
+    }
 }
 
 public enum ExportError: Error, CustomStringConvertible, Sendable {

@@ -31,6 +31,39 @@ public struct FetchResult: Sendable {
     public var pinnedNow: Bool
     /// How the hash was checked: `published`, `pinned`, `trust-on-first-use`.
     public var verification: String
+
+    /// `ditkit zoo fetch --json`.
+    public var json: JSONValue {
+        .object([("path", .string(path)), ("how", .string(how)), ("bytes", .int(bytes)), ("sha256", .string(sha256)),
+                 ("verification", .string(verification)), ("pinned_now", .bool(pinnedNow))])
+    }
+}
+
+/// The local copy of one zoo file and what its hash says.
+public struct LocalCopy: Sendable {
+    public var file: ZooFile
+    /// The path in the cache, when the file is there.
+    public var path: String?
+    /// `verified`, `unverified` (no published or pinned hash), `sha256-mismatch`, or `none`.
+    public var status: String
+
+    public var json: JSONValue {
+        .object([("file", .string(file.name)), ("path", path.map { .string($0) } ?? .null), ("status", .string(status))])
+    }
+}
+
+extension ZooCache {
+    /// The local copies of `entry`'s files in `cache`, hashed and checked against the published
+    /// hash or, for unpinned files, the trust-on-first-use pin among `checksums`.
+    public static func localCopies(_ entry: ZooEntry, cache: String, checksums: [ChecksumLine]) throws -> [LocalCopy] {
+        try entry.files.map { f in
+            let local = cache + "/zoo/" + entry.id + "/" + f.name
+            guard FileSystem.exists(local) else { return LocalCopy(file: f, path: nil, status: "none") }
+            let sha = try SHA256Hasher.hex(file: local)
+            let want = f.sha256 ?? checksums.last { $0.path == "\(entry.id)/\(f.name)" }?.sha256
+            return LocalCopy(file: f, path: local, status: want == nil ? "unverified" : (want == sha ? "verified" : "sha256-mismatch"))
+        }
+    }
 }
 
 /// Receives download progress (bytes so far, total if known).

@@ -10,6 +10,11 @@ public struct ImportResult: Sendable {
     public var fetch: FetchResult
     public var conversion: ConversionSummary
     public var verification: VerificationResult
+
+    /// `ditkit zoo import --json`.
+    public var json: JSONValue {
+        .object([("passed", .bool(verification.passed)), ("fetch", fetch.json), ("conversion", conversion.json), ("verification", verification.json)])
+    }
 }
 
 public enum ZooImport {

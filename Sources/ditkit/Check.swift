@@ -10,10 +10,22 @@ struct Check: ParsableCommand {
     @Argument(help: "The .ditkit bundle.")
     var bundle: String
 
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
     func run() throws {
         try reportingErrors {
             let b = try FileError.wrapping(bundle) { try NativeBundle(path: bundle) }
             let problems = try BundleCheck.run(b, progress: TerminalProgress())
+            if json {
+                writeOut(JSONWriter.string(.object([
+                    ("path", .string(bundle)), ("ok", .bool(problems.isEmpty)), ("tensors", .int(b.manifest.tensors.count)),
+                    ("bytes", .int(b.manifest.weightsBytes)),
+                    ("mismatches", .array(problems.map { .object([("subject", .string($0.subject)), ("problem", .string($0.problem))]) })),
+                ])))
+                if !problems.isEmpty { throw Exit.mismatch }
+                return
+            }
             if problems.isEmpty {
                 writeOut("\(bundle): OK (\(b.manifest.tensors.count) tensors, \(humanBytes(b.manifest.weightsBytes)))\n")
                 return

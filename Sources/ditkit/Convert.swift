@@ -50,6 +50,9 @@ struct Convert: ParsableCommand {
     @Flag(help: "Replace an existing bundle at the output path.")
     var force = false
 
+    @Flag(help: "Print JSON instead of text: a list with one object per source (its summary, or its error).")
+    var json = false
+
     func validate() throws {
         if sources.isEmpty { throw ValidationError("give at least one checkpoint") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
@@ -68,13 +71,23 @@ struct Convert: ParsableCommand {
             o.hints.model = model
             o.hints.numHeads = heads
             o.hints.imageSize = imageSize
+            let text = !json
+            let results: [Result<ConversionSummary, Error>]
             if sources.count == 1 {
-                let s = try Converter.convert(source: sources[0], output: output, options: o, progress: TerminalProgress())
-                writeOut(ConversionReport.text(s))
-                return
+                results = [Result { try Converter.convert(source: sources[0], output: output, options: o, progress: TerminalProgress()) }]
+                if text, case .success(let s) = results[0] { writeOut(ConversionReport.text(s)) }
+            } else {
+                results = try Converter.convertMany(sources: sources, directory: output, options: o, jobs: jobs) { _, r in
+                    if text, case .success(let s) = r { writeOut(ConversionReport.text(s)) }
+                }
             }
-            let results = try Converter.convertMany(sources: sources, directory: output, options: o, jobs: jobs) { _, r in
-                if case .success(let s) = r { writeOut(ConversionReport.text(s)) }
+            if json {
+                writeOut(JSONWriter.string(.array(zip(sources, results).map { source, r in
+                    switch r {
+                    case .success(let s): return s.json
+                    case .failure(let e): return .object([("source", .object([("file", .string(source))])), ("error", .string(String(describing: e)))])
+                    }
+                })))
             }
             // The exit status of the run: refused input wins over the other failures.
             var worst: Error?

@@ -34,6 +34,9 @@ struct Export: ParsableCommand {
     @Flag(help: "Replace an existing output.")
     var force = false
 
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
     func run() throws {
         try reportingErrors {
             let b = try FileError.wrapping(bundle) { try NativeBundle(path: bundle) }
@@ -48,7 +51,7 @@ struct Export: ParsableCommand {
             case .hdf5:
                 s = try HDF5Export.export(b, to: output, force: force)
             }
-            writeOut("wrote \(s.path): \(s.format), \(s.tensors) tensors, \(humanBytes(s.bytes))\n")
+            writeOut(json ? JSONWriter.string(s.json) : "wrote \(s.path): \(s.format), \(s.tensors) tensors, \(humanBytes(s.bytes))\n")
             for note in s.notes { printError("ditkit: note: \(note)") }
         }
     }

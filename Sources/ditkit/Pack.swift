@@ -11,6 +11,7 @@ struct Pack: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file (conventionally NAME.ditkit.zst).") var output: String
     @Option(help: "zstd level (1-19).") var level: Int = 3
     @Flag(help: "Replace an existing output.") var force = false
+    @Flag(help: "Print JSON instead of text.") var json = false
 
     func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level must be 1...19") }
@@ -19,7 +20,8 @@ struct Pack: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let s = try BundlePack.pack(bundle: bundle, output: output, level: level, force: force, progress: TerminalProgress())
-            writeOut("wrote \(s.path): \(humanBytes(s.bytesIn)) -> \(humanBytes(s.bytesOut)) (ratio \(fixed(Double(s.bytesIn) / Double(max(s.bytesOut, 1)), 2)), \(fixed(s.seconds, 2)) s)\n")
+            writeOut(json ? JSONWriter.string(s.json)
+                          : "wrote \(s.path): \(humanBytes(s.bytesIn)) -> \(humanBytes(s.bytesOut)) (ratio \(fixed(Double(s.bytesIn) / Double(max(s.bytesOut, 1)), 2)), \(fixed(s.seconds, 2)) s)\n")
         }
     }
 }
@@ -31,6 +33,7 @@ struct Unpack: ParsableCommand {
     @Argument(help: "The .ditkit.zst pack.") var pack: String
     @Option(name: .shortAndLong, help: "Directory to restore NAME.ditkit into.") var output: String
     @Flag(help: "Replace an existing bundle.") var force = false
+    @Flag(help: "Print JSON instead of text.") var json = false
 
     func run() throws {
         try reportingErrors {
@@ -39,7 +42,7 @@ struct Unpack: ParsableCommand {
             if !name.hasSuffix(".ditkit") { name += ".ditkit" }
             try FileSystem.makeDirectories(output)
             let s = try BundlePack.unpack(pack: pack, into: output + "/" + name, force: force, progress: TerminalProgress())
-            writeOut("restored \(s.path): \(humanBytes(s.bytesOut)), every checksum verified (\(fixed(s.seconds, 2)) s)\n")
+            writeOut(json ? JSONWriter.string(s.json) : "restored \(s.path): \(humanBytes(s.bytesOut)), every checksum verified (\(fixed(s.seconds, 2)) s)\n")
         }
     }
 }

@@ -34,6 +34,7 @@ struct Sample: ParsableCommand {
     @Option(name: .shortAndLong, help: "PNG grid to write.") var output: String
     @Option(help: "Also write one PNG per image into this directory.") var each: String?
     @Flag(help: "Replace existing outputs.") var force = false
+    @Flag(help: "Print JSON instead of text.") var json = false
 
     func validate() throws {
         try validateSampler(steps: steps, sampler: sampler)
@@ -56,12 +57,26 @@ struct Sample: ParsableCommand {
             let r = try Sampling.run(model: dit, vae: decoder, conditioning: conditioning, options: o, noise: z, progress: TerminalProgress())
             if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents, force: true) }
             try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, kind: .png, force: force)
+            var written: [String] = []
             if let each {
                 try FileSystem.makeDirectories(each)
                 for (k, im) in r.images.enumerated() {
                     let path = each + "/\(k)-\(r.labels[k]).png"
                     try AtomicOutput.write(try im.png(), to: path, kind: .png, force: true)
+                    written.append(path)
                 }
+            }
+            if json {
+                let labels: [JSONValue] = r.labels.map { .string($0) }
+                let files: [JSONValue] = written.map { .string($0) }
+                let latents: JSONValue = saveLatents.map { .string($0) } ?? .null
+                let members: [(String, JSONValue)] = [
+                    ("output", .string(output)), ("images", .int(r.images.count)), ("labels", .array(labels)),
+                    ("sampler", .string(o.ddim ? "ddim" : "ddpm")), ("steps", .string(steps)), ("cfg_scale", .double(Double(cfg))),
+                    ("seed", .int(Int(seed))), ("each", .array(files)), ("latents", latents),
+                ]
+                writeOut(JSONWriter.string(.object(members)))
+                return
             }
             writeOut("wrote \(output): \(r.images.count) images (\(o.ddim ? "DDIM" : "DDPM") \(steps) steps, cfg \(cfg))\n")
         }

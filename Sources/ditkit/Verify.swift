@@ -30,7 +30,7 @@ struct Verify: ParsableCommand {
     @Option(help: "The source checkpoint or bundle to compare against.")
     var against: String?
 
-    @Flag(help: "Print JSON instead of a table.")
+    @Flag(help: "Print JSON instead of a table: a list with one object per model (README, 'Machine-readable output').")
     var json = false
 
     @Option(help: "Tolerance profile to use instead of the one the dtype selects: f32, f16, bf16, int8.")
@@ -92,6 +92,12 @@ struct Verify: ParsableCommand {
         try validateSampler(steps: steps, sampler: sampler)
     }
 
+    /// One element of the `--json` list: the model's path, then its result.
+    static func item(_ path: String, _ result: JSONValue) -> JSONValue {
+        guard case .object(let m) = result else { return result }
+        return .object([("path", .string(path))] + m)
+    }
+
     func run() throws {
         try reportingErrors {
             var hints = DetectionHints()
@@ -112,7 +118,7 @@ struct Verify: ParsableCommand {
                     case .success(let v):
                         if !v.passed { failed += 1 }
                         if json {
-                            if case .object(let m) = v.json { jsonItems.append(.object([("path", .string(path))] + m)) }
+                            jsonItems.append(Verify.item(path, v.json))
                         } else {
                             writeOut("== \(path)\n" + v.text + "\n")
                         }
@@ -159,7 +165,7 @@ struct Verify: ParsableCommand {
                     members[0] = ("passed", .bool(result.passed && c.passed))
                     j = .object(members)
                 }
-                writeOut(JSONWriter.string(j))
+                writeOut(JSONWriter.string(.array([Verify.item(model, j)])))
             } else {
                 var text = result.text
                 if let c = comparison {

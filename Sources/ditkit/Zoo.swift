@@ -63,11 +63,17 @@ struct ZooCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Everything the zoo knows about an entry, and its local copy.")
         @OptionGroup var location: Location
         @Argument(help: "Zoo id.") var id: String
+        @Flag(help: "Print JSON: the manifest entry and the state of each local copy.") var json = false
 
         func run() throws {
             try reportingErrors {
                 let zoo = try location.zoo()
                 let e = try zoo.entry(id)
+                let copies = try ZooCache.localCopies(e, cache: ZooCache.directory(location.cache), checksums: try location.checksumLines(zoo))
+                if json {
+                    writeOut(JSONWriter.string(.object([("entry", e.json), ("local", .array(copies.map(\.json)))])))
+                    return
+                }
                 var out = "\(e.id): \(e.title)\n  \(e.description)\n"
                 out += "  kind: \(e.kind), family: \(e.family.name), architecture: \(e.architecture)" + (e.imageSize.map { ", image size \($0)" } ?? "") + "\n"
                 for c in e.counts { out += "  at \(c.size): \(grouped(c.tensors)) tensors, \(grouped(c.parameters)) parameters\n" }
@@ -75,16 +81,12 @@ struct ZooCommand: ParsableCommand {
                 if !e.pairsWith.isEmpty { out += "  pairs with: \(e.pairsWith.joined(separator: ", "))\n" }
                 out += "  license: \(e.license)\n"
                 if case .object(let m) = e.metrics, !m.isEmpty { out += "  metrics: \(JSONWriter.string(e.metrics, pretty: false))\n" }
-                let cache = ZooCache.directory(location.cache)
-                for f in e.files {
+                for c in copies {
+                    let f = c.file
                     out += "  file \(f.name)\(f.primary ? " (weights)" : ""): \(f.url)\n"
                     out += "    bytes: \(f.bytes.map(grouped) ?? "unknown"), sha256: \(f.sha256 ?? "not published (pinned on first fetch)")\n"
-                    let local = cache + "/zoo/" + e.id + "/" + f.name
-                    if FileSystem.exists(local) {
-                        let sha = try SHA256Hasher.hex(file: local)
-                        let lines = try location.checksumLines(zoo)
-                        let want = f.sha256 ?? lines.last { $0.path == "\(e.id)/\(f.name)" }?.sha256
-                        out += "    local copy: \(local) (\(want == nil ? "unverified" : (want == sha ? "verified" : "SHA-256 MISMATCH")))\n"
+                    if let local = c.path {
+                        out += "    local copy: \(local) (\(c.status == "sha256-mismatch" ? "SHA-256 MISMATCH" : c.status))\n"
                     } else {
                         out += "    local copy: none\n"
                     }
@@ -138,13 +140,14 @@ struct ZooCommand: ParsableCommand {
         @Argument(help: "Zoo id.") var id: String
         @Option(help: "Download from this URL instead (a mirror).") var url: String?
         @Option(help: "Cache directory (same as --cache).") var dir: String?
+        @Flag(help: "Print JSON instead of text.") var json = false
 
         func run() throws {
             try reportingErrors {
                 let zoo = try location.zoo()
                 let e = try zoo.entry(id)
                 let r = try Fetcher.fetch(e, cache: ZooCache.directory(dir ?? location.cache), mirror: url, progress: downloadProgress())
-                report(r)
+                report(r, json: json)
             }
         }
     }
@@ -157,6 +160,7 @@ struct ZooCommand: ParsableCommand {
         @Option(name: .shortAndLong, help: "Bundle to write (default: ID-DTYPE.ditkit).") var output: String?
         @Option(help: "Download from this URL instead (a mirror).") var url: String?
         @Flag(help: "Replace an existing bundle.") var force = false
+        @Flag(help: "Print JSON instead of text: what fetch, convert and verify did.") var json = false
 
         func run() throws {
             try reportingErrors {
@@ -166,18 +170,25 @@ struct ZooCommand: ParsableCommand {
                 let out = output ?? "\(e.id)-\(dtype).ditkit"
                 let r = try ZooImport.run(e, zoo: zoo, output: out, dtype: dtype, cache: ZooCache.directory(location.cache), mirror: url,
                                           force: force, progress: downloadProgress())
-                report(r.fetch)
-                writeOut(ConversionReport.text(r.conversion))
-                writeOut(r.verification.text)
+                if json {
+                    report(r.fetch, json: false, quiet: true)
+                    writeOut(JSONWriter.string(r.json))
+                } else {
+                    report(r.fetch)
+                    writeOut(ConversionReport.text(r.conversion))
+                    writeOut(r.verification.text)
+                }
                 if !r.verification.passed { throw Exit.mismatch }
             }
         }
     }
 }
 
-/// Prints what fetch did; trust on first use is said loudly.
-func report(_ r: FetchResult) {
-    writeOut("\(r.how) \(r.path): \(humanBytes(r.bytes)), sha256 \(r.sha256) (\(r.verification))\n")
+/// Prints what fetch did (as JSON, or not at all with `quiet`); trust on first use is said loudly, on stderr.
+func report(_ r: FetchResult, json: Bool = false, quiet: Bool = false) {
+    if json { writeOut(JSONWriter.string(r.json)) } else if !quiet {
+        writeOut("\(r.how) \(r.path): \(humanBytes(r.bytes)), sha256 \(r.sha256) (\(r.verification))\n")
+    }
     if r.pinnedNow {
         printError("""
         ditkit: WARNING: no SHA-256 is published for this file. TRUST ON FIRST USE: recorded \(r.sha256);

@@ -244,7 +244,7 @@ private extension BundleTensor {
             let r = try run(ditkit, ["verify", path, "--against", Fixtures.path("verify/dit_verify.pt"), "--json", "--profile", "int8"])
             #expect(r.status == 0 || r.status == 1, "\(r.stderr)")
             let json = try JSONReader.parse(r.stdout)
-            let layers = json["layers"]?.arrayValue ?? json["results"]?.arrayValue?.first?["layers"]?.arrayValue ?? []
+            let layers = json.arrayValue?.first?["layers"]?.arrayValue ?? []
             let out = layers.first { $0["name"]?.stringValue == "output" }
             output[type] = out?["rel_l2"]?.doubleValue
         }

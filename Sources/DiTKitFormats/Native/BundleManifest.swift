@@ -54,7 +54,8 @@ public struct ConversionError: Sendable, Equatable {
         self.flushedToZero = flushedToZero
     }
 
-    var json: JSONValue {
+    /// The figures as the manifest records them (FORMAT.md, `tensors[i].error`).
+    public var json: JSONValue {
         var m: [(String, JSONValue)] = [("max_abs", .double(maxAbs)), ("rel_l2", .double(relL2))]
         if let s = sqnrDB { m.append(("sqnr_db", .double(s))) }
         m += [("overflow", .int(overflow)), ("flushed_to_zero", .int(flushedToZero))]

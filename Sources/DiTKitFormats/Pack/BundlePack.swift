@@ -29,6 +29,11 @@ public struct PackSummary: Sendable {
     public var bytesIn: Int
     public var bytesOut: Int
     public var seconds: Double
+
+    /// `ditkit pack --json` / `ditkit unpack --json`.
+    public var json: JSONValue {
+        .object([("path", .string(path)), ("bytes_in", .int(bytesIn)), ("bytes_out", .int(bytesOut)), ("seconds", .double(seconds))])
+    }
 }
 
 public enum BundlePack {
