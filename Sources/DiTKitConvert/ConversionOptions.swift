@@ -7,6 +7,18 @@ import DiTKitModels
 public enum StorageType: String, Sendable, CaseIterable {
     case f32, f16, bf16, int8
 
+    /// A storage type from any usual spelling, case-insensitive: `f32`/`fp32`/`float32`/`float`,
+    /// `f16`/`fp16`/`float16`/`half`, `bf16`/`bfloat16`, `int8`/`i8` (so the `F16` DiTKit prints works too).
+    public init?(spelling: String) {
+        switch spelling.lowercased() {
+        case "f32", "fp32", "float32", "float": self = .f32
+        case "f16", "fp16", "float16", "half": self = .f16
+        case "bf16", "bfloat16": self = .bf16
+        case "int8", "i8": self = .int8
+        default: return nil
+        }
+    }
+
     /// The dtype float tensors get (int8 bundles keep non-quantized tensors in F32).
     public var floatDType: DType {
         switch self {
@@ -43,6 +55,8 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
     case foldMismatch(String, String)
     case sourceIsBundle
     case duplicateOutput(String)
+    /// `--keep` patterns that match no tensor of the model (a typo would silently keep nothing).
+    case keepMatchesNothing([String], model: String, example: String)
 
     public var description: String {
         switch self {
@@ -60,6 +74,18 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
             return "already a DiTKit bundle; use `ditkit export` to write it in another format"
         case .duplicateOutput(let n):
             return "two sources would both be written to \(n); convert them into different directories"
+        case let .keepMatchesNothing(patterns, model, example):
+            let list = patterns.map { "'\($0)'" }.joined(separator: ", ")
+            return "--keep \(list) match\(patterns.count == 1 ? "es" : "") no tensor of \(model) (canonical names look like '\(example)'; `ditkit inspect` on a converted bundle lists them)"
+        }
+    }
+}
+
+extension ConvertError: ClassifiedError {
+    public var kind: ErrorKind {
+        switch self {
+        case .keepMatchesNothing, .duplicateOutput: return .usage
+        default: return .refusedInput
         }
     }
 }

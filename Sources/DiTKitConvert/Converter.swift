@@ -23,8 +23,13 @@ public enum Converter {
         if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
         let plan = try FileError.wrapping(source) { try ModelDetector.plan(container, hints: hints) }
 
-        // Stored dtype of every tensor, then the layout.
+        // Stored dtype of every tensor, then the layout. Every --keep pattern must keep something.
         let config = plan.configuration
+        let unmatched = options.keep.filter { p in !plan.tensors.contains { globMatch(p, $0.name) } }
+        if !unmatched.isEmpty {
+            let example = plan.tensors.first { $0.name.contains(".") && $0.shape.count > 1 }?.name ?? plan.tensors.first?.name ?? ""
+            throw FileError(path: source, ConvertError.keepMatchesNothing(unmatched, model: config.variant, example: example))
+        }
         let stored: [DType] = plan.tensors.map { t in
             if options.keep.contains(where: { globMatch($0, t.name) }) { return .f32 }
             if options.dtype == .int8 { return config.quantizesByDefault(t.name, shape: t.shape) ? .i8 : .f32 }

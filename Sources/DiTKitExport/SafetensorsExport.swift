@@ -19,7 +19,7 @@ public struct ExportSummary: Sendable {
     }
 }
 
-public enum ExportError: Error, CustomStringConvertible, Sendable {
+public enum ExportError: Error, CustomStringConvertible, Sendable, ClassifiedError {
     case unknownNaming(String, family: String, known: [String])
     case noDiffusersClass(String)
     case refused(String, String)
@@ -35,6 +35,14 @@ public enum ExportError: Error, CustomStringConvertible, Sendable {
             return "diffusers has no class for \(f); export to safetensors instead"
         case let .blockTypeNeedsDequantize(t, d):
             return "tensor '\(t)' is stored as \(d.name), which safetensors has no dtype for; export with --dequantize (float32 values)"
+        }
+    }
+
+    /// A naming, target or missing --dequantize that does not fit the bundle is a usage error.
+    public var kind: ErrorKind {
+        switch self {
+        case .unknownNaming, .noDiffusersClass, .blockTypeNeedsDequantize: return .usage
+        case .refused: return .refusedInput
         }
     }
 }

@@ -30,9 +30,10 @@ public enum ZooImport {
                 return String(m[..<slash]) + "/" + f.name
             })
         }
-        let recipe = entry.recipes.first { $0.dtype == dtype } ?? entry.recipes.first ?? ZooRecipe(dtype: dtype ?? "f32")
+        let wanted = dtype.flatMap { StorageType(spelling: $0) }
+        let recipe = entry.recipes.first { StorageType(spelling: $0.dtype) == wanted } ?? entry.recipes.first ?? ZooRecipe(dtype: dtype ?? "f32")
         var o = ConversionOptions()
-        guard let storage = StorageType(rawValue: dtype ?? recipe.dtype) else { throw ZooError.manifest(entry.manifestPath, "bad dtype") }
+        guard let storage = wanted ?? StorageType(spelling: recipe.dtype) else { throw ZooError.manifest(entry.manifestPath, "bad dtype") }
         o.dtype = storage
         o.force = force
         o.hints.select = recipe.select

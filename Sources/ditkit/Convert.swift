@@ -3,8 +3,23 @@ import ArgumentParser
 import DiTKitConvert
 import DiTKitCore
 import DiTKitFormats
+import DiTKitModels
 
-extension StorageType: ExpressibleByArgument {}
+extension StorageType: ExpressibleByArgument {
+    /// Any usual spelling (`f16`, `F16`, `fp16`, `float16`, `half`, ...), see `init(spelling:)`.
+    public init?(argument: String) { self.init(spelling: argument) }
+}
+
+/// Whether `--model` names something DiTKit knows: a family or one of its aliases (`dit`, `sd-vae`,
+/// `pixart-sigma`, ...) or a named configuration of one (`DiT-XL/2`).
+func isKnownModel(_ name: String) -> Bool {
+    ModelFamilies.named(name) != nil || ModelFamilies.registered.contains { $0.configuration(named: name, imageSize: nil) != nil }
+}
+
+/// What `--model` accepts, for its error message.
+var knownModels: String {
+    ModelFamilies.registered.map { ([$0.name] + $0.aliases).joined(separator: ", ") }.joined(separator: ", ") + ", or a named architecture such as DiT-XL/2"
+}
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,13 +41,13 @@ struct Convert: ParsableCommand {
     @Option(help: "Conversions to run at once when several sources are given (each gets cores/jobs threads).")
     var jobs: Int = 1
 
-    @Option(help: "Storage type: f32, f16, bf16 or int8 (weight-only, per output channel).")
+    @Option(help: "Storage type: f32, f16, bf16 or int8 (weight-only, per output channel); F16, fp16, float16, half... work too.")
     var dtype: StorageType = .f32
 
     @Option(help: "Dotted path of the subtree to convert (e.g. ema, model, state_dict.first_stage_model).")
     var select: String?
 
-    @Option(help: "Insist on a model: dit, vae, sd-vae or a DiT name such as DiT-XL/2. Fails if the weights disagree.")
+    @Option(help: "Insist on a model: dit, vae, sd-vae or a DiT name (DiT-S/2 ... DiT-XL/8). Fails if the weights disagree.")
     var model: String?
 
     @Option(parsing: .singleValue, help: "Keep tensors matching this glob pattern in float32 (repeatable), e.g. 'final_layer.*'.")
@@ -58,6 +73,12 @@ struct Convert: ParsableCommand {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
         if let s = imageSize, s <= 0 || s % 8 != 0 { throw ValidationError("--image-size must be a positive multiple of 8") }
+        if let m = model, !isKnownModel(m) {
+            throw ValidationError("--model \(m) is not a model DiTKit knows; use \(knownModels)")
+        }
+        if !keep.isEmpty && dtype == .f32 {
+            throw ValidationError("--keep has no effect with --dtype f32: every tensor is stored in float32 already")
+        }
     }
 
     func run() throws {

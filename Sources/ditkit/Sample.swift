@@ -21,11 +21,11 @@ struct Sample: ParsableCommand {
 
     @Argument(help: "The denoiser bundle (or checkpoint): DiT or PixArt.") var model: String
     @Option(help: "The VAE bundle (or checkpoint) to decode with.") var vae: String
-    @Option(name: .customLong("class"), help: "Class-conditional models (DiT): comma-separated class ids, one image each (default 207,360,387,974).") var classes: String?
+    @Option(name: .customLong("class"), parsing: .unconditional, help: "Class-conditional models (DiT): comma-separated class ids, one image each (default 207,360,387,974).") var classes: String?
     @Option(name: [.customLong("captions"), .customLong("text")],
             help: "Text-conditioned models (PixArt, SD3, FLUX): HDF5 of precomputed text features, one image per row (/encoder_hidden_states, ...; README).") var captions: String?
     @Option(help: "Image size in pixels, for models that sample at several sizes (PixArt; default: the trained size).") var imageSize: Int?
-    @Option(help: "Respacing: 250 (default), 25, ddim25, ...") var steps: String = "250"
+    @Option(help: "Respacing: 250 (default), 25, ddim25, 10,10,5 ...") var steps: String = "250"
     @Option(help: "ddpm (default) or ddim (eta 0); --steps ddimN implies ddim.") var sampler: String?
     @Option(help: "Guidance scale (1 disables guidance).") var cfg: Float = 4.0
     @Option(help: "Seed of the generator.") var seed: UInt64 = 0
@@ -38,19 +38,22 @@ struct Sample: ParsableCommand {
 
     func validate() throws {
         try validateSampler(steps: steps, sampler: sampler)
-        if let classes { guard !classList(classes).isEmpty else { throw ValidationError("--class needs at least one class id") } }
+        try validateSteps(steps)
+        if let classes { _ = try classList(classes, option: "--class") }
         if classes != nil && captions != nil { throw ValidationError("give --class (DiT) or --captions (PixArt), not both") }
     }
 
     /// What the images are conditioned on: captions when given, else classes (DiT's default four).
-    var conditioning: SamplingConditioning {
+    func conditioning() throws -> SamplingConditioning {
         if let captions { return SamplingConditioning(featuresPath: captions, imageSize: imageSize) }
-        return SamplingConditioning(classes: classList(classes ?? "207,360,387,974"), imageSize: imageSize)
+        return SamplingConditioning(classes: try classList(classes ?? "207,360,387,974", option: "--class"), imageSize: imageSize)
     }
 
     func run() throws {
         try reportingErrors {
             let dit = try LoadedModel.open(model)
+            let conditioning = try conditioning()
+            if let classes { try checkClasses(try classList(classes, option: "--class"), option: "--class", for: dit) }
             let decoder = try LoadedModel.open(vae)
             let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
             let z = try noise.map(Sampling.readNoise)
@@ -102,7 +105,27 @@ func samplingOptions(steps: String, sampler: String?, cfg: Float, seed: UInt64) 
     return o
 }
 
-/// Class ids from a comma-separated list.
-func classList(_ text: String) -> [Int] {
-    text.split(separator: ",").compactMap { Int($0.trimmingPrefix(while: { $0 == " " })) }
+/// `--steps` is a respacing `create_diffusion` accepts: `250`, `ddim25`, `10,10,5` (positive counts).
+func validateSteps(_ steps: String) throws {
+    do { _ = try GaussianDiffusion.spaceTimesteps(1000, steps) } catch {
+        throw ValidationError("--steps \(steps): \(error) (use a positive step count such as 250 or 25, ddimN, or section counts such as 10,10,5)")
+    }
+}
+
+/// Class ids from a comma-separated list: whole numbers from 0.
+func classList(_ text: String, option: String) throws -> [Int] {
+    let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingPrefix(while: { $0 == " " }) }
+    let ids = items.compactMap { Int($0) }
+    guard !items.isEmpty, ids.count == items.count, ids.allSatisfy({ $0 >= 0 }) else {
+        throw ValidationError("\(option) \(text): class ids are whole numbers from 0 (0 to 999 for ImageNet), separated by commas, e.g. 207,360")
+    }
+    return ids
+}
+
+/// Every class id exists in a class-conditional DiT (`num_classes`; the null class is not a class to draw).
+func checkClasses(_ ids: [Int], option: String, for model: LoadedModel) throws {
+    guard let c = model.configuration.as(DiTConfiguration.self) else { return }
+    if let bad = ids.first(where: { $0 >= c.numClasses }) {
+        throw UsageError("\(option) \(bad): \(model.path) has \(c.numClasses) classes (ids 0 to \(c.numClasses - 1))")
+    }
 }

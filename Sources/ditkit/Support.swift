@@ -13,6 +13,14 @@ enum Exit {
     static let environment = ExitCode(74)
 }
 
+/// A usage mistake found after the arguments were parsed (e.g. a class id the model does not
+/// have): one line, exit 64.
+struct UsageError: Error, CustomStringConvertible, ClassifiedError {
+    let description: String
+    init(_ message: String) { description = message }
+    var kind: ErrorKind { .usage }
+}
+
 /// Prints a line to standard error.
 func printError(_ line: String) {
     var s = line

@@ -54,24 +54,27 @@ struct Verify: ParsableCommand {
     @Flag(help: "With --against: also sample with both models from identical noise and compare latents and images.")
     var sample = false
 
-    @Option(help: "VAE bundle (or checkpoint) to decode samples with.")
+    @Option(help: "--sample: VAE bundle (or checkpoint) to decode samples with.")
     var vae: String?
 
-    @Option(help: "Classes to sample (comma-separated; class-conditional models).")
-    var classes: String = "207,360,387,974"
+    @Option(parsing: .unconditional, help: "--sample: classes to sample (comma-separated; class-conditional models; default 207,360,387,974).")
+    var classes: String?
 
     @Option(name: [.customLong("captions"), .customLong("text")],
-            help: "Text features to sample with (HDF5; text-conditioned models such as PixArt, SD3, FLUX).")
+            help: "--sample: text features to sample with (HDF5; text-conditioned models such as PixArt, SD3, FLUX).")
     var captions: String?
 
-    @Option(help: "Sampling steps (respacing, as for `ditkit sample`).")
-    var steps: String = "25"
+    @Option(help: "--sample: sampling steps (respacing, as for `ditkit sample`; default 25).")
+    var steps: String?
 
-    @Option(help: "Sampler for --sample: ddpm (default) or ddim; --steps ddimN implies ddim.")
+    @Option(help: "--sample: ddpm (default) or ddim; --steps ddimN implies ddim.")
     var sampler: String?
 
-    @Option(help: "Guidance scale for --sample.")
-    var cfg: Float = 4.0
+    @Option(help: "--sample: guidance scale (default 4).")
+    var cfg: Float?
+
+    var sampleClasses: String { classes ?? "207,360,387,974" }
+    var sampleSteps: String { steps ?? "25" }
 
     @Option(help: "Write a self-contained HTML report here.")
     var report: String?
@@ -89,7 +92,17 @@ struct Verify: ParsableCommand {
         if (select != nil || imageSize != nil) && against == nil { throw ValidationError("--select and --image-size describe the --against source") }
         if let p = profile, !["f32", "f16", "bf16", "int8"].contains(p) { throw ValidationError("--profile must be f32, f16, bf16 or int8") }
         if sample && against == nil { throw ValidationError("--sample needs --against (the model to compare samples with)") }
-        try validateSampler(steps: steps, sampler: sampler)
+        // The sampling options do nothing without --sample: refused rather than ignored.
+        let sampling = [("--vae", vae != nil), ("--classes", classes != nil), ("--captions", captions != nil), ("--steps", steps != nil),
+                        ("--sampler", sampler != nil), ("--cfg", cfg != nil)]
+        let given = sampling.filter(\.1).map(\.0)
+        if !sample && !given.isEmpty {
+            throw ValidationError("\(given.joined(separator: ", ")) describe\(given.count == 1 ? "s" : "") the --sample comparison: add --sample or drop \(given.count == 1 ? "it" : "them")")
+        }
+        if classes != nil && captions != nil { throw ValidationError("give --classes (DiT) or --captions (PixArt), not both") }
+        try validateSampler(steps: sampleSteps, sampler: sampler)
+        try validateSteps(sampleSteps)
+        _ = try classList(sampleClasses, option: "--classes")
     }
 
     /// One element of the `--json` list: the model's path, then its result.
@@ -152,9 +165,16 @@ struct Verify: ParsableCommand {
             }
             var comparison: SampleComparison?
             if sample, let source {
-                let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
+                let o = samplingOptions(steps: sampleSteps, sampler: sampler, cfg: cfg ?? 4, seed: seed)
                 let decoder = try vae.map { try LoadedModel.open($0) }
-                let conditioning = captions.map { SamplingConditioning(featuresPath: $0) } ?? SamplingConditioning(classes: classList(classes))
+                let conditioning: SamplingConditioning
+                if let captions {
+                    conditioning = SamplingConditioning(featuresPath: captions)
+                } else {
+                    let ids = try classList(sampleClasses, option: "--classes")
+                    try checkClasses(ids, option: "--classes", for: m)
+                    conditioning = SamplingConditioning(classes: ids)
+                }
                 comparison = try SampleComparison.run(converted: m, source: source, vae: decoder,
                                                       conditioning: conditioning, options: o, profile: result.profile, progress: TerminalProgress())
             }

@@ -156,17 +156,21 @@ struct ZooCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Fetch, convert with the entry's recipe, and verify against the source.")
         @OptionGroup var location: Location
         @Argument(help: "Zoo id.") var id: String
-        @Option(help: "Storage type (default: the entry's first recipe).") var dtype: String?
+        @Option(help: "Storage type: f32, f16, bf16 or int8 (default: the entry's first recipe).") var dtype: String?
         @Option(name: .shortAndLong, help: "Bundle to write (default: ID-DTYPE.ditkit).") var output: String?
         @Option(help: "Download from this URL instead (a mirror).") var url: String?
         @Flag(help: "Replace an existing bundle.") var force = false
         @Flag(help: "Print JSON instead of text: what fetch, convert and verify did.") var json = false
 
+        func validate() throws {
+            if let d = dtype, StorageType(spelling: d) == nil { throw ValidationError("--dtype \(d): use f32, f16, bf16 or int8") }
+        }
+
         func run() throws {
             try reportingErrors {
                 let zoo = try location.zoo()
                 let e = try zoo.entry(id)
-                let dtype = self.dtype ?? e.recipes.first?.dtype ?? "f32"
+                let dtype = self.dtype.flatMap { StorageType(spelling: $0)?.rawValue } ?? e.recipes.first?.dtype ?? "f32"
                 let out = output ?? "\(e.id)-\(dtype).ditkit"
                 let r = try ZooImport.run(e, zoo: zoo, output: out, dtype: dtype, cache: ZooCache.directory(location.cache), mirror: url,
                                           force: force, progress: downloadProgress())

@@ -24,4 +24,46 @@ import DiTKitCore
             #expect(r.stdout.contains("DDIM"), "\(r.stdout)")
         }
     }
+
+    @Test func usageMistakesExit64WithAMessageThatSaysWhatToChange() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let dit = Tool.fixture("verify/dit_verify.pt")
+        let vae = Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors")
+        let vaeBundle = dir + "/vae.ditkit"
+        #expect(try Tool.run(["convert", vae, "-o", vaeBundle]).status == 0)
+        let sample = ["sample", dit, "--vae", vae, "-o", dir + "/x.png"]
+        let cases: [([String], String)] = [
+            (sample + ["--steps", "0"], "--steps 0"),
+            (sample + ["--class", "-1"], "class ids are whole numbers from 0"),
+            (sample + ["--class", "3,x"], "class ids are whole numbers from 0"),
+            (sample + ["--class", "1000"], "has 1000 classes (ids 0 to 999)"),
+            (["verify", dit, "--against", dit, "--sample", "--steps", "0"], "--steps 0"),
+            (["verify", dit, "--against", dit, "--sample", "--classes", "-3"], "class ids are whole numbers from 0"),
+            (["verify", dit, "--against", dit, "--vae", vaeBundle], "--vae describes the --sample comparison"),
+            (["verify", dit, "--against", dit, "--classes", "1", "--cfg", "2"], "--classes, --cfg describe the --sample comparison"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--model", "foo"], "is not a model DiTKit knows; use dit, vae, sd-vae"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "int8", "--keep", "blocks.9.*"], "--keep 'blocks.9.*' matches no tensor of DiT-custom"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--keep", "final_layer.*"], "--keep has no effect with --dtype f32"),
+            (["export", vaeBundle, "--to", "safetensors", "--naming", "official", "-o", dir + "/x.safetensors"], "naming 'official' does not apply to a SD VAE (AutoencoderKL) bundle"),
+            (["export", vaeBundle, "--to", "gguf", "--naming", "diffusers", "-o", dir + "/x.gguf"], "--naming applies to --to safetensors only"),
+            (["export", vaeBundle, "--to", "hdf5", "--dequantize", "-o", dir + "/x.h5"], "--dequantize applies to --to safetensors only"),
+            (["export", vaeBundle, "--to", "safetensors", "--gguf-type", "f16", "-o", dir + "/x.safetensors"], "--gguf-type applies to --to gguf only"),
+        ]
+        for (args, message) in cases {
+            let r = try Tool.run(args)
+            #expect(r.status == 64, "\(args): \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        #expect(FileSystem.listDirectory(dir) == ["vae.ditkit"], "nothing written")
+        // Every usual spelling of a dtype, including the one DiTKit prints.
+        for spelling in ["F16", "fp16", "float16", "half", "BF16", "bfloat16", "FP32", "I8"] {
+            let out = dir + "/\(spelling).ditkit"
+            let r = try Tool.run(["convert", vae, "-o", out, "--dtype", spelling])
+            #expect(r.status == 0, "\(spelling): \(r.stderr)")
+            let want = ["F16": "f16", "fp16": "f16", "float16": "f16", "half": "f16", "BF16": "bf16", "bfloat16": "bf16", "FP32": "f32", "I8": "int8"][spelling]
+            let manifest = try JSONReader.parse(try FileSystem.readFile(out + "/manifest.json"))
+            #expect(manifest["dtype_policy"]?["dtype"]?.stringValue == want, "\(spelling)")
+        }
+    }
 }
