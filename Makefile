@@ -72,7 +72,7 @@ demo: build
 	@echo "== ditkit sample $(DEMO_OUT)/dit-int8.ditkit --vae $(DEMO_OUT)/vae.ditkit --steps 25 -o $(DEMO_OUT)/samples.png"
 	@$(BIN) sample $(DEMO_OUT)/dit-int8.ditkit --vae $(DEMO_OUT)/vae.ditkit --steps 25 -o $(DEMO_OUT)/samples.png --force
 	@echo "== ditkit verify $(DEMO_OUT)/dit-int8.ditkit --against $(DEMO_CHECKPOINT) --sample --vae $(DEMO_OUT)/vae.ditkit --report $(DEMO_OUT)/report.html"
-	@$(BIN) verify $(DEMO_OUT)/dit-int8.ditkit --against $(DEMO_CHECKPOINT) --sample --vae $(DEMO_OUT)/vae.ditkit --report $(DEMO_OUT)/report.html
+	@$(BIN) verify $(DEMO_OUT)/dit-int8.ditkit --against $(DEMO_CHECKPOINT) --sample --vae $(DEMO_OUT)/vae.ditkit --report $(DEMO_OUT)/report.html --force
 	@echo
 	@echo "The demo model has random weights, so its samples are noise: what matters is that the int8 model"
 	@echo "draws the same noise as the original. Open the report: $(CURDIR)/$(DEMO_OUT)/report.html"

@@ -267,6 +267,12 @@ public final class AtomicOutput {
         lockFD = ditkit_hold_lock(temporaryPath)
     }
 
+    /// Throws what `init` would throw for `path` (`OutputError.exists` or `.notReplaceable`), without
+    /// preparing anything: commands check every output before a long run instead of failing after it.
+    public static func checkAvailable(_ path: String, kind: OutputKind, force: Bool) throws {
+        try checkReplaceable(path, kind: kind, force: force)
+    }
+
     /// Throws unless `path` is free, or `force` is given and it holds DiTKit's own output of `kind`.
     static func checkReplaceable(_ path: String, kind: OutputKind, force: Bool) throws {
         guard FileSystem.exists(path) else { return }

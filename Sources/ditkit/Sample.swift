@@ -33,7 +33,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Write the final latents (before decoding) to /latents of this HDF5 file.") var saveLatents: String?
     @Option(name: .shortAndLong, help: "PNG grid to write.") var output: String
     @Option(help: "Also write one PNG per image into this directory.") var each: String?
-    @Flag(help: "Replace existing outputs.") var force = false
+    @Flag(help: "Replace existing outputs (-o, --each, --save-latents) that DiTKit wrote.") var force = false
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func validate() throws {
@@ -54,27 +54,28 @@ struct Sample: ParsableCommand {
             let dit = try LoadedModel.open(model)
             let conditioning = try conditioning()
             if let classes { try checkClasses(try classList(classes, option: "--class"), option: "--class", for: dit) }
-            let decoder = try LoadedModel.open(vae)
             let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
+            // Every output is checked before sampling, which can take minutes.
+            try AtomicOutput.checkAvailable(output, kind: .png, force: force)
+            if let saveLatents { try AtomicOutput.checkAvailable(saveLatents, kind: .latents, force: force) }
+            let labels = each == nil ? [] : try Sampling.sampler(dit, options: o, conditioning: conditioning).labels
+            let eachPaths = each.map { dir in labels.enumerated().map { dir + "/\($0.offset)-\($0.element).png" } } ?? []
+            for path in eachPaths { try AtomicOutput.checkAvailable(path, kind: .png, force: force) }
+            let decoder = try LoadedModel.open(vae)
             let z = try noise.map(Sampling.readNoise)
             let r = try Sampling.run(model: dit, vae: decoder, conditioning: conditioning, options: o, noise: z, progress: TerminalProgress())
-            if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents, force: true) }
+            if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents, force: force) }
             try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, kind: .png, force: force)
-            var written: [String] = []
             if let each {
                 try FileSystem.makeDirectories(each)
-                for (k, im) in r.images.enumerated() {
-                    let path = each + "/\(k)-\(r.labels[k]).png"
-                    try AtomicOutput.write(try im.png(), to: path, kind: .png, force: true)
-                    written.append(path)
-                }
+                for (path, im) in zip(eachPaths, r.images) { try AtomicOutput.write(try im.png(), to: path, kind: .png, force: force) }
             }
             if json {
-                let labels: [JSONValue] = r.labels.map { .string($0) }
-                let files: [JSONValue] = written.map { .string($0) }
+                let labelValues: [JSONValue] = r.labels.map { .string($0) }
+                let files: [JSONValue] = eachPaths.map { .string($0) }
                 let latents: JSONValue = saveLatents.map { .string($0) } ?? .null
                 let members: [(String, JSONValue)] = [
-                    ("output", .string(output)), ("images", .int(r.images.count)), ("labels", .array(labels)),
+                    ("output", .string(output)), ("images", .int(r.images.count)), ("labels", .array(labelValues)),
                     ("sampler", .string(o.ddim ? "ddim" : "ddpm")), ("steps", .string(steps)), ("cfg_scale", .double(Double(cfg))),
                     ("seed", .int(Int(seed))), ("each", .array(files)), ("latents", latents),
                 ]

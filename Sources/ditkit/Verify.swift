@@ -79,6 +79,9 @@ struct Verify: ParsableCommand {
     @Option(help: "Write a self-contained HTML report here.")
     var report: String?
 
+    @Flag(help: "Replace an existing --report that DiTKit wrote.")
+    var force = false
+
     func validate() throws {
         guard (reference == nil) != (against == nil) else { throw ValidationError("give exactly one of --reference and --against") }
         guard !models.isEmpty else { throw ValidationError("give the model to verify") }
@@ -147,6 +150,7 @@ struct Verify: ParsableCommand {
                 if failed > 0 { throw Exit.mismatch }
                 return
             }
+            if let report { try AtomicOutput.checkAvailable(report, kind: .htmlReport, force: force) }
             let m = try LoadedModel.open(model, hints: hints)
             let policy = profile.map(TolerancePolicy.forStorage)
             let result: VerificationResult
@@ -199,7 +203,7 @@ struct Verify: ParsableCommand {
             if let report {
                 let html = try HTMLReport.render(result, title: "DiTKit verification: \(FileSystem.baseName(model))",
                                                  bundle: m.container as? NativeBundle, sample: comparison)
-                try AtomicOutput.write(Array(html.utf8), to: report, kind: .htmlReport, force: true)
+                try AtomicOutput.write(Array(html.utf8), to: report, kind: .htmlReport, force: force)
                 // With --json, standard output holds only the JSON document.
                 if json { printError("report: \(report)") } else { writeOut("report: \(report)\n") }
             }

@@ -99,4 +99,38 @@ import DiTKitCore
         #expect(try Tool.run(["unpack", dir + "/m.ditkit.zst", "-o", dir + "/restore"]).status == 0)
         #expect(try Tool.run(["unpack", dir + "/m.ditkit.zst", "-o", dir + "/restore", "--force"]).status == 0)
     }
+
+    @Test func sampleAndVerifyOutputsFollowTheSamePolicy() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let dit = Tool.fixture("verify/dit_verify.pt")
+        let vae = Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors")
+        let sample = ["sample", dit, "--vae", vae, "--class", "1,2", "--steps", "2", "-o", dir + "/grid.png",
+                      "--save-latents", dir + "/latents.h5", "--each", dir + "/each"]
+        #expect(try Tool.run(sample).status == 0)
+        #expect(FileSystem.listDirectory(dir + "/each") == ["0-class1.png", "1-class2.png"])
+        let report = ["verify", dit, "--against", dit, "--report", dir + "/r.html"]
+        #expect(try Tool.run(report).status == 0)
+        // Each output, taken, is refused without --force, before any work; nothing changes.
+        for (path, args) in [(dir + "/latents.h5", sample.map { $0 == dir + "/grid.png" ? dir + "/new.png" : $0 }),
+                             (dir + "/each/0-class1.png", sample.map { $0 == dir + "/grid.png" ? dir + "/new.png" : $0 }.filter { $0 != "--save-latents" && $0 != dir + "/latents.h5" }),
+                             (dir + "/r.html", report)] {
+            let before = try FileSystem.readFile(path)
+            let r = try Tool.run(args)
+            #expect(r.status == 64 && r.stderr.contains("\(path): already exists (use --force"), "\(args): \(r.stderr)")
+            #expect(try FileSystem.readFile(path) == before)
+            #expect(!FileSystem.exists(dir + "/new.png"))
+        }
+        // With --force DiTKit's own outputs are replaced ...
+        #expect(try Tool.run(sample + ["--force"]).status == 0)
+        #expect(try Tool.run(report + ["--force"]).status == 0)
+        // ... and nothing else is.
+        // A PNG that is not DiTKit's (no Software chunk) and a page of the user's.
+        try FileSystem.writeFile(dir + "/each/0-class1.png", [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0])
+        try FileSystem.writeFile(dir + "/r.html", Array("<html>my page</html>".utf8))
+        for (path, args) in [(dir + "/each/0-class1.png", sample), (dir + "/r.html", report)] {
+            let r = try Tool.run(args + ["--force"])
+            #expect(r.status == 64 && r.stderr.contains("\(path):") && r.stderr.contains("--force replaces only what DiTKit wrote"), "\(r.stderr)")
+        }
+    }
 }
