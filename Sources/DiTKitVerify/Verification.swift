@@ -136,10 +136,9 @@ public enum Verifier {
     public static func verify(_ converted: LoadedModel, against source: LoadedModel, options: AgainstOptions = AgainstOptions(),
                               profile: TolerancePolicy? = nil, progress: ProgressReporter? = nil) throws -> VerificationResult {
         let configuration = converted.configuration
-        guard configuration == source.configuration else {
-            let diff = configuration.differences(from: source.configuration)
-            throw VerifyError.incompatible("the models differ: \(converted.path) is \(configuration), \(source.path) is \(source.configuration)"
-                + (diff.isEmpty ? "" : "; \(diff.prefix(6).joined(separator: "; "))"))
+        let differences = configurationDifferences(configuration, source.configuration)
+        guard differences.isEmpty else {
+            throw VerifyError.incompatible(describe(differences, converted: converted, source: source))
         }
         let family = configuration.family
         let policy = profile ?? .forStorage(converted.storage)
@@ -167,6 +166,38 @@ public enum Verifier {
 }
 
 extension Verifier {
+    /// Configuration members that do not change what the model computes (the VAE's `sample_size`
+    /// only records the size it was configured for).
+    static let informational: Set<String> = ["sample_size"]
+
+    /// The configuration members whose values differ (`num_heads 2 instead of 4`), leaving out the
+    /// informational ones.
+    static func configurationDifferences(_ a: ModelConfiguration, _ b: ModelConfiguration) -> [String] {
+        a.differences(from: b).filter { !informational.contains(key(of: $0)) }
+    }
+
+    /// The member a difference is about: its first word.
+    static func key(of difference: String) -> String { String(difference.prefix { $0 != " " }) }
+
+    /// One line: which members differ, with both values, and the option that reads the source as the
+    /// model when the difference is one a source's weights cannot show (heads, image size).
+    static func describe(_ d: [String], converted: LoadedModel, source: LoadedModel) -> String {
+        let keys = Set(d.map(key(of:)))
+        var line = "\(converted.path) and \(source.path) are different models: "
+        line += d.prefix(5).joined(separator: ", ") + (d.count > 5 ? " and \(d.count - 5) more" : "")
+        let config = converted.configuration.json
+        var options: [String] = []
+        if !keys.isDisjoint(with: ["num_heads", "head_dim"]), let h = config["num_heads"]?.intValue { options.append("--heads \(h)") }
+        if !keys.isDisjoint(with: ["input_size", "image_size"]), let s = config["image_size"]?.intValue { options.append("--image-size \(s)") }
+        let rest = keys.subtracting(["num_heads", "head_dim", "input_size", "image_size"])
+        if !options.isEmpty && rest.isEmpty {
+            line += "; heads and image size come from config.json or are guessed: if the source is the same model, \(options.joined(separator: " and ")) read\(options.count == 1 ? "s" : "") it as one"
+        } else {
+            line += "; compare a model with the file it was converted from"
+        }
+        return line
+    }
+
     /// Opens the `--against` source for `model`. The source is detected on its own (with `hints`:
     /// `--select`, `--image-size`, `--heads`); only when the user chose no subtree and `model` is a
     /// bundle whose provenance records one that the source also has (the very file it was converted

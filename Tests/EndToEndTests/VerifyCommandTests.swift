@@ -59,4 +59,23 @@ import DiTKitCore
         let r = try Tool.run(["verify", dit, "--reference", ref])
         #expect(r.stdout.contains("reference: \(ref)"), "\(r.stdout)")
     }
+
+    @Test func differentModelsAreExplainedInWords() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let dit = dir + "/dit.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("readers/dit_tiny.pt"), "-o", dit, "--heads", "2"]).status == 0)
+        let heads = try Tool.run(["verify", dit, "--against", Tool.fixture("readers/dit_tiny.pt"), "--heads", "4"])
+        #expect(heads.status == 2)
+        #expect(heads.stderr.contains("\(dit) and \(Tool.fixture("readers/dit_tiny.pt")) are different models: num_heads 2 instead of 4"), "\(heads.stderr)")
+        #expect(heads.stderr.contains("--heads 2"), "names the option that reads the source as the model: \(heads.stderr)")
+        let size = try Tool.run(["verify", dit, "--against", Tool.fixture("convert/dit_diffusers_noconfig.safetensors"), "--heads", "2", "--image-size", "128"])
+        #expect(size.status == 2)
+        #expect(size.stderr.contains("input_size 8 instead of 16, image_size 64 instead of 128"), "\(size.stderr)")
+        #expect(size.stderr.contains("--image-size 64"), "\(size.stderr)")
+        for r in [heads, size] {
+            #expect(!r.stderr.contains("JSONValue") && !r.stderr.contains("DiTKitCore") && r.stderr.count < 500, "\(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1)
+        }
+    }
 }
