@@ -15,11 +15,14 @@ public enum OutputError: Error, CustomStringConvertible, Sendable {
     /// The output path holds something DiTKit did not write (or an output of another kind), which
     /// `--force` may not replace: `found` says what is there.
     case notReplaceable(String, expected: String, found: String)
+    /// The directory the output would go into does not exist.
+    case noDirectory(String, output: String)
     case system(SystemError)
     case shortWrite(path: String, expected: Int, written: Int)
 
     public var description: String {
         switch self {
+        case let .noDirectory(d, output): return "\(d): no such directory to write \(FileSystem.baseName(output)) into"
         case .exists(let p): return "\(p): already exists (use --force to replace it)"
         case let .notReplaceable(p, expected, found):
             return "\(p): \(found), not \(expected); --force replaces only what DiTKit wrote, so it was left untouched: choose another output path"
@@ -249,6 +252,7 @@ public final class AtomicOutput {
         let base = FileSystem.baseName(finalPath)
         let prefix = (parent == "." && !finalPath.hasPrefix("./") ? "" : parent + "/") + ".\(base).partial-"
         temporaryPath = prefix + "\(getpid())"
+        guard FileSystem.isDirectory(parent) else { throw OutputError.noDirectory(parent, output: finalPath) }
         FileSystem.removeTree(temporaryPath)
         AtomicOutput.removeStalePartials(directory: parent)
         TemporaryPaths.register(temporaryPath)

@@ -66,4 +66,23 @@ import DiTKitCore
             #expect(manifest["dtype_policy"]?["dtype"]?.stringValue == want, "\(spelling)")
         }
     }
+
+    @Test func aCheckpointWhereABundleIsExpectedAndAMissingDirectoryAreExplained() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let pt = Tool.fixture("verify/dit_verify.pt")
+        for args in [["check", pt], ["export", pt, "--to", "gguf", "-o", dir + "/x.gguf"], ["pack", pt, "-o", dir + "/x.zst"]] {
+            let r = try Tool.run(args)
+            #expect(r.status == 2, "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("\(pt): not a DiTKit bundle: a torch-zip checkpoint") && r.stderr.contains("convert it first: ditkit convert"), "\(r.stderr)")
+        }
+        let missing = dir + "/no/such/place"
+        for args in [["convert", pt, "-o", missing + "/x.ditkit"]] {
+            let r = try Tool.run(args)
+            #expect(r.status == 74, "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("\(missing): no such directory to write x.ditkit into"), "\(r.stderr)")
+            #expect(!r.stderr.contains(".partial-"), "no internal temporary name: \(r.stderr)")
+        }
+        #expect(FileSystem.listDirectory(dir).isEmpty)
+    }
 }

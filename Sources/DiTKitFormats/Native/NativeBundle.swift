@@ -99,7 +99,11 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
     private init(once path: String) throws {
         self.path = path
         let dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dirfd >= 0 else { throw BundleError.notABundle("cannot open directory (\(String(cString: strerror(errno))))") }
+        guard dirfd >= 0 else {
+            let code = errno
+            if code == ENOTDIR { throw BundleError.notABundle(Self.describeFile(path)) }
+            throw BundleError.notABundle("cannot open directory (\(String(cString: strerror(code))))")
+        }
         defer { close(dirfd) }
         let manifestFD = openat(dirfd, BundleManifest.manifestFile, O_RDONLY | O_CLOEXEC)
         guard manifestFD >= 0 else { throw BundleError.notABundle("no \(BundleManifest.manifestFile)") }
@@ -147,6 +151,13 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         self.index = index
         metadata = [("family", manifest.family), ("variant", manifest.variant), ("naming", manifest.naming),
                     ("dtype", manifest.dtypePolicy["dtype"]?.stringValue ?? "")]
+    }
+
+    /// What a file given where a bundle is expected is, and what to do with it.
+    static func describeFile(_ path: String) -> String {
+        var what = "a file"
+        if let f = try? MappedFile(path: path), let format = try? Checkpoint.detect(f.bytes) { what = "a \(format.rawValue) checkpoint" }
+        return "\(what), not a bundle (a NAME.ditkit directory); convert it first: ditkit convert \(path) -o NAME.ditkit"
     }
 
     /// Names of the stored tensors, in manifest order.
