@@ -91,6 +91,7 @@ PYTHON ?= python3
 
 fixtures:
 	$(PYTHON) tools/make_fixtures.py
+	$(PYTHON) tools/make_torch_corpus.py
 
 clean:
 	rm -rf .build

@@ -97,7 +97,7 @@ public enum Checkpoint {
         if bytes.count > 262, bytes[257..<262].elementsEqual(Array("ustar".utf8)) {
             throw CheckpointError.unsupported("a tar-format PyTorch checkpoint (torch < 0.4); not supported: load it with a recent torch and save it again")
         }
-        if starts(TorchLegacyFile.magicPrefix) { return .torchLegacy }
+        if TorchLegacyFile.hasMagicNumber(bytes) { return .torchLegacy }
         if bytes.count >= 10 {
             var n: UInt64 = 0
             for k in (0..<8).reversed() { n = n << 8 | UInt64(bytes[k]) }

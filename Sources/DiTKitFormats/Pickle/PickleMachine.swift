@@ -52,6 +52,18 @@ public struct PickleLimits: Sendable {
     public init() {}
 }
 
+/// How a pickle's storage persistent ids are laid out. torch unpacks them with a fixed arity,
+/// so an id with another number of fields is refused, as torch refuses it.
+public enum StorageIDLayout: Sendable {
+    /// `('storage', type, key, location, numel)`: `data.pkl` of a torch.save zip archive.
+    case archive
+    /// `('storage', type, root_key, location, numel, view)`: the legacy (pre-1.6) stream, where
+    /// `view` is `None` or `(view_key, offset, size)`.
+    case legacy
+
+    var fields: Int { self == .archive ? 5 : 6 }
+}
+
 /// The allowlist: (module, name) -> meaning. Python 2 names are mapped first.
 public enum PickleAllowlist {
     /// Resolves a global or returns `nil` when it is not allowed.
@@ -97,24 +109,27 @@ public struct PickleMachine {
     private var memo: [Int: PickleValue] = [:]
     private let arena = PickleArena()
     private var opStart = 0
+    private let storageIDs: StorageIDLayout
 
-    /// Reads one pickle starting at `offset` of `input`, up to and including its STOP.
-    /// Throws `PickleError`.
-    public static func load(_ input: UnsafeRawBufferPointer, from offset: Int = 0, limits: PickleLimits = PickleLimits()) throws -> PickleTree {
-        var m = PickleMachine(input: input, pos: offset, limits: limits)
+    /// Reads one pickle starting at `offset` of `input`, up to and including its STOP. Storage
+    /// persistent ids must follow `storageIDs`. Throws `PickleError`.
+    public static func load(_ input: UnsafeRawBufferPointer, from offset: Int = 0, limits: PickleLimits = PickleLimits(),
+                            storageIDs: StorageIDLayout = .archive) throws -> PickleTree {
+        var m = PickleMachine(input: input, pos: offset, limits: limits, storageIDs: storageIDs)
         let root = try m.run()
         return PickleTree(root: root, arena: m.arena, endOffset: m.pos)
     }
 
     /// Reads one pickle held in a byte array.
-    public static func load(_ bytes: [UInt8], limits: PickleLimits = PickleLimits()) throws -> PickleTree {
-        try bytes.withUnsafeBytes { try load($0, from: 0, limits: limits) }
+    public static func load(_ bytes: [UInt8], limits: PickleLimits = PickleLimits(), storageIDs: StorageIDLayout = .archive) throws -> PickleTree {
+        try bytes.withUnsafeBytes { try load($0, from: 0, limits: limits, storageIDs: storageIDs) }
     }
 
-    private init(input: UnsafeRawBufferPointer, pos: Int, limits: PickleLimits) {
+    private init(input: UnsafeRawBufferPointer, pos: Int, limits: PickleLimits, storageIDs: StorageIDLayout) {
         self.input = input
         self.pos = pos
         self.limits = limits
+        self.storageIDs = storageIDs
     }
 
     // MARK: reading primitives
@@ -262,10 +277,11 @@ public struct PickleMachine {
                     try push(.int(v))
                 }
             case .long:
+                // Protocols 0 and 1 write every long as decimal text (`L1234...L`), the legacy
+                // magic number 0x1950a86a20f9469cfc6c among them.
                 var text = String(decoding: try line(), as: UTF8.self)
                 if text.hasSuffix("L") { text.removeLast() }
-                guard let v = Int(text) else { throw PickleError.malformed("LONG argument '\(text)' (beyond 64 bits or not a number)", offset: opStart) }
-                try push(.int(v))
+                try push(try decimalInteger(text))
             case .binFloat:
                 try push(.float(Double(bitPattern: try uint(8).byteSwapped)))
             case .float:
@@ -456,6 +472,41 @@ public struct PickleMachine {
         return .bigInt(Array(b))
     }
 
+    /// A LONG opcode's decimal text as an `.int`, or as `.bigInt` (little-endian two's complement,
+    /// as LONG1 would store it) when it does not fit 64 bits. At most 4,096 digits, like LONG4's
+    /// 4,096-byte cap keeps the conversion cheap.
+    private func decimalInteger(_ text: String) throws -> PickleValue {
+        if let v = Int(text) { return .int(v) }
+        var digits = Substring(text)
+        let negative = digits.first == "-"
+        if negative || digits.first == "+" { digits = digits.dropFirst() }
+        guard !digits.isEmpty, digits.utf8.count <= 4096, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            throw PickleError.malformed("LONG argument is not a decimal integer of at most 4096 digits", offset: opStart)
+        }
+        var magnitude: [UInt8] = [0]   // little-endian
+        for d in digits.utf8 {
+            var carry = Int(d - 0x30)
+            for k in magnitude.indices {
+                let v = Int(magnitude[k]) * 10 + carry
+                magnitude[k] = UInt8(v & 0xFF)
+                carry = v >> 8
+            }
+            while carry > 0 { magnitude.append(UInt8(carry & 0xFF)); carry >>= 8 }
+        }
+        // Two's complement, shortest form with the sign in the top bit (Python's LONG1 encoding).
+        if magnitude.last! & 0x80 != 0 { magnitude.append(0) }
+        if negative {
+            var carry = 1
+            for k in magnitude.indices {
+                let v = Int(~magnitude[k]) + carry
+                magnitude[k] = UInt8(truncatingIfNeeded: v)
+                carry = v >> 8
+            }
+            while magnitude.count > 1, magnitude[magnitude.count - 1] == 0xFF, magnitude[magnitude.count - 2] & 0x80 != 0 { magnitude.removeLast() }
+        }
+        return .bigInt(magnitude)
+    }
+
     private func python2String(_ b: UnsafeRawBufferPointer) -> String {
         if let s = String(validating: b, as: UTF8.self) { return s }
         return String(b.map { Character(Unicode.Scalar($0)) })
@@ -532,6 +583,9 @@ public struct PickleMachine {
     }
 
     private func int(_ v: PickleValue, _ what: String) throws -> Int {
+        if case .bigInt(let b) = v {
+            throw PickleError.malformed("\(what) \(PythonRepr.bigInteger(b)) does not fit in 64 bits", offset: opStart)
+        }
         guard case .int(let i) = v else { throw PickleError.malformed("\(what) is a \(v.typeName), expected int", offset: opStart) }
         return i
     }
@@ -713,14 +767,16 @@ public struct PickleMachine {
             throw PickleError.forbiddenCall("persistent id of kind \(first.typeName == "str" ? "'\(stringValue(first))'" : first.typeName) (only 'storage' is allowed)", offset: opStart)
         }
         let items = t.items
-        guard items.count == 5 || items.count == 6 else {
-            throw PickleError.malformed("storage persistent id has \(items.count) fields (expected 5 or 6)", offset: opStart)
+        guard items.count == storageIDs.fields else {
+            let layout = storageIDs == .archive
+                ? "5 in a torch.save zip archive: ('storage', type, key, location, size)"
+                : "6 in a legacy torch.save stream: ('storage', type, root key, location, size, view)"
+            throw PickleError.malformed("storage persistent id has \(items.count) fields (torch expects \(layout))", offset: opStart)
         }
         guard case .global(.storageType(let dtype)) = items[1] else {
             throw PickleError.malformed("storage type is a \(items[1].typeName)", offset: opStart)
         }
-        guard case .string(let key) = items[2], !key.isEmpty, key.utf8.count <= 64,
-              key.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }) else {
+        guard case .string(let key) = items[2], Self.isStorageKey(key) else {
             throw PickleError.malformed("storage key must be a short alphanumeric string", offset: opStart)
         }
         guard case .string(let location) = items[3] else { throw PickleError.malformed("storage location is a \(items[3].typeName)", offset: opStart) }
@@ -732,13 +788,23 @@ public struct PickleMachine {
             case .none: break
             case .tuple(let v):
                 guard v.items.count == 3 else { throw PickleError.malformed("legacy storage view of length \(v.items.count)", offset: opStart) }
+                guard case .string(let viewKey) = v.items[0], Self.isStorageKey(viewKey) else {
+                    throw PickleError.malformed("legacy storage view key must be a short alphanumeric string", offset: opStart)
+                }
                 let off = try int(v.items[1], "view offset"), n = try int(v.items[2], "view size")
                 guard off >= 0, n >= 0 else { throw PickleError.malformed("negative legacy view", offset: opStart) }
-                ref.legacyView = (off, n)
+                ref.legacyView = LegacyStorageView(key: viewKey, offset: off, count: n)
             default: throw PickleError.malformed("legacy view metadata is a \(items[5].typeName)", offset: opStart)
             }
         }
         return .storage(ref)
+    }
+
+    /// Storage keys are what torch writes: decimal record numbers, or `_cdata` addresses in the
+    /// legacy stream. Anything else (path separators, control characters) is refused.
+    private static func isStorageKey(_ key: String) -> Bool {
+        !key.isEmpty && key.utf8.count <= 64
+            && key.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }
     }
 
     private func stringValue(_ v: PickleValue) -> String {

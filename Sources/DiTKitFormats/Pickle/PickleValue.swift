@@ -57,13 +57,23 @@ public struct StorageReference: Equatable, Sendable {
     public var count: Int
     /// Device location string (`cpu`, `cuda:0`): informational only.
     public var location: String
-    /// Legacy-stream view of a root storage: element offset and element count.
-    public var legacyView: (offset: Int, count: Int)?
+    /// Legacy-stream view of the root storage `key`: the view's own key, and its offset and
+    /// size in elements of `dtype` (torch slices the root's bytes at `offset * itemSize` for
+    /// `count * itemSize` bytes, clamped to the root like a Python slice).
+    public var legacyView: LegacyStorageView?
 
     public static func == (a: StorageReference, b: StorageReference) -> Bool {
-        a.key == b.key && a.dtype == b.dtype && a.count == b.count && a.location == b.location
-            && a.legacyView?.offset == b.legacyView?.offset && a.legacyView?.count == b.legacyView?.count
+        a.key == b.key && a.dtype == b.dtype && a.count == b.count && a.location == b.location && a.legacyView == b.legacyView
     }
+}
+
+/// The sixth field of a legacy persistent id: `(view_key, offset, size)`.
+public struct LegacyStorageView: Equatable, Sendable {
+    public var key: String
+    /// Offset of the view in elements of the storage's dtype.
+    public var offset: Int
+    /// Size of the view in elements of the storage's dtype.
+    public var count: Int
 }
 
 /// A tensor as described by a rebuild call: a strided view into a storage.

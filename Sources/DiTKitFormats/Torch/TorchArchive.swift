@@ -95,7 +95,12 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
             throw PickleError.malformed("\(pickle.count - tree.endOffset) bytes after STOP in data.pkl", offset: tree.endOffset)
         }
         let contents = try PickleTreeWalker.walk(tree.root)
-        resolved = try TorchTensors.resolve(contents) { storage in
+        // Each reference names its storage's type: a record may be named with several types of the
+        // same size (a `_rebuild_tensor_v3` tensor reads it as its own dtype, as torch does). In a
+        // big-endian archive torch swaps a record once, by the type it is first loaded with, so
+        // there all references must agree on the swap unit.
+        var swapUnits: [String: Int] = [:]
+        resolved = try TorchTensors.resolve(contents, fileSize: file.count) { storage in
             let name = "data/\(storage.key)"
             guard let e = records[name] else { throw TorchError.missingRecord(name) }
             guard e.method == 0, e.compressedSize == e.uncompressedSize else { throw TorchError.recordCompressed(name, method: e.method) }
@@ -106,6 +111,12 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
                 expected = storage.count
             }
             guard e.uncompressedSize == expected else { throw TorchError.recordSize(name, expected: expected, found: e.uncompressedSize) }
+            if big {
+                let unit = storage.dtype?.swapUnit ?? 1
+                if let prior = swapUnits.updateValue(unit, forKey: storage.key), prior != unit {
+                    throw TorchError.storageTypeConflict(storage.key)
+                }
+            }
             return expected
         }
         self.records = records
@@ -128,7 +139,7 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
 
     public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? {
         let t = resolved[index]
-        guard !bigEndian, TorchTensors.isContiguous(t.record.shape, t.record.strides),
+        guard !bigEndian, t.entry.elementCount > 0, TorchTensors.isContiguous(t.record.shape, t.record.strides),
               let e = records["data/\(t.record.storage.key)"] else { return nil }
         let start = e.dataOffset + t.record.storageOffset * t.entry.dtype.itemSize
         return (file, start..<(start + t.entry.byteCount))
@@ -138,7 +149,7 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
         let t = resolved[index]
         guard let e = records["data/\(t.record.storage.key)"] else { throw TorchError.missingRecord("data/\(t.record.storage.key)") }
         let storage = file.slice(e.dataOffset..<(e.dataOffset + e.uncompressedSize))
-        return TorchTensors.materialize(t, storage: storage, bigEndian: bigEndian)
+        return TorchTensors.materialize(t, storage: storage, swapUnit: bigEndian ? t.record.storage.dtype?.swapUnit ?? 1 : 1)
     }
 }
 

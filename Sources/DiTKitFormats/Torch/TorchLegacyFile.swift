@@ -1,12 +1,14 @@
 // The pre-1.6 `torch.save` stream (`_use_new_zipfile_serialization=False`).
 //
-// Layout (torch/serialization.py `_legacy_save`), five pickles and then raw storages:
-//   1. magic number 0x1950a86a20f9469cfc6c (LONG1 of 10 bytes)
+// Layout (torch/serialization.py `_legacy_save` / `_legacy_load`), five pickles and then raw storages:
+//   1. magic number 0x1950a86a20f9469cfc6c (LONG1 of 10 bytes; decimal text at protocols 0-1)
 //   2. protocol version 1001
 //   3. sys_info {protocol_version, little_endian, type_sizes}
-//   4. the main pickle; persistent ids ('storage', type, root_key, location, numel, view)
-//   5. the list of storage keys, in the order their data follows
+//   4. the main pickle; persistent ids ('storage', type, root_key, location, numel, view), where
+//      view is None or (view_key, offset, size) in elements of the storage's type
+//   5. the list of root storage keys, in the order their data follows
 //   then for each key: int64 LE element count, then count * itemsize bytes, little-endian.
+// The pickles may use any protocol torch.save was given (`pickle_protocol`).
 import DiTKitCore
 
 /// A legacy-stream torch checkpoint.
@@ -17,12 +19,25 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
     public let objects: [(name: String, value: String)]
     public let metadata: [(key: String, value: String)]
 
-    /// The first bytes of a legacy file written at pickle protocol 2.
-    public static let magicPrefix: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]
     static let magicNumber: [UInt8] = [0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
+
+    /// Whether `bytes` starts with the legacy magic number pickled at any protocol.
+    public static func hasMagicNumber(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        // The magic pickle is at most 33 bytes (protocol 0 text, or PROTO + FRAME + LONG1 + STOP).
+        var limits = PickleLimits()
+        limits.maxStack = 8
+        limits.maxMemo = 8
+        limits.maxNodes = 8
+        limits.maxStringBytes = 64
+        let head = UnsafeRawBufferPointer(rebasing: bytes.prefix(64))
+        guard let magic = try? PickleMachine.load(head, from: 0, limits: limits), case .bigInt(let m) = magic.root else { return false }
+        return m == magicNumber
+    }
 
     private let file: MappedFile
     private let resolved: [ResolvedTensor]
+    /// Byte range in the file of the storage each tensor reads (a view: its slice of the root).
+    private let spans: [Range<Int>]
     /// Root storage key -> byte range of its data in the file.
     private let storages: [String: Range<Int>]
 
@@ -40,19 +55,33 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
         guard case .int(1001) = proto.root else { throw TorchError.legacy("unsupported protocol version (expected 1001)", offset: magic.endOffset) }
         let sysInfo = try PickleMachine.load(bytes, from: proto.endOffset)
         guard case .dict = sysInfo.root else { throw TorchError.legacy("sys_info is not a dict", offset: proto.endOffset) }
-        let main = try PickleMachine.load(bytes, from: sysInfo.endOffset)
+        let main = try PickleMachine.load(bytes, from: sysInfo.endOffset, storageIDs: .legacy)
         let keysTree = try PickleMachine.load(bytes, from: main.endOffset)
         guard case .list(let keyList) = keysTree.root else { throw TorchError.legacy("storage key list is not a list", offset: main.endOffset) }
 
         let contents = try PickleTreeWalker.walk(main.root)
-        // The element type of each root storage, from the tensors that use it.
+        // Every reference to a root storage must agree on its type and size, and a view key must
+        // name one view only and no root storage. torch resolves such conflicts by whichever
+        // reference its unpickler met first (or drops the data); DiTKit refuses them rather than
+        // guess (no torch.save writes them).
         var rootTypes: [String: (dtype: DType, count: Int)] = [:]
+        var views: [String: StorageReference] = [:]
         for (_, t) in contents.tensors {
-            guard let d = t.storage.dtype else { throw TorchError.legacy("untyped storage in a legacy file", offset: sysInfo.endOffset) }
-            if let prior = rootTypes[t.storage.key], prior.dtype != d || prior.count != t.storage.count {
-                throw TorchError.storageTypeConflict(t.storage.key)
+            let s = t.storage
+            guard let d = s.dtype else { throw TorchError.legacy("untyped storage in a legacy file", offset: sysInfo.endOffset) }
+            if let prior = rootTypes[s.key], prior.dtype != d || prior.count != s.count {
+                throw TorchError.storageTypeConflict(s.key)
             }
-            rootTypes[t.storage.key] = (d, t.storage.count)
+            rootTypes[s.key] = (d, s.count)
+            if let v = s.legacyView {
+                if let prior = views[v.key], prior != s {
+                    throw TorchError.legacy("view key '\(v.key)' is declared twice, with different storages or bounds", offset: sysInfo.endOffset)
+                }
+                views[v.key] = s
+            }
+        }
+        for key in views.keys where rootTypes[key] != nil {
+            throw TorchError.legacy("view key '\(key)' is also a storage key", offset: sysInfo.endOffset)
         }
 
         var offset = keysTree.endOffset
@@ -62,7 +91,7 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
             guard let (dtype, declared) = rootTypes[key] else {
                 throw TorchError.legacy("storage '\(key)' has data but no tensor uses it (its element size is unknown)", offset: offset)
             }
-            guard offset + 8 <= bytes.count else { throw TorchError.legacy("truncated before storage '\(key)'", offset: offset) }
+            guard bytes.count - offset >= 8 else { throw TorchError.legacy("truncated before storage '\(key)'", offset: offset) }
             var n: UInt64 = 0
             for k in (0..<8).reversed() { n = n << 8 | UInt64(bytes[offset + k]) }
             let count = try Checked.int(n, "the size of storage \(key)")
@@ -81,19 +110,32 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
         guard offset == bytes.count else {
             throw TorchError.legacy("\(bytes.count - offset) unexpected bytes after the last storage", offset: offset)
         }
-        resolved = try TorchTensors.resolve(contents) { s in
+        var spans: [Range<Int>] = []
+        resolved = try TorchTensors.resolve(contents, fileSize: bytes.count) { s in
             guard let r = ranges[s.key], let d = s.dtype else { throw TorchError.missingRecord(s.key) }
-            if let v = s.legacyView {
-                let end = try Checked.add(v.offset, v.count, "a legacy view")
-                guard end <= r.count / d.itemSize else { throw TorchError.viewOutOfBounds(tensor: s.key, needed: end, available: r.count / d.itemSize) }
-                return v.count * d.itemSize
-            }
-            return r.count
+            let span = TorchLegacyFile.span(of: s, root: r, itemSize: d.itemSize)
+            spans.append(span)
+            return span.count
         }
+        self.spans = spans
         storages = ranges
         tensors = resolved.map(\.entry)
         objects = contents.objects
         metadata = [("protocol_version", "1001")]
+    }
+
+    /// The bytes a storage reference makes available: the whole root, or a view's slice of it.
+    /// The view's offset and size count elements of the storage's type (not the tensor's: a
+    /// `_rebuild_tensor_v3` tensor may read the view as another dtype). Like torch, which slices
+    /// the root as a Python slice, a view reaching past the root's end is cut short there.
+    static func span(of s: StorageReference, root: Range<Int>, itemSize: Int) -> Range<Int> {
+        guard let v = s.legacyView else { return root }
+        func saturating(_ a: Int, _ b: Int) -> Int { let (r, o) = a.multipliedReportingOverflow(by: b); return o ? Int.max : r }
+        let length = root.count
+        let lo = min(saturating(v.offset, itemSize), length)
+        let (end, o) = saturating(v.offset, itemSize).addingReportingOverflow(saturating(v.count, itemSize))
+        let hi = max(lo, min(o ? Int.max : end, length))
+        return (root.lowerBound + lo)..<(root.lowerBound + hi)
     }
 
     public func release(_ index: Int) {
@@ -101,13 +143,6 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
     }
 
     public func bytes(of index: Int) throws -> RawBytes {
-        let t = resolved[index]
-        guard let r = storages[t.record.storage.key] else { throw TorchError.missingRecord(t.record.storage.key) }
-        var range = r
-        if let v = t.record.storage.legacyView {
-            let item = t.entry.dtype.itemSize
-            range = (r.lowerBound + v.offset * item)..<(r.lowerBound + (v.offset + v.count) * item)
-        }
-        return TorchTensors.materialize(t, storage: file.slice(range), bigEndian: false)
+        TorchTensors.materialize(resolved[index], storage: file.slice(spans[index]), swapUnit: 1)
     }
 }
