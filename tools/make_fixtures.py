@@ -116,6 +116,58 @@ def rewrite_archive(src, dst, transform):
 
 
 # ---------------------------------------------------------------------------------------
+# Hand assembly: files torch.save cannot write (odd persistent ids, views, hostile names), built
+# with Python's own pickler and torch's own zip writer, so that only the odd part is hand-made.
+
+class Storage:
+    """Pickles as BINPERSID of `pid` (the tuple torch's persistent_id returns)."""
+
+    def __init__(self, *pid):
+        self.pid = pid
+
+
+class Call:
+    """Pickles as `func(*args)` (GLOBAL + REDUCE)."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+class StoragePickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, Storage) else None
+
+
+def dumps(obj, protocol=2):
+    b = io.BytesIO()
+    StoragePickler(b, protocol=protocol).dump(obj)
+    return b.getvalue()
+
+
+def v2(storage, offset, size, stride):
+    return Call(torch._utils._rebuild_tensor_v2, storage, offset, tuple(size), tuple(stride), False, OrderedDict())
+
+
+def v3(storage, offset, size, stride, dtype):
+    return Call(torch._utils._rebuild_tensor_v3, storage, offset, tuple(size), tuple(stride), False, OrderedDict(), dtype)
+
+
+def write_torch_zip(path, pkl, records, byteorder="little"):
+    """A torch zip written by torch's own writer (PyTorchFileWriter): data.pkl, byteorder, data/<key>."""
+    w = torch._C.PyTorchFileWriter(path)
+    w.write_record("data.pkl", pkl, len(pkl))
+    w.write_record("byteorder", byteorder.encode(), len(byteorder))
+    for key, data in records.items():
+        w.write_record("data/" + key, data, len(data))
+    w.write_end_of_file()
+    del w
+    return path
+
+
+# ---------------------------------------------------------------------------------------
 # Readers (issue: foundation). A small DiT state dict with official names.
 
 def tiny_dit_state_dict(dtype=torch.float32, seed=0):
@@ -671,7 +723,7 @@ def hostile():
         memo += b"](h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"eq" + bytes([i]) + b"0"
     memo += b"h" + bytes([199]) + b"."
     zip_raw(os.path.join(out, "memo_bomb.pt"), [("data.pkl", bytes(memo)), ("version", b"3\n")])
-    cases["memo_bomb.pt"] = "expands to"
+    # No tensor inside: since issue 18 it is one object, rendered truncated (hostile_round2 lists it).
     deep = b"\x80\x02)" + b"\x85" * 2_000_000 + b"."
     zip_raw(os.path.join(out, "deep_nesting.pt"), [("data.pkl", deep), ("version", b"3\n")])
     cases["deep_nesting.pt"] = "nests deeper than"
@@ -733,9 +785,98 @@ def hostile():
     os.remove(src)
     write_json(os.path.join(out, "cases.json"), cases)
     print("hostile: wrote", len(cases), "cases")
+    hostile_round2()
 
 
-GROUPS = {"readers": readers, "convert": convert, "verify": verify, "sample": sample, "hostile": hostile}
+def hostile_round2():
+    """Issue 18: crashes, blow-ups, terminal injection. Refused files go to cases.json (file -> text of
+    the one-line error); files that must be read, safely, go to accepted.json (file -> what they test).
+    Larger inputs of the same kinds (1 MiB strings behind memo references, an 88 MB safetensors header,
+    4 MiB names, FIFOs, files truncated while mapped) are generated at test time by the Swift tests."""
+    out = os.path.join(ROOT, "hostile")
+    cases = json.load(open(os.path.join(out, "cases.json")), object_pairs_hook=OrderedDict)
+    cases.pop("memo_bomb.pt", None)
+    accepted = OrderedDict()
+    one = struct.pack("<f", 1.5)
+
+    def fs(numel, key="0"):
+        return Storage("storage", torch.FloatStorage, key, "cpu", numel)
+
+    def zipped(name, obj, records, expect, byteorder="little"):
+        write_torch_zip(os.path.join(out, name), dumps(obj), records, byteorder)
+        cases[name] = expect
+
+    # Memory and time: views and references that expand what little the file holds.
+    zipped("stride0_bomb.pt", {"t": v2(fs(1), 0, (32768, 32768), (0, 0))}, {"0": one}, "add up to more than")
+    level = [v2(fs(1), 0, (1,), (1,))]
+    for _ in range(200):
+        level = [level, level]
+    zipped("memo_bomb_tensor.pt", {"x": level}, {"0": one}, "expands to more than")
+    tree = {}
+    for _ in range(7):
+        tree = {str(i): tree for i in range(10)}
+    zipped("dict_tree_memo.pt", {"w": v2(fs(1), 0, (1,), (1,)), "tree": tree}, {"0": one}, "expands to more than")
+    shape = OrderedDict([("t", v2(fs(1), 0, (1,) * 65, (1,) * 65))])
+    zipped("rank65.pt", shape, {"0": one}, "dimensions (at most 64)")
+    zipped("long_name.pt", {"n" * 5000: v2(fs(1), 0, (1,), (1,))}, {"0": one}, "longer than 4096 bytes")
+    # Crashes: arithmetic on sizes and offsets from the file.
+    zipped("stride_2p63.pt", {"t": v2(fs(1), 0, (1,), (2 ** 63,))}, {"0": one}, "tensor stride 9223372036854775808 does not fit in 64 bits")
+    a, b = 2 ** 63 - 2 ** 47, 2 ** 63 - 11
+    hdr = json.dumps({"a": {"dtype": "U8", "shape": [2 ** 47, 2 ** 16 - 1], "data_offsets": [0, a]},
+                      "b": {"dtype": "U8", "shape": [b - a], "data_offsets": [a, b]}}).encode()
+    open(os.path.join(out, "safetensors_offsets_overflow.safetensors"), "wb").write(struct.pack("<Q", len(hdr)) + hdr)
+    cases["safetensors_offsets_overflow.safetensors"] = "overflow computing buffer size"
+    # Structure.
+    me = [v2(fs(1), 0, (1,), (1,))]
+    me.append(me)
+    zipped("self_containing_list.pt", {"l": me}, {"0": one}, "contains itself at 'l.1'")
+    write_torch_zip(os.path.join(out, "legacy_pid5_in_zip.pt"), dumps({"t": v2(Storage("storage", torch.FloatStorage, "0", "cpu", 1, None), 0, (1,), (1,))}),
+                    {"0": one})
+    cases["legacy_pid5_in_zip.pt"] = "storage persistent id has 6 fields (torch expects 5"
+    small = os.path.join(out, "_small.pt")
+    torch.save({"w": torch.ones(2)}, small)
+    good = open(small, "rb").read()
+    os.remove(small)
+    eocd = good.rindex(b"PK\x05\x06")
+    open(os.path.join(out, "eocd_comment_overrun.pt"), "wb").write(good[:eocd + 20] + struct.pack("<H", 500))
+    cases["eocd_comment_overrun.pt"] = "comment of 500 bytes runs past the end of the file (0 bytes remain)"
+    # Terminal injection in refusals: every string from the file is escaped, and the error stays one line.
+    esc = "\x1b]0;pwned\x07\x1b[2J\r\nall checks passed\x1b[0m"
+    clean = pickle.dumps({"w": 1}, protocol=2)
+    # (A GLOBAL opcode ends its module name at a newline, so this one carries ESC and CR only.)
+    zip_raw(os.path.join(out, "escape_global.pt"), [("data.pkl", evil_pickle("os" + esc.replace("\n", ""), "system")), ("version", b"3\n")])
+    cases["escape_global.pt"] = "refused global 'os\\x1b]0;pwned\\x07\\x1b[2J\\rall checks passed\\x1b[0m.system'"
+    zip_raw(os.path.join(out, "escape_pid_kind.pt"), [("data.pkl", b"\x80\x02X" + struct.pack("<I", len(esc.encode())) + esc.encode() + b"\x85Q."),
+                                                     ("version", b"3\n")])
+    cases["escape_pid_kind.pt"] = "persistent id of kind '\\x1b]0;pwned"
+    zip_raw(os.path.join(out, "escape_byteorder.pt"), [("data.pkl", clean), ("byteorder", esc.encode()), ("version", b"3\n")])
+    cases["escape_byteorder.pt"] = "unknown byteorder record '\\x1b]0;pwned"
+    zip_raw(os.path.join(out, "escape_version.pt"), [("data.pkl", clean), ("version", esc.encode()[:60])])
+    cases["escape_version.pt"] = "unsupported archive version '\\x1b]0;pwned"
+    zip_raw(os.path.join(out, "escape_member.pt"), [("data.pkl", clean), ("version", b"3\n"), (esc, b"x")])
+    cases["escape_member.pt"] = "unexpected member 'archive/\\x1b]0;pwned"
+    hdr = json.dumps({esc: {"dtype": "F7", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    open(os.path.join(out, "escape_safetensors_dtype.safetensors"), "wb").write(struct.pack("<Q", len(hdr)) + hdr + one)
+    cases["escape_safetensors_dtype.safetensors"] = "tensor '\\x1b]0;pwned"
+
+    # Accepted, and printed safely.
+    torch.save(OrderedDict([(esc, torch.ones(2)), ("args", argparse.Namespace(note=esc, **{esc: 1}))]),
+               os.path.join(out, "escape_names.pt"))
+    accepted["escape_names.pt"] = "a tensor name, an object name and an object value full of ESC, CR and LF"
+    from safetensors.torch import save_file
+    save_file({esc: torch.ones(2)}, os.path.join(out, "escape_metadata.safetensors"), metadata={esc: esc, "bidi": "\u202etxt.exe"})
+    accepted["escape_metadata.safetensors"] = "a tensor name, a metadata key and values with ESC, CR, LF and a bidi override"
+    me = []
+    me.append(me)
+    torch.save({"w": torch.ones(2), "loop": me}, os.path.join(out, "self_containing_object.pt"))
+    accepted["self_containing_object.pt"] = "a list that contains itself, without tensors: one object, printed as Python prints it"
+    accepted["memo_bomb.pt"] = "2^199 paths through 200 shared lists, without tensors: one object, rendered truncated"
+    write_json(os.path.join(out, "cases.json"), cases)
+    write_json(os.path.join(out, "accepted.json"), accepted)
+    print("hostile round 2: %d refused, %d accepted" % (len(cases), len(accepted)))
+
+
+GROUPS = {"readers": readers, "convert": convert, "verify": verify, "sample": sample, "hostile": hostile, "hostile2": hostile_round2}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -35,7 +35,7 @@ from collections import OrderedDict
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import DTYPE_NAMES, flatten, tensor_sha256, write_json  # noqa: E402
+from make_fixtures import DTYPE_NAMES, Storage, dumps, flatten, tensor_sha256, v2, v3, write_json, write_torch_zip  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures", "corpus")
 DTYPES = dict(DTYPE_NAMES)
@@ -48,43 +48,7 @@ cases = OrderedDict()
 
 
 # ------------------------------------------------------------------------------------------------
-# Hand assembly: persistent ids and rebuild calls written by Python's own pickler.
-
-class Storage:
-    """Pickles as BINPERSID of `pid` (the tuple torch's persistent_id returns)."""
-
-    def __init__(self, *pid):
-        self.pid = pid
-
-
-class Call:
-    """Pickles as `func(*args)` (GLOBAL + REDUCE)."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return (self.func, self.args)
-
-
-class Pickler(pickle.Pickler):
-    def persistent_id(self, obj):
-        return obj.pid if isinstance(obj, Storage) else None
-
-
-def dumps(obj, protocol=2):
-    b = io.BytesIO()
-    Pickler(b, protocol=protocol).dump(obj)
-    return b.getvalue()
-
-
-def v2(storage, offset, size, stride):
-    return Call(torch._utils._rebuild_tensor_v2, storage, offset, tuple(size), tuple(stride), False, OrderedDict())
-
-
-def v3(storage, offset, size, stride, dtype):
-    return Call(torch._utils._rebuild_tensor_v3, storage, offset, tuple(size), tuple(stride), False, OrderedDict(), dtype)
-
+# Hand assembly (helpers shared with make_fixtures.py).
 
 def zip_pid(storage_type, key, numel):
     return Storage("storage", storage_type, key, "cpu", numel)
@@ -95,16 +59,7 @@ def legacy_pid(storage_type, key, numel, view=None):
 
 
 def write_zip(name, pkl, records, byteorder="little"):
-    """A torch zip written by torch's own writer (PyTorchFileWriter): data.pkl, byteorder, data/<key>."""
-    path = os.path.join(OUT, name)
-    w = torch._C.PyTorchFileWriter(path)
-    w.write_record("data.pkl", pkl, len(pkl))
-    w.write_record("byteorder", byteorder.encode(), len(byteorder))
-    for key, data in records.items():
-        w.write_record("data/" + key, data, len(data))
-    w.write_end_of_file()
-    del w
-    return path
+    return write_torch_zip(os.path.join(OUT, name), pkl, records, byteorder)
 
 
 def write_legacy(name, main, storages, protocol=2):
@@ -248,6 +203,11 @@ def build():
     write_zip("zip_stride_2p63.pt", dumps({"t": v2(zip_pid(torch.FloatStorage, "0", 4), 0, (1,), (2 ** 63,))}),
               OrderedDict([("0", raw(floats[:4]))]))
     case("zip_stride_2p63.pt", "a stride of 2^63: torch refuses")
+
+    write_zip("zip_rank65.pt", dumps({"t": v2(zip_pid(torch.FloatStorage, "0", 1), 0, (1,) * 65, (1,) * 65)}),
+              OrderedDict([("0", raw(floats[:1]))]))
+    case("zip_rank65.pt", "a tensor of 65 dimensions: torch has no limit, DiTKit stops at NumPy's 64",
+         ditkit_refuses="dimensions (at most 64)")
 
     # --- Real torch.save, legacy stream -------------------------------------------------------------
     legacy_ok = OrderedDict((k, v) for k, v in dtypes.items() if v.dtype not in NEW_DTYPES)

@@ -46,10 +46,9 @@ public struct SHA256Hasher {
 
     /// SHA-256 of the file at `path`, read with `read(2)` into one reused 4 MiB buffer: a file that
     /// shrinks while it is read ends the read instead of raising SIGBUS as a mapping would, and
-    /// resident memory stays at the buffer size. Throws `SystemError`.
+    /// resident memory stays at the buffer size. Throws `SystemError`, `NotARegularFile`.
     public static func hex(file path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path) }
+        let fd = try RegularFile.open(path)
         defer { close(fd) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 22, alignment: 4096)

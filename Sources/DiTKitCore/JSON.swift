@@ -71,15 +71,66 @@ public struct JSONReader {
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
     private var depth = 0
+    /// Values (scalars, arrays, objects) that may still be parsed, and the limit for messages.
+    private var budget = Int.max
+    private var maxValues = Int.max
 
     /// Parses one JSON document from UTF-8 `bytes`. Leading and trailing whitespace is allowed.
-    public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
+    /// With `maxValues`, a document holding more values than that (every scalar, array and object
+    /// counts) is refused before its tree grows further: a tree costs far more memory than its text.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxValues: Int = Int.max) throws -> JSONValue {
         var r = JSONReader(bytes: bytes)
+        r.setBudget(maxValues)
         r.skipWhitespace()
         let v = try r.value()
         r.skipWhitespace()
         if r.i != bytes.count { throw JSONError("unexpected data after the document", at: r.i) }
         return v
+    }
+
+    /// Reads a document whose top level is an object one member at a time, handing each member's
+    /// name and value to `body` as soon as the value is parsed, so that only one member's tree is
+    /// in memory at once. Refuses more than `maxMembers` members, more than `maxMemberValues`
+    /// values in one member, and duplicate names. Errors thrown by `body` propagate unchanged.
+    public static func forEachMember(in bytes: UnsafeRawBufferPointer, maxMembers: Int, maxMemberValues: Int,
+                                     _ body: (String, JSONValue) throws -> Void) throws {
+        var r = JSONReader(bytes: bytes)
+        r.skipWhitespace()
+        guard r.i < bytes.count, bytes[r.i] == UInt8(ascii: "{") else { throw JSONError("the document is not an object", at: r.i) }
+        try r.enter()
+        r.i += 1
+        var seen = UniqueStrings()
+        r.skipWhitespace()
+        if r.i < bytes.count, bytes[r.i] == UInt8(ascii: "}") {
+            r.i += 1
+        } else {
+            while true {
+                r.skipWhitespace()
+                guard r.i < bytes.count, bytes[r.i] == UInt8(ascii: "\"") else { throw JSONError("expected a member name", at: r.i) }
+                let keyOffset = r.i
+                guard seen.count < maxMembers else { throw JSONError("more than \(maxMembers) members", at: keyOffset) }
+                let key = try r.string()
+                if !seen.insert(key) { throw JSONError("duplicate member name \(TerminalText.quoted(key))", at: keyOffset) }
+                r.skipWhitespace()
+                guard r.i < bytes.count, bytes[r.i] == UInt8(ascii: ":") else { throw JSONError("expected ':'", at: r.i) }
+                r.i += 1
+                r.skipWhitespace()
+                r.setBudget(maxMemberValues)
+                try body(key, try r.value())
+                r.skipWhitespace()
+                guard r.i < bytes.count else { throw JSONError("unexpected end of input in an object", at: r.i) }
+                if bytes[r.i] == UInt8(ascii: ",") { r.i += 1; continue }
+                if bytes[r.i] == UInt8(ascii: "}") { r.i += 1; break }
+                throw JSONError("expected ',' or '}'", at: r.i)
+            }
+        }
+        r.skipWhitespace()
+        if r.i != bytes.count { throw JSONError("unexpected data after the document", at: r.i) }
+    }
+
+    private mutating func setBudget(_ n: Int) {
+        budget = n
+        maxValues = n
     }
 
     /// Parses a JSON document held in a string.
@@ -104,6 +155,8 @@ public struct JSONReader {
 
     private mutating func value() throws -> JSONValue {
         guard i < bytes.count else { throw JSONError("unexpected end of input", at: i) }
+        budget -= 1
+        if budget < 0 { throw JSONError("more than \(maxValues) values", at: i) }
         switch bytes[i] {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()
@@ -112,7 +165,7 @@ public struct JSONReader {
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
-        default: throw JSONError("unexpected character '\(Character(Unicode.Scalar(bytes[i])))'", at: i)
+        default: throw JSONError("unexpected character \(TerminalText.quoted(String(Character(Unicode.Scalar(bytes[i])))))", at: i)
         }
     }
 
@@ -134,7 +187,7 @@ public struct JSONReader {
         defer { depth -= 1 }
         i += 1
         var members: [(String, JSONValue)] = []
-        var seen = Set<String>()
+        var seen = UniqueStrings()
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
         while true {
@@ -142,7 +195,7 @@ public struct JSONReader {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw JSONError("expected a member name", at: i) }
             let keyOffset = i
             let key = try string()
-            if !seen.insert(key).inserted { throw JSONError("duplicate member name \"\(key)\"", at: keyOffset) }
+            if !seen.insert(key) { throw JSONError("duplicate member name \(TerminalText.quoted(key))", at: keyOffset) }
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw JSONError("expected ':'", at: i) }
             i += 1
@@ -298,6 +351,8 @@ public enum JSONWriter {
 
     /// A JSON string literal for `s`.
     public static func quote(_ s: String) -> String {
+        // Most names and values are printable ASCII without quotes or backslashes: copy them whole.
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) { return "\"" + s + "\"" }
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
@@ -307,7 +362,10 @@ public enum JSONWriter {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 {
+                // Control characters: C0 (which JSON requires escaping), and DEL, C1 and the
+                // bidirectional overrides (which it allows raw), so that JSON printed on a
+                // terminal can neither drive it nor reorder what it shows.
+                if TerminalText.isUnsafe(u) {
                     let h = String(u.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
                 } else {

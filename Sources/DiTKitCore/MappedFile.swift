@@ -20,6 +20,52 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// The path names something other than a regular file (a FIFO, a device, a socket, a directory).
+public struct NotARegularFile: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    /// What it is instead (`a FIFO`, `a character device`).
+    public let kind: String
+    public var description: String { "\(path): not a regular file (\(kind)); DiTKit reads checkpoints from regular files only" }
+
+    /// What `mode` (`st_mode`) describes, for messages.
+    public static func kind(of mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a file"
+        }
+    }
+}
+
+/// Opening input files without blocking.
+public enum RegularFile {
+    /// Opens `path` read-only (`open(2)` with `O_NONBLOCK`, so that a FIFO with no writer does not
+    /// block forever) and checks with `fstat(2)` that it is a regular file. Throws `SystemError`
+    /// or `NotARegularFile`; the caller owns the returned descriptor.
+    public static func open(_ path: String) throws -> Int32 {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        do {
+            try check(fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Throws `NotARegularFile` unless `fd` is open on a regular file.
+    public static func check(_ fd: Int32, path: String) throws {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw NotARegularFile(path: path, kind: NotARegularFile.kind(of: st.st_mode)) }
+    }
+}
+
 /// A whole file mapped read-only into memory (`mmap(PROT_READ, MAP_PRIVATE)`).
 ///
 /// The mapping lives as long as the object; buffers handed out keep it alive through
@@ -32,10 +78,10 @@ public final class MappedFile: @unchecked Sendable {
     private let base: UnsafeMutableRawPointer?
     private let length: Int
 
-    /// Maps `path`. Throws `SystemError` when it cannot be opened or mapped.
+    /// Maps `path`. Throws `SystemError` when it cannot be opened or mapped, `NotARegularFile`
+    /// (without blocking) for a FIFO, device, socket or directory.
     public convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path) }
+        let fd = try RegularFile.open(path)
         defer { close(fd) }
         try self.init(fd: fd, path: path)
     }
@@ -49,9 +95,7 @@ public final class MappedFile: @unchecked Sendable {
         descriptor = dup(fd)
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SystemError("open (not a regular file)", path: path, code: EISDIR)
-        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw NotARegularFile(path: path, kind: NotARegularFile.kind(of: st.st_mode)) }
         length = Int(st.st_size)
         if length == 0 {
             base = nil

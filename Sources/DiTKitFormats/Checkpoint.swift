@@ -30,8 +30,8 @@ public struct TensorEntry: Sendable, Equatable {
         self.name = name
         self.dtype = dtype
         self.shape = shape
-        elementCount = try Checked.product(shape, "the element count of \(name)")
-        do { byteCount = try dtype.byteCount(shape: shape) } catch is ArithmeticOverflow { throw ArithmeticOverflow("the byte count of \(name)") }
+        elementCount = try Checked.product(shape, "the element count of \(TerminalText.quoted(name))")
+        do { byteCount = try dtype.byteCount(shape: shape) } catch is ArithmeticOverflow { throw ArithmeticOverflow("the byte count of \(TerminalText.quoted(name))") }
     }
 }
 

@@ -30,7 +30,16 @@ public enum ContainerListing {
         ])
     }
 
+    /// Widest name (tensor, object or metadata key) a table shows; longer ones are cut in the
+    /// middle with `…` (the JSON listing has them whole).
+    public static let nameWidth = 120
+    /// Widest object or metadata value a table shows.
+    public static let valueWidth = 400
+
     /// A readable table: name, dtype, shape, parameters, bytes; totals; then objects and metadata.
+    /// Every name and value from the file is escaped (`TerminalText`) and elided to `nameWidth` or
+    /// `valueWidth` characters, so one huge or hostile name can neither widen every row nor drive
+    /// the terminal.
     public static func table(_ c: any TensorContainer, hashes: [String]?) -> String {
         let rows = c.tensors.enumerated().map { (k, t) -> [String] in
             var r = [t.name, t.dtype.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", grouped(t.elementCount), grouped(t.byteCount)]
@@ -40,7 +49,7 @@ public enum ContainerListing {
         var header = ["name", "dtype", "shape", "parameters", "bytes"]
         if hashes != nil { header.append("sha256") }
         let rightAligned: Set<Int> = [3, 4]
-        var out = "\(c.path): \(c.format.rawValue), \(c.tensors.count) tensors\n\n"
+        var out = "\(TerminalText.escaped(c.path)): \(c.format.rawValue), \(c.tensors.count) tensors\n\n"
         out += renderTable(header: header, rows: rows, rightAligned: rightAligned)
         let params = c.tensors.reduce(0) { $0 + $1.elementCount }
         let bytes = c.tensors.reduce(0) { $0 + $1.byteCount }
@@ -48,22 +57,27 @@ public enum ContainerListing {
         for t in c.tensors { byType[t.dtype, default: 0] += 1 }
         let types = byType.sorted { $0.key.name < $1.key.name }.map { "\($0.value) \($0.key.name)" }.joined(separator: ", ")
         out += "\ntotal: \(c.tensors.count) tensors (\(types.isEmpty ? "none" : types)), \(grouped(params)) parameters, \(grouped(bytes)) bytes\n"
+        func pairs(_ items: [(String, String)]) {
+            let shown = items.map { (TerminalText.elided($0.0, width: nameWidth), TerminalText.elided($0.1, width: valueWidth)) }
+            let w = shown.map(\.0.count).max() ?? 0
+            for (name, value) in shown { out += "  " + padRight(name, w) + "  " + value + "\n" }
+        }
         if !c.objects.isEmpty {
             out += "\nobjects:\n"
-            let w = c.objects.map(\.name.count).max() ?? 0
-            for o in c.objects { out += "  " + padRight(o.name, w) + "  " + o.value + "\n" }
+            pairs(c.objects.map { ($0.name, $0.value) })
         }
         if !c.metadata.isEmpty {
             out += "\nmetadata:\n"
-            let w = c.metadata.map(\.key.count).max() ?? 0
-            for m in c.metadata { out += "  " + padRight(m.key, w) + "  " + m.value + "\n" }
+            pairs(c.metadata.map { ($0.key, $0.value) })
         }
         return out
     }
 }
 
-/// Renders rows as aligned columns under a header and a rule.
+/// Renders rows as aligned columns under a header and a rule. Cells are escaped and elided to
+/// `ContainerListing.nameWidth` characters (`TerminalText.elided`): cells may come from files.
 public func renderTable(header: [String], rows: [[String]], rightAligned: Set<Int> = []) -> String {
+    let rows = rows.map { $0.map { TerminalText.elided($0, width: ContainerListing.nameWidth) } }
     var widths = header.map(\.count)
     for r in rows { for (k, cell) in r.enumerated() where k < widths.count { widths[k] = max(widths[k], cell.count) } }
     func line(_ cells: [String]) -> String {

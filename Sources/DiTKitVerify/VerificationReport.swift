@@ -16,7 +16,7 @@ extension VerificationResult {
                          l.passed ? "ok" : (l.nonFinite > 0 ? "FAIL (\(l.nonFinite) non-finite)" : "FAIL")])
         }
         out += tableText(header: header, rows: rows, right: [1, 2, 3, 4, 5, 6])
-        if !skipped.isEmpty { out += "\nskipped (not produced by DiTKit): " + skipped.joined(separator: ", ") + "\n" }
+        if !skipped.isEmpty { out += "\nskipped (not produced by DiTKit): " + skipped.map { TerminalText.escaped($0) }.joined(separator: ", ") + "\n" }
         out += "\n" + (passed ? "PASSED" : "FAILED: first failing layer \(firstFailingLayer ?? "(none compared)")") + "\n"
         return out
     }

@@ -124,7 +124,7 @@ struct Convert: ParsableCommand {
 enum ConversionReport {
     static func text(_ s: ConversionSummary) -> String {
         var out = "wrote \(s.output): \(s.variant) (\(s.family)), \(s.dtype.rawValue)\n"
-        out += "  source: \(s.sourceNaming) naming" + (s.subtree.isEmpty ? "" : ", subtree '\(s.subtree)'") + "\n"
+        out += "  source: \(s.sourceNaming) naming" + (s.subtree.isEmpty ? "" : ", subtree \(TerminalText.quoted(s.subtree))") + "\n"
         out += "  tensors: \(s.tensors) (" + s.storedTypes.map { "\($0.1) \($0.0.name)" }.joined(separator: ", ") + "), parameters: \(grouped(s.parameters))\n"
         out += "  bytes: \(humanBytes(s.bytesIn)) in, \(humanBytes(s.bytesOut)) out, \(fixed(s.seconds, 2)) s\n"
         if !s.lossy.isEmpty {
@@ -132,7 +132,7 @@ enum ConversionReport {
             let worst = sqnrs.min { $0.1 < $1.1 }
             let maxRel = s.lossy.map(\.error.relL2).max() ?? 0
             let flushed = s.lossy.reduce(0) { $0 + $1.error.flushedToZero }
-            out += "  lossy tensors: \(s.lossy.count); worst SQNR \(worst.map { "\(fixed($0.1, 1)) dB (\($0.0))" } ?? "n/a"); max relative L2 \(scientific(maxRel)); values flushed to zero: \(flushed)\n"
+            out += "  lossy tensors: \(s.lossy.count); worst SQNR \(worst.map { "\(fixed($0.1, 1)) dB (\(TerminalText.escaped($0.0)))" } ?? "n/a"); max relative L2 \(scientific(maxRel)); values flushed to zero: \(flushed)\n"
         }
         if !s.nonFinite.isEmpty {
             let total = s.nonFinite.reduce(0) { $0 + $1.count }

@@ -21,11 +21,12 @@ struct UsageError: Error, CustomStringConvertible, ClassifiedError {
     var kind: ErrorKind { .usage }
 }
 
-/// Prints a line to standard error.
+/// Prints one line to standard error. Control characters inside it (from a file's contents, in an
+/// error message) are escaped, so the line can neither drive the terminal nor become several lines.
 func printError(_ line: String) {
     var s = line
-    if !s.hasSuffix("\n") { s += "\n" }
-    fputs(s, stderr)
+    if s.hasSuffix("\n") { s.removeLast() }
+    fputs(TerminalText.escaped(s) + "\n", stderr)
 }
 
 /// Runs a command body, turning library errors into one line on stderr and an exit status.
@@ -68,8 +69,10 @@ func format2(_ v: Double) -> String { NumberFormat.fixed(v, 2) }
 /// `v` with `digits` decimals.
 func fixed(_ v: Double, _ digits: Int) -> String { NumberFormat.fixed(v, digits) }
 
-/// Writes a string to standard output without a trailing newline being added.
-func writeOut(_ s: String) { fputs(s, stdout) }
+/// Writes a string to standard output without a trailing newline being added. Control characters
+/// other than line breaks are escaped (names and values from files are escaped where they are
+/// laid out; this keeps anything that slipped through from driving the terminal).
+func writeOut(_ s: String) { fputs(TerminalText.escaped(s, keepingNewlines: true), stdout) }
 
 /// `v` in scientific notation with `digits` decimals (`2.43e-04`).
 func scientific(_ v: Double, _ digits: Int = 2) -> String { NumberFormat.scientific(v, digits) }

@@ -122,11 +122,11 @@ struct ZooCommand: ParsableCommand {
                 if r.hashMatches.isEmpty { out += "  hash: not a known file\n" }
                 for m in r.hashMatches { out += "  hash: identical to \(m.path) (\(m.source))\n" }
                 if let d = r.detected {
-                    out += "  structure: \(d.variant) (\(d.family.name)), \(r.sourceNaming ?? "") naming" + ((r.subtree ?? "").isEmpty ? "" : ", subtree '\(r.subtree!)'") + "\n"
+                    out += "  structure: \(d.variant) (\(d.family.name)), \(r.sourceNaming ?? "") naming" + ((r.subtree ?? "").isEmpty ? "" : ", subtree \(TerminalText.quoted(r.subtree!))") + "\n"
                     out += "    \(d.family.summary(d))\n"
                 }
                 if let c = r.closest {
-                    out += c.exact ? "  architecture: matches \(c.entry) exactly\n" : "  closest architecture: \(c.entry); differs: \(c.differences.joined(separator: "; "))\n"
+                    out += c.exact ? "  architecture: matches \(c.entry) exactly\n" : "  closest architecture: \(c.entry); differs: \(c.differences.map { TerminalText.escaped($0) }.joined(separator: "; "))\n"
                 }
                 if let e = r.structureError { out += "  structure: not a model DiTKit reads: \(e)\n" }
                 writeOut(out)

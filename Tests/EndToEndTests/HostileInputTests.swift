@@ -19,14 +19,70 @@ import DiTKitCore
             #expect(r.stderr.contains(expected.stringValue ?? "?"), "\(name): \(r.stderr)")
             #expect(r.stderr.contains(path), "\(name): the error names the file")
             #expect(r.stderr.split(separator: "\n").count == 1, "\(name): one line")
+            #expect(!holdsRawControl(r.stderr), "\(name): a control character from the file reached stderr")
             #expect(seconds < 10, "\(name) took \(seconds) s")
         }
+    }
+
+    @Test func everyCommandRefusesTheRound2FilesInOneLine() throws {
+        // The issue-18 round ran each file through inspect, inspect --json --hash and convert.
+        let cases = try #require(try JSONReader.parse(try FileSystem.readFile(Tool.fixture("hostile/cases.json"))).objectValue)
+        let round2 = Set(["stride0_bomb.pt", "memo_bomb_tensor.pt", "dict_tree_memo.pt", "rank65.pt", "long_name.pt", "stride_2p63.pt",
+                          "safetensors_offsets_overflow.safetensors", "self_containing_list.pt", "legacy_pid5_in_zip.pt", "eocd_comment_overrun.pt",
+                          "escape_global.pt", "escape_pid_kind.pt", "escape_byteorder.pt", "escape_version.pt", "escape_member.pt",
+                          "escape_safetensors_dtype.safetensors"])
+        #expect(round2.isSubset(of: Set(cases.map(\.0))))
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        for (name, expected) in cases where round2.contains(name) {
+            let path = Tool.fixture("hostile/" + name)
+            for args in [["inspect", "--json", "--hash", path], ["convert", path, "-o", dir + "/x.ditkit"]] {
+                let (r, seconds) = try runBounded(args, megabytes: 2000, seconds: 30)
+                #expect(r.status == 2, "\(name) \(args[0]): status \(r.status) \(r.stderr)")
+                #expect(r.stderr.contains(expected.stringValue ?? "?"), "\(name): \(r.stderr)")
+                #expect(r.stderr.split(separator: "\n").count == 1 && !holdsRawControl(r.stderr), "\(name): \(r.stderr)")
+                #expect(r.stdout.isEmpty)
+                #expect(seconds < 10, "\(name) took \(seconds) s")
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+        }
+    }
+
+    @Test func hostileFilesThatAreReadPrintNoControlCharacters() throws {
+        // Names, values and metadata full of ESC, CR, LF and bidi overrides; a self-referencing list;
+        // a memo bomb without tensors. They are read (torch reads them too) and printed escaped.
+        let accepted = try #require(try JSONReader.parse(try FileSystem.readFile(Tool.fixture("hostile/accepted.json"))).objectValue)
+        #expect(accepted.count >= 4)
+        for (name, _) in accepted {
+            let path = Tool.fixture("hostile/" + name)
+            let (table, seconds) = try runBounded(["inspect", "--hash", path], megabytes: 2000, seconds: 30)
+            #expect(table.status == 0, "\(name): \(table.stderr)")
+            #expect(!holdsRawControl(table.stdout), "\(name): a control character from the file reached the table")
+            #expect(table.stderr.isEmpty)
+            #expect(seconds < 10, "\(name) took \(seconds) s")
+            let (json, _) = try runBounded(["inspect", "--json", "--hash", path], megabytes: 2000, seconds: 30)
+            #expect(json.status == 0, "\(name): \(json.stderr)")
+            #expect(!holdsRawControl(json.stdout), "\(name): JSON escapes every control character")
+            #expect((try? JSONReader.parse(json.stdout)) != nil, "\(name): stdout is JSON")
+        }
+        // The escaped names are still the file's names: JSON carries them exactly.
+        let esc = "\u{1B}]0;pwned\u{07}\u{1B}[2J\r\nall checks passed\u{1B}[0m"
+        let names = try runBounded(["inspect", "--json", Tool.fixture("hostile/escape_names.pt")]).0
+        let listing = try JSONReader.parse(names.stdout)
+        #expect(listing["tensors"]?.arrayValue?.first?["name"]?.stringValue == esc)
+        #expect(listing["objects"]?["args.note"]?.stringValue == esc)
+        let table = try runBounded(["inspect", Tool.fixture("hostile/escape_names.pt")]).0
+        #expect(table.stdout.contains("\\x1b]0;pwned\\x07\\x1b[2J\\r\\nall checks passed\\x1b[0m"), "\(table.stdout)")
+        let st = try runBounded(["inspect", Tool.fixture("hostile/escape_metadata.safetensors")]).0
+        #expect(st.stdout.contains("\\u{202e}txt.exe"), "\(st.stdout)")
+        let loop = try runBounded(["inspect", "--json", Tool.fixture("hostile/self_containing_object.pt")]).0
+        #expect((try JSONReader.parse(loop.stdout))["objects"]?["loop"]?.stringValue == "[[...]]", "printed as Python prints it")
     }
 
     @Test func convertAndZooIdentifyRefuseThemToo() throws {
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
-        for name in ["literal_os_system.pt", "memo_bomb.pt", "zip_bomb.pt", "protocol0_no_header.pt", "in_legacy_stream.pt"] {
+        for name in ["literal_os_system.pt", "memo_bomb_tensor.pt", "zip_bomb.pt", "protocol0_no_header.pt", "in_legacy_stream.pt"] {
             let c = try Tool.run(["convert", Tool.fixture("hostile/" + name), "-o", dir + "/x.ditkit"])
             #expect(c.status == 2, "\(name): \(c.stderr)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)

@@ -40,6 +40,11 @@ public final class HDF5File: @unchecked Sendable {
     public static func open(_ path: String) throws -> HDF5File {
         ditkit_h5_silence()
         guard FileSystem.exists(path) else { throw HDF5Error.open("no such file") }
+        // libhdf5 opens without O_NONBLOCK: a FIFO would block it forever.
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw HDF5Error.open("not a regular file (\(NotARegularFile.kind(of: st.st_mode)))")
+        }
         guard H5Fis_hdf5(path) > 0 else { throw HDF5Error.open("not an HDF5 file") }
         let f = H5Fopen(path, ditkit_h5f_acc_rdonly(), h5Default)
         guard f >= 0 else { throw HDF5Error.open("libhdf5 refused the file") }

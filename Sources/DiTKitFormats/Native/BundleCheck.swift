@@ -6,7 +6,7 @@ public struct BundleMismatch: Sendable, Equatable, CustomStringConvertible {
     /// Tensor (or `manifest.json`, `weights.bin`) the problem is in.
     public var subject: String
     public var problem: String
-    public var description: String { "\(subject): \(problem)" }
+    public var description: String { "\(TerminalText.escaped(subject)): \(problem)" }
 }
 
 public enum BundleCheck {

@@ -105,10 +105,10 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
             throw BundleError.notABundle("cannot open directory (\(String(cString: strerror(code))))")
         }
         defer { close(dirfd) }
-        let manifestFD = openat(dirfd, BundleManifest.manifestFile, O_RDONLY | O_CLOEXEC)
+        let manifestFD = openat(dirfd, BundleManifest.manifestFile, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard manifestFD >= 0 else { throw BundleError.notABundle("no \(BundleManifest.manifestFile)") }
+        defer { close(manifestFD) }
         let manifestFile = try MappedFile(fd: manifestFD, path: path + "/" + BundleManifest.manifestFile)
-        close(manifestFD)
         guard manifestFile.count <= 256 << 20 else { throw BundleError.manifest("manifest larger than 256 MB") }
         manifestBytes = Array(manifestFile.bytes)
         let json: JSONValue
@@ -116,7 +116,7 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         manifest = try BundleManifest(json: json)
         // The manifest's checksum line, read through the same directory descriptor (so a bundle
         // replaced meanwhile never pairs an old manifest with a new checksum).
-        let sumFD = openat(dirfd, BundleManifest.checksumFile, O_RDONLY | O_CLOEXEC)
+        let sumFD = openat(dirfd, BundleManifest.checksumFile, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if sumFD >= 0 {
             var buf = [UInt8](repeating: 0, count: 512)
             let n = read(sumFD, &buf, buf.count)
@@ -128,10 +128,10 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         } else {
             checksumLine = nil
         }
-        let weightsFD = openat(dirfd, BundleManifest.weightsFile, O_RDONLY | O_CLOEXEC)
+        let weightsFD = openat(dirfd, BundleManifest.weightsFile, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard weightsFD >= 0 else { throw BundleError.notABundle("no \(BundleManifest.weightsFile)") }
+        defer { close(weightsFD) }
         weights = try MappedFile(fd: weightsFD, path: path + "/" + BundleManifest.weightsFile)
-        close(weightsFD)
         try manifest.validateLayout(fileSize: weights.count)
 
         var list: [TensorEntry] = []

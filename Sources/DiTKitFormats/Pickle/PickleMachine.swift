@@ -22,7 +22,7 @@ public enum PickleError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case let .forbiddenGlobal(m, n, o):
-            return "refused global '\(m).\(n)' at byte \(o) of the pickle: not on the allowlist of tensor-rebuild functions and plain containers (nothing was imported or executed)"
+            return "refused global \(TerminalText.quoted(m + "." + n)) at byte \(o) of the pickle: not on the allowlist of tensor-rebuild functions and plain containers (nothing was imported or executed)"
         case let .forbiddenCall(what, o):
             return "refused call at byte \(o) of the pickle: \(what) (nothing was executed)"
         case let .unsupportedOpcode(op, o):
@@ -49,6 +49,15 @@ public struct PickleLimits: Sendable {
     public var maxNodes = 5_000_000
     /// Maximum bytes of a single string or bytes value.
     public var maxStringBytes = 256 << 20
+    /// Maximum tensors rebuilt (each copies its sizes and strides, so memo references to one
+    /// huge size tuple must not be multiplied without bound).
+    public var maxTensors = 200_000
+    /// Maximum dimensions of one tensor (NumPy's limit; torch has none, no checkpoint comes near).
+    public var maxRank = 64
+    /// Maximum bytes that calls may build from values already in the tree (an `OrderedDict` of a
+    /// memoised list copies its pairs, `_codecs.encode` of a memoised string copies its text):
+    /// each copied item counts 32 bytes. Memo references alone share nodes and cost nothing.
+    public var maxCopiedBytes = 256 << 20
     public init() {}
 }
 
@@ -110,6 +119,8 @@ public struct PickleMachine {
     private let arena = PickleArena()
     private var opStart = 0
     private let storageIDs: StorageIDLayout
+    private var tensorCount = 0
+    private var copiedBytes = 0
 
     /// Reads one pickle starting at `offset` of `input`, up to and including its STOP. Storage
     /// persistent ids must follow `storageIDs`. Throws `PickleError`.
@@ -273,7 +284,7 @@ public struct PickleMachine {
             case .int:
                 let text = String(decoding: try line(), as: UTF8.self)
                 if text == "00" { try push(.bool(false)) } else if text == "01" { try push(.bool(true)) } else {
-                    guard let v = Int(text) else { throw PickleError.malformed("INT argument '\(text)'", offset: opStart) }
+                    guard let v = Int(text) else { throw PickleError.malformed("INT argument \(TerminalText.quoted(text))", offset: opStart) }
                     try push(.int(v))
                 }
             case .long:
@@ -286,7 +297,7 @@ public struct PickleMachine {
                 try push(.float(Double(bitPattern: try uint(8).byteSwapped)))
             case .float:
                 let text = String(decoding: try line(), as: UTF8.self)
-                guard let v = Double(text) else { throw PickleError.malformed("FLOAT argument '\(text)'", offset: opStart) }
+                guard let v = Double(text) else { throw PickleError.malformed("FLOAT argument \(TerminalText.quoted(text))", offset: opStart) }
                 try push(.float(v))
 
             // Strings and bytes
@@ -392,14 +403,14 @@ public struct PickleMachine {
             // Memo
             case .put:
                 let text = String(decoding: try line(), as: UTF8.self)
-                guard let i = Int(text), i >= 0 else { throw PickleError.malformed("PUT argument '\(text)'", offset: opStart) }
+                guard let i = Int(text), i >= 0 else { throw PickleError.malformed("PUT argument \(TerminalText.quoted(text))", offset: opStart) }
                 try memoPut(i, try top())
             case .binPut: try memoPut(Int(try byte()), try top())
             case .longBinPut: try memoPut(Int(try uint(4)), try top())
             case .memoize: try memoPut(memo.count, try top())
             case .get:
                 let text = String(decoding: try line(), as: UTF8.self)
-                guard let i = Int(text) else { throw PickleError.malformed("GET argument '\(text)'", offset: opStart) }
+                guard let i = Int(text) else { throw PickleError.malformed("GET argument \(TerminalText.quoted(text))", offset: opStart) }
                 try push(try memoGet(i))
             case .binGet: try push(try memoGet(Int(try byte())))
             case .longBinGet: try push(try memoGet(Int(try uint(4))))
@@ -609,6 +620,14 @@ public struct PickleMachine {
         }
     }
 
+    /// Counts `items` copied items and `bytes` copied bytes against `maxCopiedBytes`.
+    private mutating func copying(items: Int = 0, bytes: Int = 0) throws {
+        copiedBytes += items * 32 + bytes
+        guard copiedBytes <= limits.maxCopiedBytes else {
+            throw PickleError.limit("calls copy more than \(limits.maxCopiedBytes) bytes of values (memo references multiplied by calls)", offset: opStart)
+        }
+    }
+
     /// Interprets a call of an allowlisted callable; refuses anything else.
     private mutating func call(_ callable: PickleValue, _ args: [PickleValue], newObject: Bool) throws -> PickleValue {
         guard case .global(let g) = callable else {
@@ -652,6 +671,7 @@ public struct PickleMachine {
                 case .tuple(let t): pairs = t.items
                 default: throw PickleError.malformed("OrderedDict of a \(args[0].typeName)", offset: opStart)
                 }
+                try copying(items: pairs.count)
                 for p in pairs {
                     let kv: [PickleValue]
                     switch p {
@@ -669,6 +689,9 @@ public struct PickleMachine {
         case .torchSize:
             try expectArgs(g, args, 0...1)
             if args.isEmpty { return try tuple([]) }
+            guard case .tuple(let t) = args[0], t.items.count <= limits.maxRank else {
+                throw PickleError.malformed("torch.Size of a \(args[0].typeName) (expected a tuple of at most \(limits.maxRank) ints)", offset: opStart)
+            }
             _ = try ints(args[0], "torch.Size argument")
             return args[0]
         case .torchDevice:
@@ -679,6 +702,7 @@ public struct PickleMachine {
             guard case .string(let s) = args[0], case .string(let enc) = args[1] else {
                 throw PickleError.malformed("_codecs.encode needs (str, str)", offset: opStart)
             }
+            try copying(bytes: s.utf8.count)
             switch enc.lowercased() {
             case "latin1", "latin-1", "iso-8859-1":
                 var out = [UInt8]()
@@ -690,7 +714,7 @@ public struct PickleMachine {
             case "utf-8", "utf8":
                 return .bytes(Array(s.utf8))
             default:
-                throw PickleError.forbiddenCall("_codecs.encode with encoding '\(enc)'", offset: opStart)
+                throw PickleError.forbiddenCall("_codecs.encode with encoding \(TerminalText.quoted(enc))", offset: opStart)
             }
         case .set, .frozenset:
             try expectArgs(g, args, 0...1)
@@ -702,6 +726,7 @@ public struct PickleMachine {
                 case .set(let o): s.items = o.items
                 default: throw PickleError.malformed("set of a \(a.typeName)", offset: opStart)
                 }
+                try copying(items: s.items.count)
             }
             return .set(s)
         case .namespace:
@@ -718,7 +743,14 @@ public struct PickleMachine {
         }
     }
 
-    private func tensor(_ s: StorageReference, dtype: DType, _ args: [PickleValue]) throws -> TensorRecord {
+    private mutating func tensor(_ s: StorageReference, dtype: DType, _ args: [PickleValue]) throws -> TensorRecord {
+        tensorCount += 1
+        guard tensorCount <= limits.maxTensors else { throw PickleError.limit("more than \(limits.maxTensors) tensors", offset: opStart) }
+        for (a, what) in [(args[2], "tensor size"), (args[3], "tensor stride")] {
+            if case .tuple(let t) = a, t.items.count > limits.maxRank {
+                throw PickleError.limit("\(what) has \(t.items.count) dimensions (at most \(limits.maxRank))", offset: opStart)
+            }
+        }
         let offset = try int(args[1], "storage offset")
         let shape = try ints(args[2], "tensor size")
         let strides = try ints(args[3], "tensor stride")
@@ -735,13 +767,14 @@ public struct PickleMachine {
         return TensorRecord(storage: s, dtype: dtype, storageOffset: offset, shape: shape, strides: strides, requiresGrad: rg)
     }
 
-    private func build(_ target: PickleValue, _ state: PickleValue) throws {
+    private mutating func build(_ target: PickleValue, _ state: PickleValue) throws {
         switch target {
         case .dict(let d):
             d.attributes = state
         case .object(let o):
             switch (o.kind, state) {
             case (.namespace, .dict(let sd)):
+                try copying(items: sd.items.count)
                 for (k, v) in sd.items {
                     guard case .string(let name) = k else { throw PickleError.malformed("Namespace field name is a \(k.typeName)", offset: opStart) }
                     o.fields.append((name: name, value: v))
@@ -764,7 +797,7 @@ public struct PickleMachine {
             throw PickleError.malformed("persistent id is a \(pid.typeName), expected a tuple", offset: opStart)
         }
         guard case .string("storage") = first else {
-            throw PickleError.forbiddenCall("persistent id of kind \(first.typeName == "str" ? "'\(stringValue(first))'" : first.typeName) (only 'storage' is allowed)", offset: opStart)
+            throw PickleError.forbiddenCall("persistent id of kind \(first.typeName == "str" ? "\(TerminalText.quoted(stringValue(first)))" : first.typeName) (only 'storage' is allowed)", offset: opStart)
         }
         let items = t.items
         guard items.count == storageIDs.fields else {

@@ -17,6 +17,7 @@ public enum SafetensorsError: Error, CustomStringConvertible, Sendable {
     case invalidOffset(String, expectedBegin: Int, found: Int)
     case tensorInvalidInfo(String, expectedBytes: Int, found: Int)
     case metadataIncompleteBuffer(dataEnd: Int, fileSize: Int)
+    case tooManyTensors(limit: Int)
 
     public var description: String {
         switch self {
@@ -25,18 +26,29 @@ public enum SafetensorsError: Error, CustomStringConvertible, Sendable {
         case let .invalidHeaderLength(n, f): return "safetensors header length \(n) runs past the end of the \(f)-byte file"
         case .invalidHeader(let w): return "invalid safetensors header: \(w)"
         case .invalidHeaderDeserialization(let w): return "invalid safetensors header JSON: \(w)"
-        case let .invalidTensor(name, w): return "tensor '\(name)': \(w)"
-        case let .invalidOffset(name, e, f): return "tensor '\(name)': data begins at \(f) but must begin at \(e) (holes and overlaps are not allowed)"
-        case let .tensorInvalidInfo(name, e, f): return "tensor '\(name)': data_offsets span \(f) bytes but dtype and shape need \(e)"
+        case let .invalidTensor(name, w): return "tensor \(TerminalText.quoted(name)): \(w)"
+        case let .invalidOffset(name, e, f): return "tensor \(TerminalText.quoted(name)): data begins at \(f) but must begin at \(e) (holes and overlaps are not allowed)"
+        case let .tensorInvalidInfo(name, e, f): return "tensor \(TerminalText.quoted(name)): data_offsets span \(f) bytes but dtype and shape need \(e)"
         case let .metadataIncompleteBuffer(end, size): return "tensor data ends at byte \(end) but the file has \(size) bytes"
+        case let .tooManyTensors(l): return "safetensors header lists more than \(l) tensors (DiTKit's limit)"
         }
     }
 }
 
 /// A validated, memory-mapped safetensors file.
 public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
-    /// The reference limit on the header size.
+    /// The reference limit on the header size (the safetensors library's `MAX_HEADER_SIZE`).
     public static let maxHeaderSize = 100_000_000
+    /// Most tensors a file may list (the reference has no limit; a header of 100 MB could list
+    /// 1.5 million). Sharded checkpoints of the largest models hold a few thousand per file.
+    public static let maxTensors = 200_000
+    /// Most JSON values in one member of the header: a tensor with up to `maxRank` dimensions,
+    /// or `__metadata__` with up to ~65,000 entries.
+    static let maxMemberValues = 1 << 17
+    /// Most dimensions a tensor may have (NumPy's limit; torch's kernels stop earlier).
+    public static let maxRank = 64
+    /// Longest tensor name, in UTF-8 bytes (the same limit as for torch checkpoints).
+    public static let maxNameBytes = 4096
     /// Largest dimension the schema allows (2^48 - 1).
     static let maxDimension = (1 << 48) - 1
 
@@ -69,24 +81,30 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
         guard 8 + n <= bytes.count else { throw SafetensorsError.invalidHeaderLength(n, fileSize: bytes.count) }
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + n)])
         guard String(validating: headerBytes, as: UTF8.self) != nil else { throw SafetensorsError.invalidHeader("not valid UTF-8") }
-        let header: JSONValue
-        do { header = try JSONReader.parse(headerBytes) } catch let e as JSONError {
-            throw SafetensorsError.invalidHeaderDeserialization("\(e.message) at header byte \(e.offset)")
-        }
-        guard case .object(let members) = header else { throw SafetensorsError.invalidHeaderDeserialization("the header is not a JSON object") }
 
+        // The header is read one member at a time, so memory follows the tensors listed rather
+        // than the JSON tree (a tree costs ~15 times its text).
         var meta: [(key: String, value: String)] = []
         var infos: [(entry: TensorEntry, range: Range<Int>)] = []
-        for (name, value) in members {
-            if name == "__metadata__" {
-                guard case .object(let m) = value else { throw SafetensorsError.invalidHeaderDeserialization("__metadata__ is not an object") }
-                for (k, v) in m {
-                    guard case .string(let s) = v else { throw SafetensorsError.invalidHeaderDeserialization("__metadata__ value '\(k)' is not a string") }
-                    meta.append((k, s))
+        do {
+            try JSONReader.forEachMember(in: headerBytes, maxMembers: SafetensorsFile.maxTensors + 2,
+                                         maxMemberValues: SafetensorsFile.maxMemberValues) { name, value in
+                if name == "__metadata__" {
+                    guard case .object(let m) = value else { throw SafetensorsError.invalidHeaderDeserialization("__metadata__ is not an object") }
+                    for (k, v) in m {
+                        guard case .string(let s) = v else { throw SafetensorsError.invalidHeaderDeserialization("__metadata__ value \(TerminalText.quoted(k)) is not a string") }
+                        meta.append((k, s))
+                    }
+                    return
                 }
-                continue
+                guard infos.count < SafetensorsFile.maxTensors else { throw SafetensorsError.tooManyTensors(limit: SafetensorsFile.maxTensors) }
+                guard name.utf8.count <= SafetensorsFile.maxNameBytes else {
+                    throw SafetensorsError.invalidTensor(name, "name longer than \(SafetensorsFile.maxNameBytes) bytes")
+                }
+                infos.append(try SafetensorsFile.tensorInfo(name, value))
             }
-            infos.append(try SafetensorsFile.tensorInfo(name, value))
+        } catch let e as JSONError {
+            throw SafetensorsError.invalidHeaderDeserialization("\(e.message) at header byte \(e.offset)")
         }
 
         infos.sort { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }
@@ -99,7 +117,9 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
             end = info.range.upperBound
         }
         dataStart = 8 + n
-        guard dataStart + end == bytes.count else { throw SafetensorsError.metadataIncompleteBuffer(dataEnd: dataStart + end, fileSize: bytes.count) }
+        let (dataEnd, overflow) = dataStart.addingReportingOverflow(end)
+        guard !overflow else { throw SafetensorsError.invalidHeader("overflow computing buffer size (data ends at \(end) bytes past byte \(dataStart))") }
+        guard dataEnd == bytes.count else { throw SafetensorsError.metadataIncompleteBuffer(dataEnd: dataEnd, fileSize: bytes.count) }
         tensors = infos.map(\.entry)
         ranges = infos.map(\.range)
         metadata = meta
@@ -114,18 +134,19 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
             switch k {
             case "dtype":
                 guard case .string(let s) = v else { throw SafetensorsError.invalidTensor(name, "dtype is not a string") }
-                guard let d = DType(safetensorsName: s) else { throw SafetensorsError.invalidTensor(name, "unknown dtype '\(s)'") }
+                guard let d = DType(safetensorsName: s) else { throw SafetensorsError.invalidTensor(name, "unknown dtype \(TerminalText.quoted(s))") }
                 dtype = d
             case "shape":
                 shape = try integers(v, name: name, what: "shape", max: maxDimension)
             case "data_offsets":
                 offsets = try integers(v, name: name, what: "data_offsets", max: Int.max)
             default:
-                throw SafetensorsError.invalidTensor(name, "unknown field '\(k)'")
+                throw SafetensorsError.invalidTensor(name, "unknown field \(TerminalText.quoted(k))")
             }
         }
         guard let dtype else { throw SafetensorsError.invalidTensor(name, "missing dtype") }
         guard let shape else { throw SafetensorsError.invalidTensor(name, "missing shape") }
+        guard shape.count <= maxRank else { throw SafetensorsError.invalidTensor(name, "shape has \(shape.count) dimensions (at most \(maxRank))") }
         guard let offsets else { throw SafetensorsError.invalidTensor(name, "missing data_offsets") }
         guard offsets.count == 2 else { throw SafetensorsError.invalidTensor(name, "data_offsets must hold two numbers") }
         guard offsets[1] >= offsets[0] else { throw SafetensorsError.invalidTensor(name, "data_offsets end before they begin") }

@@ -33,7 +33,7 @@ public enum SafetensorsWriter {
         }
         var offset = 0
         for it in sorted {
-            guard seen.insert(it.name).inserted else { throw CheckpointError.inconsistent("duplicate tensor name '\(it.name)'") }
+            guard seen.insert(it.name).inserted else { throw CheckpointError.inconsistent("duplicate tensor name \(TerminalText.quoted(it.name))") }
             let n = try Checked.mul(try Checked.product(it.shape), it.dtype.itemSize)
             members.append((it.name, .object([("dtype", .string(it.dtype.name)), ("shape", .array(it.shape.map { .int($0) })),
                                               ("data_offsets", .array([.int(offset), .int(offset + n)]))])))
@@ -47,7 +47,7 @@ public enum SafetensorsWriter {
         for it in sorted {
             let b = try it.bytes()
             let expected = it.shape.reduce(1, *) * it.dtype.itemSize
-            guard b.count == expected else { throw CheckpointError.inconsistent("tensor '\(it.name)' produced \(b.count) bytes, expected \(expected)") }
+            guard b.count == expected else { throw CheckpointError.inconsistent("tensor \(TerminalText.quoted(it.name)) produced \(b.count) bytes, expected \(expected)") }
             try withExtendedLifetime(b) { try file.write(b.buffer) }
         }
     }

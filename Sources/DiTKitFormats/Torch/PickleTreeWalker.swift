@@ -5,13 +5,27 @@
 // (`ema.blocks.0.attn.qkv.weight`, `opt.state.0.exp_avg`). Non-tensor leaves become
 // objects rendered as Python would print them (`args.lr` -> `0.0001`); a list or tuple with
 // no tensor inside is one object (`opt.param_groups.0.betas` -> `(0.9, 0.999)`).
+//
+// The tree may share nodes through the memo, so a small pickle can reach one node by millions
+// of paths. The limits therefore count what walking and rendering produce, not what was parsed:
+// nodes visited along every path, tensors and objects listed, and the bytes of their names and
+// renderings. Each object's rendering is cut at `maxRenderedBytes` (ending in `…`).
 import DiTKitCore
 
 /// Limits on walking a tree (which may share nodes through the memo).
 public struct WalkLimits: Sendable {
+    /// Deepest nesting of containers.
     public var maxDepth = 256
-    public var maxVisits = 20_000_000
-    public var maxTensors = 2_000_000
+    /// Nodes visited, counting a shared node once for every path that reaches it.
+    public var maxVisits = 5_000_000
+    /// Tensors and objects listed.
+    public var maxEntries = 200_000
+    /// UTF-8 bytes of every name and rendered value listed, together.
+    public var maxOutputBytes = 64 << 20
+    /// Longest name (dotted path) of a tensor or object, in UTF-8 bytes.
+    public var maxNameBytes = 4096
+    /// Longest rendering of one object, in UTF-8 bytes; longer renderings are cut and end in `…`.
+    public var maxRenderedBytes = 4096
     public init() {}
 }
 
@@ -25,17 +39,20 @@ public struct TreeContents: Sendable {
 public enum WalkError: Error, CustomStringConvertible, Sendable {
     case tooDeep(String, Int)
     case tooLarge(String)
-    case cycle(String)
+    case selfReference(String)
+    case nameTooLong(String, limit: Int)
     case duplicateName(String)
     case unsupportedKey(String)
 
     public var description: String {
         switch self {
-        case let .tooDeep(p, d): return "checkpoint structure nests deeper than \(d) levels at '\(p)'"
+        case let .tooDeep(p, d): return "checkpoint structure nests deeper than \(d) levels at \(TerminalText.quoted(p))"
         case let .tooLarge(what): return "checkpoint structure expands to \(what) (a memo bomb?)"
-        case let .cycle(p): return "checkpoint structure contains a reference cycle at '\(p)'"
-        case let .duplicateName(n): return "two values have the same path '\(n)'"
-        case let .unsupportedKey(p): return "dict key at '\(p)' is not a string or an integer"
+        case let .selfReference(p):
+            return "checkpoint structure contains itself at \(TerminalText.quoted(p.isEmpty ? "(the root)" : p)): a self-referencing structure cannot be listed as named tensors"
+        case let .nameTooLong(p, l): return "a tensor or object name is longer than \(l) bytes: \(TerminalText.quoted(p))"
+        case let .duplicateName(n): return "two values have the same path \(TerminalText.quoted(n))"
+        case let .unsupportedKey(p): return "dict key at \(TerminalText.quoted(p)) is not a string or an integer"
         }
     }
 }
@@ -44,8 +61,11 @@ public enum WalkError: Error, CustomStringConvertible, Sendable {
 public struct PickleTreeWalker {
     private var contents = TreeContents()
     private var visits = 0
+    private var outputBytes = 0
     private var onPath = Set<ObjectIdentifier>()
-    private var names = Set<String>()
+    private var names = UniqueStrings()
+    /// Whether a container node holds a tensor, computed once per node.
+    private var holdsTensor: [ObjectIdentifier: Bool] = [:]
     private let limits: WalkLimits
 
     /// Walks `root`. Throws `WalkError`.
@@ -57,30 +77,49 @@ public struct PickleTreeWalker {
 
     private init(limits: WalkLimits) { self.limits = limits }
 
-    private static func join(_ path: String, _ component: String) -> String {
-        path.isEmpty ? component : path + "." + component
+    /// `path.component`, refused beyond `maxNameBytes` before the longer string is built.
+    private func join(_ path: String, _ component: String) throws -> String {
+        let length = path.utf8.count + (path.isEmpty ? 0 : 1) + component.utf8.count
+        guard length <= limits.maxNameBytes else {
+            throw WalkError.nameTooLong(String(path.prefix(100)) + (path.isEmpty ? "" : ".") + String(component.prefix(100)), limit: limits.maxNameBytes)
+        }
+        return path.isEmpty ? component : path + "." + component
     }
 
-    private mutating func addName(_ name: String) throws {
-        guard names.insert(name).inserted else { throw WalkError.duplicateName(name) }
+    private mutating func visited() throws {
+        visits += 1
+        guard visits <= limits.maxVisits else { throw WalkError.tooLarge("more than \(limits.maxVisits) nodes visited") }
+    }
+
+    private mutating func addEntry(_ name: String, valueBytes: Int) throws {
+        guard contents.tensors.count + contents.objects.count < limits.maxEntries else {
+            throw WalkError.tooLarge("more than \(limits.maxEntries) tensors and objects")
+        }
+        outputBytes += name.utf8.count + valueBytes
+        guard outputBytes <= limits.maxOutputBytes else {
+            throw WalkError.tooLarge("more than \(limits.maxOutputBytes) bytes of names and values")
+        }
+        guard names.insert(name) else { throw WalkError.duplicateName(name) }
+    }
+
+    private mutating func addObject(_ name: String, _ value: String) throws {
+        try addEntry(name, valueBytes: value.utf8.count)
+        contents.objects.append((name, value))
     }
 
     private mutating func visit(_ v: PickleValue, path: String, depth: Int) throws {
-        visits += 1
-        guard visits <= limits.maxVisits else { throw WalkError.tooLarge("more than \(limits.maxVisits) nodes") }
+        try visited()
         guard depth <= limits.maxDepth else { throw WalkError.tooDeep(path, limits.maxDepth) }
         switch v {
         case .tensor(let t):
-            guard contents.tensors.count < limits.maxTensors else { throw WalkError.tooLarge("more than \(limits.maxTensors) tensors") }
-            try addName(path)
+            try addEntry(path, valueBytes: 0)
             contents.tensors.append((path, t))
         case .dict(let d):
             let id = ObjectIdentifier(d)
-            guard onPath.insert(id).inserted else { throw WalkError.cycle(path) }
+            guard onPath.insert(id).inserted else { throw WalkError.selfReference(path) }
             defer { onPath.remove(id) }
             if d.items.isEmpty, !path.isEmpty {
-                try addName(path)
-                contents.objects.append((path, d.isOrdered ? "OrderedDict()" : "{}"))
+                try addObject(path, d.isOrdered ? "OrderedDict()" : "{}")
             }
             for (k, value) in d.items {
                 let component: String
@@ -90,7 +129,7 @@ public struct PickleTreeWalker {
                 case .bool(let b): component = b ? "True" : "False"
                 default: throw WalkError.unsupportedKey(path)
                 }
-                try visit(value, path: Self.join(path, component), depth: depth + 1)
+                try visit(value, path: try join(path, component), depth: depth + 1)
             }
         case .list(let l):
             try sequence(v, node: l, l.items, path: path, depth: depth)
@@ -98,54 +137,57 @@ public struct PickleTreeWalker {
             try sequence(v, node: t, t.items, path: path, depth: depth)
         case .object(let o) where o.kind == .namespace:
             let id = ObjectIdentifier(o)
-            guard onPath.insert(id).inserted else { throw WalkError.cycle(path) }
+            guard onPath.insert(id).inserted else { throw WalkError.selfReference(path) }
             defer { onPath.remove(id) }
             if o.fields.isEmpty {
-                try addName(path)
-                contents.objects.append((path, "Namespace()"))
+                try addObject(path, "Namespace()")
             }
             for (name, value) in o.fields {
-                try visit(value, path: Self.join(path, name), depth: depth + 1)
+                try visit(value, path: try join(path, name), depth: depth + 1)
             }
         default:
-            try addName(path)
-            var budget = 4096
-            contents.objects.append((path, try PythonRepr.render(v, topLevel: true, depth: 0, budget: &budget)))
+            try addObject(path, PythonRepr.render(v, limit: limits.maxRenderedBytes))
         }
     }
 
     private mutating func sequence(_ value: PickleValue, node: PickleNode, _ items: [PickleValue], path: String, depth: Int) throws {
         let id = ObjectIdentifier(node)
-        guard onPath.insert(id).inserted else { throw WalkError.cycle(path) }
+        guard onPath.insert(id).inserted else { throw WalkError.selfReference(path) }
         defer { onPath.remove(id) }
-        var budget = 100_000
-        if try !containsTensor(items, depth: depth, budget: &budget) {
-            try addName(path)
-            var chars = 4096
-            contents.objects.append((path, try PythonRepr.render(value, topLevel: true, depth: 0, budget: &chars)))
+        if try !containsTensor(value, path: path, depth: depth) {
+            try addObject(path, PythonRepr.render(value, limit: limits.maxRenderedBytes))
             return
         }
         for (k, item) in items.enumerated() {
-            try visit(item, path: Self.join(path, String(k)), depth: depth + 1)
+            try visit(item, path: try join(path, String(k)), depth: depth + 1)
         }
     }
 
-    private mutating func containsTensor(_ items: [PickleValue], depth: Int, budget: inout Int) throws -> Bool {
-        guard depth <= limits.maxDepth else { throw WalkError.tooDeep("", limits.maxDepth) }
-        for item in items {
-            budget -= 1
-            visits += 1
-            guard budget > 0, visits <= limits.maxVisits else { throw WalkError.tooLarge("more than \(limits.maxVisits) nodes") }
-            switch item {
-            case .tensor: return true
-            case .list(let l): if try containsTensor(l.items, depth: depth + 1, budget: &budget) { return true }
-            case .tuple(let t): if try containsTensor(t.items, depth: depth + 1, budget: &budget) { return true }
-            case .dict(let d): if try containsTensor(d.items.map(\.value), depth: depth + 1, budget: &budget) { return true }
-            case .object(let o): if try containsTensor(o.fields.map(\.value), depth: depth + 1, budget: &budget) { return true }
-            default: break
-            }
+    /// Whether `v` holds a tensor anywhere below. Each container node is examined once per walk
+    /// (shared nodes are answered from `holdsTensor`); a node met again while it is being
+    /// examined (a self-reference) adds nothing.
+    private mutating func containsTensor(_ v: PickleValue, path: String, depth: Int) throws -> Bool {
+        let node: PickleNode
+        let children: [PickleValue]
+        switch v {
+        case .tensor: return true
+        case .list(let l): node = l; children = l.items
+        case .tuple(let t): node = t; children = t.items
+        case .dict(let d): node = d; children = d.items.map(\.value)
+        case .object(let o): node = o; children = o.fields.map(\.value)
+        default: return false
         }
-        return false
+        let id = ObjectIdentifier(node)
+        if let known = holdsTensor[id] { return known }
+        guard depth <= limits.maxDepth else { throw WalkError.tooDeep(path, limits.maxDepth) }
+        holdsTensor[id] = false   // in progress: a self-reference finds nothing new
+        var found = false
+        for child in children {
+            try visited()
+            if try containsTensor(child, path: path, depth: depth + 1) { found = true; break }
+        }
+        holdsTensor[id] = found
+        return found
     }
 }
 
@@ -253,70 +295,125 @@ public enum PythonRepr {
         return negative ? "-" + text : text
     }
 
-    /// Renders `v`; strings print bare at the top level (like `str`). `budget` caps the output size.
-    public static func render(_ v: PickleValue, topLevel: Bool, depth: Int, budget: inout Int) throws -> String {
-        guard depth < 64 else { return "..." }
-        guard budget > 0 else { return "..." }
-        let out: String
-        switch v {
-        case .none: out = "None"
-        case .bool(let b): out = b ? "True" : "False"
-        case .int(let i): out = String(i)
-        case .bigInt(let b): out = bigInteger(b)
-        case .float(let d): out = float(d)
-        case .string(let s): out = topLevel ? s : string(s)
-        case .bytes(let b): out = bytes(b)
-        case .tuple(let t):
-            let parts = try seq(t.items, depth: depth, budget: &budget)
-            out = "(" + parts + (t.items.count == 1 ? ",)" : ")")
-        case .list(let l): out = "[" + (try seq(l.items, depth: depth, budget: &budget)) + "]"
-        case .set(let s):
-            let inner = try seq(s.items, depth: depth, budget: &budget)
-            out = s.isFrozen ? "frozenset({\(inner)})" : (s.items.isEmpty ? "set()" : "{\(inner)}")
-        case .dict(let d):
-            var parts: [String] = []
-            for (k, val) in d.items {
-                guard budget > 0 else { parts.append("..."); break }
-                parts.append(try render(k, topLevel: false, depth: depth + 1, budget: &budget) + ": " + render(val, topLevel: false, depth: depth + 1, budget: &budget))
+    /// Renders `v` as Python's `str` would (strings print bare at the top level, nested values as
+    /// `repr`), in at most `limit` UTF-8 bytes: a longer rendering is cut and ends in `…`. Work is
+    /// bounded by `limit` too: long strings and bytes are cut before they are escaped, every node
+    /// prints at least one character, and a container met again inside itself prints as `[...]`
+    /// or `{...}`, as Python prints self-references.
+    public static func render(_ v: PickleValue, limit: Int) -> String {
+        var r = Renderer(remaining: limit)
+        r.render(v, topLevel: true, depth: 0)
+        return r.truncated ? r.out + "…" : r.out
+    }
+
+    /// Appends renderings to `out` until `remaining` bytes are used.
+    private struct Renderer {
+        var out = ""
+        var remaining: Int
+        var truncated = false
+        var active = Set<ObjectIdentifier>()
+
+        var exhausted: Bool { remaining <= 0 }
+
+        mutating func emit(_ s: String) {
+            guard !exhausted else { truncated = true; return }
+            let n = s.utf8.count
+            if n <= remaining {
+                out += s
+                remaining -= n
+                return
             }
-            out = "{" + parts.joined(separator: ", ") + "}"
-        case .object(let o): out = object(o)
-        case .global(let g): out = "<\(g.pythonName)>"
-        case .storage(let s): out = "<storage \(s.key)>"
-        case .tensor(let t): out = "tensor(shape=\(t.shape), dtype=\(t.dtype))"
-        case .mark: out = "<mark>"
+            for u in s.unicodeScalars {
+                let w = UTF8.width(u)
+                guard w <= remaining else { break }
+                out.unicodeScalars.append(u)
+                remaining -= w
+            }
+            remaining = 0
+            truncated = true
         }
-        budget -= out.count
-        return out
+
+        mutating func render(_ v: PickleValue, topLevel: Bool, depth: Int) {
+            guard !exhausted else { truncated = true; return }
+            guard depth < 64 else { emit("..."); return }
+            switch v {
+            case .none: emit("None")
+            case .bool(let b): emit(b ? "True" : "False")
+            case .int(let i): emit(String(i))
+            case .bigInt(let b): emit(b.count <= 256 ? bigInteger(b) : "<int of \(b.count * 8) bits>")
+            case .float(let d): emit(float(d))
+            case .string(let s):
+                // Cut before escaping: the rendering is at least as long as the prefix.
+                let head = String(String.UnicodeScalarView(s.unicodeScalars.prefix(remaining + 1)))
+                emit(topLevel ? head : string(head))
+            case .bytes(let b): emit(bytes(Array(b.prefix(remaining + 1))))
+            case .tuple(let t):
+                container(t, open: "(", close: t.items.count == 1 ? ",)" : ")", items: t.items, depth: depth)
+            case .list(let l): container(l, open: "[", close: "]", items: l.items, depth: depth)
+            case .set(let s):
+                if s.items.isEmpty { emit(s.isFrozen ? "frozenset()" : "set()"); return }
+                container(s, open: s.isFrozen ? "frozenset({" : "{", close: s.isFrozen ? "})" : "}", items: s.items, depth: depth)
+            case .dict(let d):
+                let id = ObjectIdentifier(d)
+                guard active.insert(id).inserted else { emit("{...}"); return }
+                defer { active.remove(id) }
+                emit("{")
+                for (k, (key, value)) in d.items.enumerated() {
+                    if k > 0 { emit(", ") }
+                    guard !exhausted else { break }
+                    render(key, topLevel: false, depth: depth + 1)
+                    emit(": ")
+                    render(value, topLevel: false, depth: depth + 1)
+                }
+                emit("}")
+            case .object(let o): emit(PythonRepr.object(o, limit: remaining))
+            case .global(let g): emit("<\(g.pythonName)>")
+            case .storage(let s): emit("<storage \(s.key)>")
+            case .tensor(let t): emit("tensor(shape=\(t.shape), dtype=\(t.dtype))")
+            case .mark: emit("<mark>")
+            }
+        }
+
+        mutating func container(_ node: PickleNode, open: String, close: String, items: [PickleValue], depth: Int) {
+            let id = ObjectIdentifier(node)
+            guard active.insert(id).inserted else { emit(open.hasSuffix("{") ? "{...}" : open == "(" ? "(...)" : "[...]"); return }
+            defer { active.remove(id) }
+            emit(open)
+            for (k, item) in items.enumerated() {
+                if k > 0 { emit(", ") }
+                guard !exhausted else { break }
+                render(item, topLevel: false, depth: depth + 1)
+            }
+            emit(close)
+        }
     }
 
-    private static func seq(_ items: [PickleValue], depth: Int, budget: inout Int) throws -> String {
-        var parts: [String] = []
-        for item in items {
-            guard budget > 0 else { parts.append("..."); break }
-            parts.append(try render(item, topLevel: false, depth: depth + 1, budget: &budget))
-        }
-        return parts.joined(separator: ", ")
-    }
-
-    private static func object(_ o: PickleObject) -> String {
+    /// An inert object as Python prints it; file strings inside are cut to `limit` bytes first.
+    private static func object(_ o: PickleObject, limit: Int) -> String {
+        func cut(_ s: String) -> String { String(String.UnicodeScalarView(s.unicodeScalars.prefix(limit + 1))) }
         switch o.kind {
         case .device:
-            let parts = o.arguments.map { a -> String in
+            let parts = o.arguments.prefix(2).map { a -> String in
                 switch a {
-                case .string(let s): return s
+                case .string(let s): return cut(s)
                 case .int(let i): return String(i)
                 default: return "?"
                 }
             }
             return parts.joined(separator: ":")
         case .numpyDType:
-            if case .string(let s)? = o.arguments.first { return "dtype('\(s)')" }
+            if case .string(let s)? = o.arguments.first { return "dtype('\(cut(s))')" }
             return "numpy.dtype"
         case .numpyScalar:
             return numpyScalar(o) ?? "numpy scalar"
         case .namespace:
-            return "Namespace(" + o.fields.map { "\($0.name)=..." }.joined(separator: ", ") + ")"
+            var out = "Namespace("
+            for (k, f) in o.fields.enumerated() {
+                if k > 0 { out += ", " }
+                out += cut(f.name) + "=..."
+                if out.utf8.count > limit { break }
+            }
+            return out + ")"
         }
     }
 

@@ -43,14 +43,14 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
 
         guard let first = directory.entries.first else { throw TorchError.notATorchArchive("the zip archive is empty") }
         guard let slash = first.name.firstIndex(of: "/") else {
-            throw TorchError.notATorchArchive("first entry '\(first.name)' is not inside a folder")
+            throw TorchError.notATorchArchive("first entry \(TerminalText.quoted(first.name)) is not inside a folder")
         }
         prefix = String(first.name[..<slash])
         var records: [String: ZipEntry] = [:]
         var indices: [String: Int] = [:]
         for (k, e) in directory.entries.enumerated() {
             guard e.name.hasPrefix(prefix + "/") else {
-                throw TorchError.notATorchArchive("entry '\(e.name)' is outside the archive folder '\(prefix)/'")
+                throw TorchError.notATorchArchive("entry \(TerminalText.quoted(e.name)) is outside the archive folder \(TerminalText.quoted(prefix + "/"))")
             }
             let relative = String(e.name.dropFirst(prefix.count + 1))
             records[relative] = e
@@ -66,7 +66,7 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
             let r = String(e.name.dropFirst(prefix.count + 1))
             let known = r == "data.pkl" || r == "version" || r == "byteorder" || r.hasPrefix(".")
                 || (r.hasPrefix("data/") && r.count > 5 && !r.dropFirst(5).contains("/"))
-            if !known { throw TorchError.notATorchArchive("unexpected member '\(e.name)'") }
+            if !known { throw TorchError.notATorchArchive("unexpected member \(TerminalText.quoted(e.name))") }
         }
         guard let pickleIndex = indices["data.pkl"] else { throw TorchError.notATorchArchive("no data.pkl record") }
 
@@ -183,12 +183,12 @@ final class LibZipArchive {
         for (k, e) in d.entries.enumerated() {
             var st = zip_stat_t()
             zip_stat_init(&st)
-            guard zip_stat_index(za, zip_uint64_t(k), 0, &st) == 0, let namePointer = st.name else {
+            guard zip_stat_index(za, zip_uint64_t(k), zip_flags_t(ZIP_FL_ENC_RAW), &st) == 0, let namePointer = st.name else {
                 throw ZipError.libzip("cannot stat entry \(k)")
             }
             let name = String(cString: namePointer)
             guard name == e.name, Int(st.size) == e.uncompressedSize, Int(st.comp_size) == e.compressedSize else {
-                throw ZipError.libzip("entry \(k) differs between libzip ('\(name)') and the central directory ('\(e.name)')")
+                throw ZipError.libzip("entry \(k) differs between libzip (\(TerminalText.quoted(name))) and the central directory (\(TerminalText.quoted(e.name)))")
             }
         }
     }
@@ -200,31 +200,31 @@ final class LibZipArchive {
         zip_stat_init(&st)
         guard zip_stat_index(za, zip_uint64_t(index), 0, &st) == 0 else { throw ZipError.libzip("cannot stat entry \(index)") }
         let name = st.name.map { String(cString: $0) } ?? "#\(index)"
-        guard st.size <= UInt64(limit) else { throw ZipError.libzip("record '\(name)' is \(st.size) bytes (limit \(limit))") }
+        guard st.size <= UInt64(limit) else { throw ZipError.libzip("record \(TerminalText.quoted(name)) is \(st.size) bytes (limit \(limit))") }
         if st.comp_method != 0 {
             // A compressed pickle or small record is never 100 times smaller than its content in
             // practice (pickles of state dicts compress 3-10x); refuse before inflating a bomb.
             guard st.size <= max(1 << 20, st.comp_size &* 100) else {
-                throw ZipError.libzip("record '\(name)' inflates \(st.comp_size) bytes to \(st.size) (refused as a zip bomb)")
+                throw ZipError.libzip("record \(TerminalText.quoted(name)) inflates \(st.comp_size) bytes to \(st.size) (refused as a zip bomb)")
             }
         }
         guard let f = zip_fopen_index(za, zip_uint64_t(index), 0) else {
-            throw ZipError.libzip("cannot open record '\(name)': \(String(cString: zip_strerror(za)))")
+            throw ZipError.libzip("cannot open record \(TerminalText.quoted(name)): \(String(cString: zip_strerror(za)))")
         }
         defer { zip_fclose(f) }
         var out = [UInt8](repeating: 0, count: Int(st.size))
         var done = 0
         while done < out.count {
             let n = out.withUnsafeMutableBytes { zip_fread(f, $0.baseAddress! + done, zip_uint64_t($0.count - done)) }
-            if n < 0 { throw ZipError.libzip("reading '\(name)': \(String(cString: zip_file_strerror(f)))") }
-            if n == 0 { throw ZipError.libzip("record '\(name)' is shorter than declared") }
+            if n < 0 { throw ZipError.libzip("reading \(TerminalText.quoted(name)): \(String(cString: zip_file_strerror(f)))") }
+            if n == 0 { throw ZipError.libzip("record \(TerminalText.quoted(name)) is shorter than declared") }
             done += Int(n)
         }
         // Reading past the end once more makes libzip verify the CRC.
         var extra: UInt8 = 0
         let n = zip_fread(f, &extra, 1)
-        if n < 0 { throw ZipError.libzip("reading '\(name)': \(String(cString: zip_file_strerror(f)))") }
-        if n > 0 { throw ZipError.libzip("record '\(name)' is longer than declared") }
+        if n < 0 { throw ZipError.libzip("reading \(TerminalText.quoted(name)): \(String(cString: zip_file_strerror(f)))") }
+        if n > 0 { throw ZipError.libzip("record \(TerminalText.quoted(name)) is longer than declared") }
         return out
     }
 

@@ -75,13 +75,13 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
             rootTypes[s.key] = (d, s.count)
             if let v = s.legacyView {
                 if let prior = views[v.key], prior != s {
-                    throw TorchError.legacy("view key '\(v.key)' is declared twice, with different storages or bounds", offset: sysInfo.endOffset)
+                    throw TorchError.legacy("view key \(TerminalText.quoted(v.key)) is declared twice, with different storages or bounds", offset: sysInfo.endOffset)
                 }
                 views[v.key] = s
             }
         }
         for key in views.keys where rootTypes[key] != nil {
-            throw TorchError.legacy("view key '\(key)' is also a storage key", offset: sysInfo.endOffset)
+            throw TorchError.legacy("view key \(TerminalText.quoted(key)) is also a storage key", offset: sysInfo.endOffset)
         }
 
         var offset = keysTree.endOffset
@@ -89,21 +89,21 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
         for item in keyList.items {
             guard case .string(let key) = item else { throw TorchError.legacy("storage key is a \(item.typeName)", offset: main.endOffset) }
             guard let (dtype, declared) = rootTypes[key] else {
-                throw TorchError.legacy("storage '\(key)' has data but no tensor uses it (its element size is unknown)", offset: offset)
+                throw TorchError.legacy("storage \(TerminalText.quoted(key)) has data but no tensor uses it (its element size is unknown)", offset: offset)
             }
-            guard bytes.count - offset >= 8 else { throw TorchError.legacy("truncated before storage '\(key)'", offset: offset) }
+            guard bytes.count - offset >= 8 else { throw TorchError.legacy("truncated before storage \(TerminalText.quoted(key))", offset: offset) }
             var n: UInt64 = 0
             for k in (0..<8).reversed() { n = n << 8 | UInt64(bytes[offset + k]) }
             let count = try Checked.int(n, "the size of storage \(key)")
             guard count == declared else {
-                throw TorchError.legacy("storage '\(key)' has \(count) elements but the pickle declares \(declared)", offset: offset)
+                throw TorchError.legacy("storage \(TerminalText.quoted(key)) has \(count) elements but the pickle declares \(declared)", offset: offset)
             }
             let size = try Checked.mul(count, dtype.itemSize, "the size of storage \(key)")
             let start = offset + 8
             guard size <= bytes.count - start else {
-                throw TorchError.legacy("storage '\(key)' needs \(size) bytes but only \(bytes.count - start) remain", offset: start)
+                throw TorchError.legacy("storage \(TerminalText.quoted(key)) needs \(size) bytes but only \(bytes.count - start) remain", offset: start)
             }
-            guard ranges[key] == nil else { throw TorchError.legacy("storage '\(key)' appears twice", offset: offset) }
+            guard ranges[key] == nil else { throw TorchError.legacy("storage \(TerminalText.quoted(key)) appears twice", offset: offset) }
             ranges[key] = start..<(start + size)
             offset = start + size
         }

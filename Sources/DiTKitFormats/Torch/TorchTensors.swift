@@ -20,15 +20,15 @@ public enum TorchError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .torchScript:
             return "a TorchScript archive (constants.pkl / code/); refusing it: TorchScript runs code. Save the model's state_dict with torch.save instead"
-        case .missingRecord(let r): return "missing storage record '\(r)'"
-        case let .recordCompressed(r, m): return "storage record '\(r)' is compressed (method \(m)); torch.save stores storages uncompressed"
-        case let .recordSize(r, e, f): return "storage record '\(r)' holds \(f) bytes but its storage needs \(e)"
-        case let .viewOutOfBounds(t, n, a): return "tensor '\(t)' reads \(n) elements of a storage that holds \(a)"
-        case .storageTypeConflict(let k): return "storage '\(k)' is used with two different dtypes"
+        case .missingRecord(let r): return "missing storage record \(TerminalText.quoted(r))"
+        case let .recordCompressed(r, m): return "storage record \(TerminalText.quoted(r)) is compressed (method \(m)); torch.save stores storages uncompressed"
+        case let .recordSize(r, e, f): return "storage record \(TerminalText.quoted(r)) holds \(f) bytes but its storage needs \(e)"
+        case let .viewOutOfBounds(t, n, a): return "tensor \(TerminalText.quoted(t)) reads \(n) elements of a storage that holds \(a)"
+        case .storageTypeConflict(let k): return "storage \(TerminalText.quoted(k)) is used with two different dtypes"
         case let .tooLarge(t, l, f):
-            return "the tensors up to '\(t)' add up to more than \(l) bytes, the limit for a \(f)-byte file (8 times its size plus 256 MiB): views that repeat storage elements (stride 0, overlapping strides) or share storages declare more than the file holds"
-        case .badByteOrder(let v): return "unknown byteorder record '\(v)' (expected 'little' or 'big')"
-        case .badVersion(let v): return "unsupported archive version '\(v)'"
+            return "the tensors up to \(TerminalText.quoted(t)) add up to more than \(l) bytes, the limit for a \(f)-byte file (8 times its size plus 256 MiB): views that repeat storage elements (stride 0, overlapping strides) or share storages declare more than the file holds"
+        case .badByteOrder(let v): return "unknown byteorder record \(TerminalText.quoted(v)) (expected 'little' or 'big')"
+        case .badVersion(let v): return "unsupported archive version \(TerminalText.quoted(v))"
         case .notATorchArchive(let why): return "not a torch.save archive: \(why)"
         case let .legacy(what, o): return "corrupt legacy checkpoint at byte \(o): \(what)"
         }
@@ -76,7 +76,7 @@ enum TorchTensors {
                 // Highest element touched: offset + sum((size-1) * stride).
                 last = record.storageOffset
                 for (size, stride) in zip(record.shape, record.strides) {
-                    last = try Checked.add(last, try Checked.mul(size - 1, stride, "a view extent of \(name)"), "a view extent of \(name)")
+                    last = try Checked.add(last, try Checked.mul(size - 1, stride, "a view extent of \(TerminalText.quoted(name))"), "a view extent of \(TerminalText.quoted(name))")
                 }
                 let available = bytes / record.dtype.itemSize
                 guard last < available else {

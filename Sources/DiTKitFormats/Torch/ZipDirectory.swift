@@ -69,6 +69,9 @@ public struct ZipDirectory: Sendable {
         }
         guard eocd >= 0 else { throw ZipError.malformed("no end-of-central-directory record", offset: n) }
         let commentLength = u16(eocd + 20)
+        guard eocd + 22 + commentLength <= n else {
+            throw ZipError.malformed("the end-of-central-directory record's comment of \(commentLength) bytes runs past the end of the file (\(n - eocd - 22) bytes remain)", offset: eocd)
+        }
         guard eocd + 22 + commentLength == n else {
             throw ZipError.malformed("\(n - eocd - 22 - commentLength) bytes after the end-of-central-directory record", offset: eocd)
         }
@@ -130,21 +133,21 @@ public struct ZipDirectory: Sendable {
                 }
                 e += 4 + len
             }
-            guard flags & 1 == 0 else { throw ZipError.malformed("entry '\(name)' is encrypted", offset: p) }
-            guard names.insert(name).inserted else { throw ZipError.malformed("duplicate entry name '\(name)'", offset: p) }
+            guard flags & 1 == 0 else { throw ZipError.malformed("entry \(TerminalText.quoted(name)) is encrypted", offset: p) }
+            guard names.insert(name).inserted else { throw ZipError.malformed("duplicate entry name \(TerminalText.quoted(name))", offset: p) }
 
-            try need(lh, 30, "local header of '\(name)'")
-            guard u32(lh) == 0x0403_4B50 else { throw ZipError.malformed("bad local-header signature for '\(name)'", offset: lh) }
+            try need(lh, 30, "local header of \(TerminalText.quoted(name))")
+            guard u32(lh) == 0x0403_4B50 else { throw ZipError.malformed("bad local-header signature for \(TerminalText.quoted(name))", offset: lh) }
             let lNameLen = u16(lh + 26), lExtraLen = u16(lh + 28)
-            try need(lh + 30, lNameLen + lExtraLen, "local header of '\(name)'")
+            try need(lh + 30, lNameLen + lExtraLen, "local header of \(TerminalText.quoted(name))")
             guard lNameLen == nameLen, bytes[(lh + 30)..<(lh + 30 + lNameLen)].elementsEqual(bytes[(p + 46)..<(p + 46 + nameLen)]) else {
-                throw ZipError.malformed("local header name differs from the central directory for '\(name)'", offset: lh)
+                throw ZipError.malformed("local header name differs from the central directory for \(TerminalText.quoted(name))", offset: lh)
             }
             guard UInt16(u16(lh + 8)) == method else {
-                throw ZipError.malformed("local header compression method differs from the central directory for '\(name)'", offset: lh)
+                throw ZipError.malformed("local header compression method differs from the central directory for \(TerminalText.quoted(name))", offset: lh)
             }
             let data = lh + 30 + lNameLen + lExtraLen
-            try need(data, comp, "data of '\(name)'")
+            try need(data, comp, "data of \(TerminalText.quoted(name))")
             entries.append(ZipEntry(name: name, method: method, flags: flags, compressedSize: comp, uncompressedSize: uncomp,
                                     crc32: crc, localHeaderOffset: lh, dataOffset: data))
             p += 46 + nameLen + extraLen + commentLen
@@ -157,12 +160,12 @@ public struct ZipDirectory: Sendable {
         var previousName = ""
         for entry in sorted {
             guard entry.localHeaderOffset >= previousEnd else {
-                throw ZipError.malformed("entries '\(previousName)' and '\(entry.name)' overlap", offset: entry.localHeaderOffset)
+                throw ZipError.malformed("entries \(TerminalText.quoted(previousName)) and \(TerminalText.quoted(entry.name)) overlap", offset: entry.localHeaderOffset)
             }
             previousEnd = entry.dataOffset + entry.compressedSize
             previousName = entry.name
             guard previousEnd <= cdOffset else {
-                throw ZipError.malformed("entry '\(entry.name)' overlaps the central directory", offset: entry.dataOffset)
+                throw ZipError.malformed("entry \(TerminalText.quoted(entry.name)) overlaps the central directory", offset: entry.dataOffset)
             }
         }
         self.entries = entries

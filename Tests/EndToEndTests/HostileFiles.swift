@@ -1,0 +1,118 @@
+// Builds hostile inputs at test time: too large to commit (megabytes of strings, tens of megabytes
+// of header), tiny to describe. Pickles are written opcode by opcode; torch zips as stored zips
+// with the members torch.save writes.
+import Foundation
+import DiTKitCore
+
+/// A pickle written opcode by opcode (protocol 2 unless said otherwise).
+struct PickleWriter {
+    var bytes: [UInt8] = [0x80, 0x02]
+
+    mutating func u32(_ v: Int) { for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+    mutating func u64(_ v: Int) { for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+    mutating func emptyDict() { bytes.append(0x7D) }
+    mutating func emptyTuple() { bytes.append(0x29) }
+    mutating func mark() { bytes.append(0x28) }
+    mutating func setItems() { bytes.append(0x75) }
+    mutating func tuple() { bytes.append(0x74) }
+    mutating func reduce() { bytes.append(0x52) }
+    mutating func binPersID() { bytes.append(0x51) }
+    mutating func stop() { bytes.append(0x2E) }
+    mutating func newFalse() { bytes.append(0x89) }
+    mutating func string(_ s: String) { bytes.append(0x58); u32(s.utf8.count); bytes += Array(s.utf8) }
+    mutating func binBytes(_ b: [UInt8]) { bytes.append(0x42); u32(b.count); bytes += b }
+    mutating func int(_ v: Int) { bytes.append(0x4A); u32(v) }
+    mutating func put(_ i: Int) { bytes.append(0x72); u32(i) }
+    mutating func get(_ i: Int) { bytes.append(0x6A); u32(i) }
+    mutating func global(_ module: String, _ name: String) { bytes.append(0x63); bytes += Array("\(module)\n\(name)\n".utf8) }
+    mutating func ints(_ values: [Int]) { mark(); for v in values { int(v) }; tuple() }
+
+    /// `_rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', count), offset, size, stride, False, OrderedDict())`.
+    mutating func floatTensor(key: String, count: Int, offset: Int = 0, size: [Int], stride: [Int]) {
+        global("torch._utils", "_rebuild_tensor_v2")
+        mark()
+        mark(); string("storage"); global("torch", "FloatStorage"); string(key); string("cpu"); int(count); tuple()
+        binPersID()
+        int(offset)
+        ints(size)
+        ints(stride)
+        newFalse()
+        global("collections", "OrderedDict"); emptyTuple(); reduce()
+        tuple()
+        reduce()
+    }
+}
+
+/// A stored (method 0) zip archive, as libzip and DiTKit's directory reader accept it.
+enum StoredZip {
+    static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func crc32(_ b: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for x in b { c = crcTable[Int((c ^ UInt32(x)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+
+    static func le(_ v: UInt32, _ n: Int, _ out: inout [UInt8]) {
+        for k in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) }
+    }
+
+    static func archive(_ entries: [(String, [UInt8])]) -> [UInt8] {
+        var out: [UInt8] = [], cd: [UInt8] = []
+        for (name, data) in entries {
+            let offset = UInt32(out.count), crc = crc32(data), n = Array(name.utf8)
+            le(0x0403_4B50, 4, &out); le(20, 2, &out); le(0, 2, &out); le(0, 2, &out); le(0, 4, &out)
+            le(crc, 4, &out); le(UInt32(data.count), 4, &out); le(UInt32(data.count), 4, &out)
+            le(UInt32(n.count), 2, &out); le(0, 2, &out)
+            out += n + data
+            le(0x0201_4B50, 4, &cd); le(20, 2, &cd); le(20, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 4, &cd)
+            le(crc, 4, &cd); le(UInt32(data.count), 4, &cd); le(UInt32(data.count), 4, &cd)
+            le(UInt32(n.count), 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 4, &cd); le(offset, 4, &cd)
+            cd += n
+        }
+        let cdOffset = UInt32(out.count)
+        out += cd
+        le(0x0605_4B50, 4, &out); le(0, 2, &out); le(0, 2, &out)
+        le(UInt32(entries.count), 2, &out); le(UInt32(entries.count), 2, &out)
+        le(UInt32(cd.count), 4, &out); le(cdOffset, 4, &out); le(0, 2, &out)
+        return out
+    }
+
+    /// A torch.save-shaped archive: `archive/data.pkl`, `byteorder`, `data/<key>`, `version`.
+    static func torch(pickle: [UInt8], storages: [(String, [UInt8])] = []) -> [UInt8] {
+        var entries: [(String, [UInt8])] = [("archive/data.pkl", pickle), ("archive/byteorder", Array("little".utf8))]
+        for (k, d) in storages { entries.append(("archive/data/\(k)", d)) }
+        entries.append(("archive/version", Array("3\n".utf8)))
+        return archive(entries)
+    }
+}
+
+/// A safetensors file from its header text and data.
+func safetensorsFile(header: String, data: [UInt8] = []) -> [UInt8] {
+    var out: [UInt8] = []
+    let h = Array(header.utf8)
+    for k in 0..<8 { out.append(UInt8(truncatingIfNeeded: h.count >> (8 * k))) }
+    return out + h + data
+}
+
+/// Whether `text` holds a byte that a terminal would obey: a C0 control other than LF (or any,
+/// with `allowingNewlines` false), DEL, or a UTF-8 encoded C1 control or bidirectional override.
+func holdsRawControl(_ text: String, allowingNewlines: Bool = true) -> Bool {
+    text.unicodeScalars.contains { u in
+        if u == "\n" { return !allowingNewlines }
+        return u.value < 0x20 || (0x7F...0x9F).contains(u.value) || (0x202A...0x202E).contains(u.value) || (0x2066...0x2069).contains(u.value)
+    }
+}
+
+/// Runs `ditkit args...` under an address-space limit of `megabytes` (so an unbounded allocation
+/// fails instead of succeeding slowly) and a time limit, and returns the result and the seconds it took.
+func runBounded(_ args: [String], megabytes: Int = 1000, seconds: Int = 60) throws -> (ToolResult, Double) {
+    let start = Date()
+    let quoted = args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+    let r = try Tool.run(["sh", "-c", "ulimit -v \(megabytes * 1000); exec timeout -s KILL \(seconds) \"$0\" \(quoted)", Tool.binary], viaShell: true)
+    return (r, Date().timeIntervalSince(start))
+}
