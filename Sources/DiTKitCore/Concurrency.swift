@@ -20,6 +20,23 @@ public final class AtomicCounter: @unchecked Sendable {
     }
 }
 
+/// A value behind a mutex.
+public final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private var mutex = pthread_mutex_t()
+    public init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(&mutex, nil)
+    }
+    deinit { pthread_mutex_destroy(&mutex) }
+    /// Runs `body` with exclusive access to the value.
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body(&value)
+    }
+}
+
 /// Holds the first error thrown by any worker.
 public final class ErrorBox: @unchecked Sendable {
     private var stored: (any Error)?

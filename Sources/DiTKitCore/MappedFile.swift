@@ -1,4 +1,5 @@
 // Read-only memory mappings and the byte buffers handed out from them.
+import CDiTKitSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -66,10 +67,24 @@ public enum RegularFile {
     }
 }
 
+/// The file shrank (or could not be read) while it was mapped: pages past its new end read as zeros.
+public struct FileChangedWhileReading: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let pages: UInt64
+    public var description: String {
+        "\(path): the file shrank while it was being read (\(pages) page\(pages == 1 ? "" : "s") past its new end); what was read from it is void"
+    }
+}
+
 /// A whole file mapped read-only into memory (`mmap(PROT_READ, MAP_PRIVATE)`).
 ///
 /// The mapping lives as long as the object; buffers handed out keep it alive through
 /// `RawBytes.owner`. An empty file maps to an empty buffer.
+///
+/// Truncation: when another process shrinks the file, touching a page past its new end raises
+/// SIGBUS. Mappings are registered with a SIGBUS guard (CDiTKitSupport `ditkit_mapping_guard_install`)
+/// that maps zeros over such a page instead, so the process lives; `checkUnchanged()` then
+/// reports the loss, and every reader calls it before it trusts what it read.
 public final class MappedFile: @unchecked Sendable {
     /// Path the file was opened from.
     public let path: String
@@ -106,7 +121,42 @@ public final class MappedFile: @unchecked Sendable {
         guard let p, p != MAP_FAILED else { throw SystemError("mmap", path: path) }
         base = p
         bytes = UnsafeRawBufferPointer(start: p, count: length)
+        if MappedFile.guardInstalled {
+            guardSlot = ditkit_mapping_register(p, length)
+            if guardSlot >= 0 { MappedFile.registry.withLock { $0[guardSlot] = path } }
+        }
     }
+
+    /// Installs the SIGBUS guard once per process (the first time a file is mapped).
+    private static let guardInstalled: Bool = ditkit_mapping_guard_install() == 0
+    /// This mapping's slot in the guard, or -1 when it is not guarded.
+    private var guardSlot: Int32 = -1
+
+    /// Pages of this mapping that vanished (the file shrank) and now read as zeros.
+    public var pagesLost: UInt64 { guardSlot >= 0 ? ditkit_mapping_faults(guardSlot) : 0 }
+
+    /// Throws `FileChangedWhileReading` when pages of the mapping vanished since it was mapped:
+    /// whatever was read from them is zeros, not the file.
+    public func checkUnchanged() throws {
+        let lost = pagesLost
+        if lost > 0 { throw FileChangedWhileReading(path: path, pages: lost) }
+    }
+
+    /// Paths of the guarded mappings, by slot.
+    private static let registry = Locked<[Int32: String]>([:])
+
+    /// Throws `FileChangedWhileReading` when a file still mapped by this process lost pages (it
+    /// shrank while mapped): anything computed from it is void. `AtomicOutput.commit` calls it, so
+    /// no output built from such a file is moved into place.
+    public static func checkMappedFilesUnchanged() throws {
+        guard ditkit_mapping_total_faults() > 0 else { return }
+        let damaged = registry.withLock { live in live.first { ditkit_mapping_faults($0.key) > 0 } }
+        if let (slot, path) = damaged { throw FileChangedWhileReading(path: path, pages: ditkit_mapping_faults(slot)) }
+    }
+
+    /// Pages that vanished from any mapping of this process since it started (a command's last
+    /// check before it reports success: its inputs may be unmapped by then).
+    public static var pagesLostInProcess: UInt64 { ditkit_mapping_total_faults() }
 
     /// An in-memory copy of `bytes` standing in for a file (fuzzing and tests): no descriptor.
     public init(copying bytes: [UInt8], path: String) {
@@ -148,6 +198,10 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
+        if guardSlot >= 0 {
+            MappedFile.registry.withLock { $0[guardSlot] = nil }
+            ditkit_mapping_unregister(guardSlot)
+        }
         if let base { if owned { base.deallocate() } else { munmap(base, length) } }
         if descriptor >= 0 { close(descriptor) }
     }

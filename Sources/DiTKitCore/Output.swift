@@ -313,6 +313,9 @@ public final class AtomicOutput {
         precondition(!done, "AtomicOutput committed twice")
         // Something may have appeared at the final path while the output was being written.
         try AtomicOutput.checkReplaceable(finalPath, kind: kind, force: force)
+        // An input that shrank while it was mapped was read as zeros (MappedFile): nothing built
+        // from it is moved into place.
+        try MappedFile.checkMappedFilesUnchanged()
         if FileSystem.exists(finalPath) {
             if ditkit_exchange_paths(temporaryPath, finalPath) == 0 {
                 // The old output now sits at the temporary path.

@@ -55,18 +55,25 @@ public protocol TensorContainer: AnyObject, Sendable {
     /// When tensor `index` is stored verbatim (C-contiguous, little-endian) in a file, that file
     /// and the byte range: writers can then copy it inside the kernel.
     func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)?
+    /// Throws `FileChangedWhileReading` when the mapped file shrank since it was opened: bytes read
+    /// from it since then may be zeros instead of the file's (see `MappedFile`).
+    func checkUnchanged() throws
 }
 
 extension TensorContainer {
     public func release(_ index: Int) {}
     public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? { nil }
+    public func checkUnchanged() throws {}
 
     /// Index of the tensor called `name`.
     public func index(of name: String) -> Int? { tensors.firstIndex { $0.name == name } }
 
-    /// SHA-256 of a tensor's C-contiguous little-endian bytes (`ditkit inspect --hash`).
+    /// SHA-256 of a tensor's C-contiguous little-endian bytes (`ditkit inspect --hash`). Throws
+    /// when the file shrank while it was read (the hash would be of zeros).
     public func sha256(of index: Int) throws -> String {
-        SHA256Hasher.hex(try bytes(of: index))
+        let hex = SHA256Hasher.hex(try bytes(of: index))
+        try checkUnchanged()
+        return hex
     }
 }
 

@@ -32,7 +32,13 @@ func printError(_ line: String) {
 /// Runs a command body, turning library errors into one line on stderr and an exit status.
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
-        return try body()
+        let result = try body()
+        // A mapped input that shrank meanwhile was read as zeros: nothing computed from it stands.
+        if MappedFile.pagesLostInProcess > 0 {
+            printError("ditkit: error: an input file shrank while it was being read (\(MappedFile.pagesLostInProcess) pages read as zeros); the results above are void")
+            throw Exit.refused
+        }
+        return result
     } catch let e as ExitCode {
         throw e
     } catch {

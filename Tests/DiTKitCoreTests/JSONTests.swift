@@ -30,3 +30,36 @@ import DiTKitCore
         #expect(back.objectValue?.map(\.0) == ["z", "a", "s"])
     }
 }
+
+@Suite struct JSONLimitTests {
+    @Test func valueBudgetStopsATreeBeforeItGrows() throws {
+        let big = "[" + Array(repeating: "1", count: 1000).joined(separator: ",") + "]"
+        #expect(try Array(big.utf8).withUnsafeBytes { try JSONReader.parse($0, maxValues: 1001) }.arrayValue?.count == 1000)
+        var text = big
+        let e = #expect(throws: JSONError.self) {
+            try text.withUTF8 { try JSONReader.parse(UnsafeRawBufferPointer($0), maxValues: 1000) }
+        }
+        #expect(e?.message == "more than 1000 values")
+    }
+
+    @Test func membersAreHandedOverOneByOne() throws {
+        var seen: [String] = []
+        let text = #"{"a": [1, 2], "b": {"c": null}, "d": "e"}"#
+        try Array(text.utf8).withUnsafeBytes { b in
+            try JSONReader.forEachMember(in: b, maxMembers: 3, maxMemberValues: 3) { name, value in
+                seen.append(name)
+                if name == "a" { #expect(value == .array([.int(1), .int(2)])) }
+            }
+        }
+        #expect(seen == ["a", "b", "d"])
+        for (bad, why) in [(#"{"a":1,"a":2}"#, "duplicate member name 'a'"), (#"[1]"#, "not an object"), (#"{"a":1,"b":2,"c":3,"d":4}"#, "more than 3 members"),
+                           (#"{"a":[1,2,3,4]}"#, "more than 3 values"), (#"{"a":1} x"#, "unexpected data")] {
+            #expect(throws: JSONError.self, "\(bad)") {
+                try Array(bad.utf8).withUnsafeBytes { try JSONReader.forEachMember(in: $0, maxMembers: 3, maxMemberValues: 3) { _, _ in } }
+            }
+            do {
+                try Array(bad.utf8).withUnsafeBytes { try JSONReader.forEachMember(in: $0, maxMembers: 3, maxMemberValues: 3) { _, _ in } }
+            } catch let e as JSONError { #expect(e.message.contains(why), "\(bad): \(e.message)") } catch {}
+        }
+    }
+}

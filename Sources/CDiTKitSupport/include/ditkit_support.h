@@ -25,4 +25,28 @@ int ditkit_hold_lock(const char *path);
 /// -1 with errno when `path` cannot be opened or tested. Never follows a final symbolic link.
 int ditkit_is_locked(const char *path);
 
+/// Guard for read-only file mappings that lose pages while they are read.
+///
+/// A mapped file that another process truncates raises SIGBUS on the next access to a page past
+/// its new end, which kills the process. `ditkit_mapping_guard_install` installs (once) a SIGBUS
+/// handler that, for a fault inside a mapping registered with `ditkit_mapping_register`, maps a
+/// page of zeros over the faulting page, counts it, and lets the access continue; readers then ask
+/// `ditkit_mapping_faults` and refuse what they read. Faults outside registered mappings go to the
+/// handler that was installed before (the Swift runtime's crash reporter), unchanged.
+/// Returns 0, or -1 with errno set.
+int ditkit_mapping_guard_install(void);
+
+/// Registers `[base, base + length)` as a guarded mapping. Returns a slot (>= 0), or -1 when all
+/// slots are taken (the mapping then stays unguarded).
+int ditkit_mapping_register(const void *base, size_t length);
+
+/// Unregisters a slot returned by `ditkit_mapping_register` (call before unmapping).
+void ditkit_mapping_unregister(int slot);
+
+/// Pages of `slot` that were replaced with zeros after a SIGBUS.
+uint64_t ditkit_mapping_faults(int slot);
+
+/// Pages of every guarded mapping replaced with zeros since the process started.
+uint64_t ditkit_mapping_total_faults(void);
+
 #endif

@@ -187,6 +187,8 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         releaseTensor(manifest.tensors[entries[i].tensor].name)
     }
 
+    public func checkUnchanged() throws { try weights.checkUnchanged() }
+
     /// The mapped weights file (for checks).
     public var weightsBytes: RawBytes { weights.slice(0..<weights.count) }
 

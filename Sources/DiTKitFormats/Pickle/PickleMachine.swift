@@ -57,7 +57,7 @@ public struct PickleLimits: Sendable {
     /// Maximum bytes that calls may build from values already in the tree (an `OrderedDict` of a
     /// memoised list copies its pairs, `_codecs.encode` of a memoised string copies its text):
     /// each copied item counts 32 bytes. Memo references alone share nodes and cost nothing.
-    public var maxCopiedBytes = 256 << 20
+    public var maxCopiedBytes = 64 << 20
     public init() {}
 }
 

@@ -167,6 +167,8 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
         }
     }
 
+    public func checkUnchanged() throws { try file.checkUnchanged() }
+
     public func release(_ index: Int) {
         file.release((dataStart + ranges[index].lowerBound)..<(dataStart + ranges[index].upperBound))
     }

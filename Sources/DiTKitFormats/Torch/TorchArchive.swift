@@ -131,6 +131,8 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
     /// Offset in the file of a storage record's data.
     public func recordOffset(key: String) -> Int? { records["data/\(key)"]?.dataOffset }
 
+    public func checkUnchanged() throws { try file.checkUnchanged() }
+
     public func release(_ index: Int) {
         if let e = records["data/\(resolved[index].record.storage.key)"] {
             file.release(e.dataOffset..<(e.dataOffset + e.uncompressedSize))

@@ -138,6 +138,8 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
         return (root.lowerBound + lo)..<(root.lowerBound + hi)
     }
 
+    public func checkUnchanged() throws { try file.checkUnchanged() }
+
     public func release(_ index: Int) {
         if let r = storages[resolved[index].record.storage.key] { file.release(r) }
     }
