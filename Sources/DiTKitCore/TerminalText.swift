@@ -45,7 +45,7 @@ public enum TerminalText {
     /// both ends stay visible (`blocks.0.attn…qkv.weight`).
     public static func elided(_ s: String, width: Int) -> String {
         let e = escaped(s)
-        guard e.count > width, width >= 3 else { return e }
+        guard e.utf8.count > width, e.count > width, width >= 3 else { return e }
         let tail = (width - 1) / 2
         let head = width - 1 - tail
         return String(e.prefix(head)) + "…" + String(e.suffix(tail))

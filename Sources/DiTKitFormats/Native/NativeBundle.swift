@@ -96,6 +96,9 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         return opened.st_dev != current.st_dev || opened.st_ino != current.st_ino
     }
 
+    /// Most JSON values a manifest may hold (a tensor takes about 15; DiT-XL/2 has 700 tensors).
+    static let maxManifestValues = 4_000_000
+
     private init(once path: String) throws {
         self.path = path
         let dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -112,7 +115,11 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
         guard manifestFile.count <= 256 << 20 else { throw BundleError.manifest("manifest larger than 256 MB") }
         manifestBytes = Array(manifestFile.bytes)
         let json: JSONValue
-        do { json = try JSONReader.parse(manifestBytes) } catch { throw BundleError.manifest("\(error)") }
+        // A JSON tree costs ~15 times its text: the value budget keeps a hostile manifest bounded
+        // (a real one has ~15 values per tensor).
+        do { json = try manifestBytes.withUnsafeBytes { try JSONReader.parse($0, maxValues: NativeBundle.maxManifestValues) } } catch {
+            throw BundleError.manifest("\(error)")
+        }
         manifest = try BundleManifest(json: json)
         // The manifest's checksum line, read through the same directory descriptor (so a bundle
         // replaced meanwhile never pairs an old manifest with a new checksum).

@@ -47,7 +47,8 @@ public struct PickleLimits: Sendable {
     public var maxMemo = 1_000_000
     /// Maximum container nodes.
     public var maxNodes = 5_000_000
-    /// Maximum bytes of a single string or bytes value.
+    /// Maximum bytes of a single string or bytes value, and of all of them together (each is a
+    /// copy out of the pickle).
     public var maxStringBytes = 256 << 20
     /// Maximum tensors rebuilt (each copies its sizes and strides, so memo references to one
     /// huge size tuple must not be multiplied without bound).
@@ -121,6 +122,7 @@ public struct PickleMachine {
     private let storageIDs: StorageIDLayout
     private var tensorCount = 0
     private var copiedBytes = 0
+    private var stringBytes = 0
 
     /// Reads one pickle starting at `offset` of `input`, up to and including its STOP. Storage
     /// persistent ids must follow `storageIDs`. Throws `PickleError`.
@@ -173,6 +175,10 @@ public struct PickleMachine {
         }
         let n = Int(raw)
         guard n <= limits.maxStringBytes else { throw PickleError.limit("\(what) of \(n) bytes", offset: opStart) }
+        stringBytes += n
+        guard stringBytes <= limits.maxStringBytes else {
+            throw PickleError.limit("strings and bytes of more than \(limits.maxStringBytes) bytes in all", offset: opStart)
+        }
         return n
     }
 

@@ -104,8 +104,10 @@ public enum PickleValue: Sendable {
     case set(PickleSet)
     case object(PickleObject)
     case global(PickleGlobal)
-    case storage(StorageReference)
-    case tensor(TensorRecord)
+    // Boxed: a storage reference or a tensor record is several times larger than any other
+    // payload, and every value of a million-item list would otherwise carry its size.
+    indirect case storage(StorageReference)
+    indirect case tensor(TensorRecord)
     /// The MARK sentinel; never present in a finished tree.
     case mark
 

@@ -29,8 +29,9 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
     private let resolved: [ResolvedTensor]
     private let records: [String: ZipEntry]
 
-    /// Largest small record (pickle, version) read through libzip.
-    static let maxSmallRecord = 1 << 30
+    /// Largest `data.pkl` read through libzip (it is held in memory while its tree is built; the
+    /// largest real ones are a few megabytes).
+    static let maxSmallRecord = 256 << 20
 
     /// Opens and validates the archive in `file`. Throws `ZipError`, `TorchError`, `PickleError`, `WalkError`.
     public init(file: MappedFile) throws {
