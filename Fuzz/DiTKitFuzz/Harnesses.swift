@@ -1,6 +1,9 @@
 // Fuzz harnesses: every parser that reads untrusted bytes, driven from memory.
 // Each harness must return (or throw a Swift error) on any input: never crash, hang, or allocate
 // without bound. Run with libFuzzer (`make fuzz`) or on files (`ditkit-fuzz TARGET FILE...`).
+// The torch, safetensors and pickle harnesses also check what the code produces (issue 18): a tensor's
+// bytes are as many as its entry says, and no error message or listing holds a control character or
+// a line break from the file. A violation stops the harness like a crash, so libFuzzer reports it.
 import DiTKitCore
 import DiTKitFormats
 #if canImport(Glibc)
@@ -14,11 +17,15 @@ enum Harness: String, CaseIterable {
         let bytes = Array(data)
         switch self {
         case .pickle:
-            if let tree = try? PickleMachine.load(bytes) {
+            do {
+                let tree = try PickleMachine.load(bytes)
                 var limits = WalkLimits()
                 limits.maxVisits = 200_000
-                _ = try? PickleTreeWalker.walk(tree.root, limits: limits)
-            }
+                let contents = try withExtendedLifetime(tree) { try PickleTreeWalker.walk(tree.root, limits: limits) }
+                for o in contents.objects where o.value.utf8.count > limits.maxRenderedBytes + 3 {
+                    fatalError("object rendered in \(o.value.utf8.count) bytes, beyond the \(limits.maxRenderedBytes)-byte cut")
+                }
+            } catch { Self.checkMessage(error) }
         case .torchzip:
             readAll { try TorchArchive(file: MappedFile(copying: bytes, path: "fuzz.pt")) }
         case .torchpickle:
@@ -68,11 +75,28 @@ enum Harness: String, CaseIterable {
         }
     }
 
-    /// Opens a container and reads and hashes every tensor, as `inspect --hash` would.
+    /// Opens a container, reads and hashes every tensor and lists it, as `inspect --hash` would.
     private func readAll(_ open: () throws -> any TensorContainer) {
-        guard let c = try? open() else { return }
-        for i in c.tensors.indices {
-            if let b = try? c.bytes(of: i) { _ = SHA256Hasher.hex(b) }
+        let c: any TensorContainer
+        do { c = try open() } catch { Self.checkMessage(error); return }
+        for (i, t) in c.tensors.enumerated() {
+            do {
+                let b = try c.bytes(of: i)
+                if b.count != t.byteCount { fatalError("tensor \(i) read \(b.count) bytes; its entry says \(t.byteCount)") }
+                _ = SHA256Hasher.hex(b)
+            } catch { Self.checkMessage(error) }
+        }
+        let table = ContainerListing.table(c, hashes: nil)
+        if table.unicodeScalars.contains(where: { TerminalText.isUnsafe($0) && $0 != "\n" }) {
+            fatalError("a control character from the file reached the table: \(TerminalText.escaped(table).prefix(500))")
+        }
+    }
+
+    /// An error message is one line without control characters (names from the file are escaped).
+    private static func checkMessage(_ error: any Error) {
+        let text = String(describing: error)
+        if text.unicodeScalars.contains(where: { TerminalText.isUnsafe($0) }) {
+            fatalError("error message holds a control character or a line break: \(TerminalText.escaped(text).prefix(500))")
         }
     }
 }

@@ -212,6 +212,8 @@ public final class GGUFFile: TensorContainer, @unchecked Sendable {
 
     public func release(_ index: Int) { file.release(ranges[index]) }
 
+    public func checkUnchanged() throws { try file.checkUnchanged() }
+
     public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? { (file, ranges[index]) }
 
     public func bytes(of index: Int) throws -> RawBytes { file.slice(ranges[index]) }

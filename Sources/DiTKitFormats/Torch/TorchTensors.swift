@@ -69,6 +69,7 @@ enum TorchTensors {
         let limit = sizeLimit(fileSize: fileSize)
         var total = 0
         for (name, record) in contents.tensors {
+            guard record.dtype.itemSize > 0 else { throw CheckpointError.unsupported("tensor \(TerminalText.quoted(name)) has dtype \(record.dtype.name), which torch does not store") }
             let entry = try TensorEntry(name: name, dtype: record.dtype, shape: record.shape)
             let bytes = try storageBytes(record.storage)
             var last = -1
