@@ -3,6 +3,7 @@
 // with the members torch.save writes.
 import Foundation
 import DiTKitCore
+@testable import ditkit_fuzz
 
 /// A pickle written opcode by opcode (protocol 2 unless said otherwise).
 struct PickleWriter {
@@ -43,45 +44,8 @@ struct PickleWriter {
     }
 }
 
-/// A stored (method 0) zip archive, as libzip and DiTKit's directory reader accept it.
-enum StoredZip {
-    static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func crc32(_ b: [UInt8]) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for x in b { c = crcTable[Int((c ^ UInt32(x)) & 0xFF)] ^ (c >> 8) }
-        return c ^ 0xFFFF_FFFF
-    }
-
-    static func le(_ v: UInt32, _ n: Int, _ out: inout [UInt8]) {
-        for k in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) }
-    }
-
-    static func archive(_ entries: [(String, [UInt8])]) -> [UInt8] {
-        var out: [UInt8] = [], cd: [UInt8] = []
-        for (name, data) in entries {
-            let offset = UInt32(out.count), crc = crc32(data), n = Array(name.utf8)
-            le(0x0403_4B50, 4, &out); le(20, 2, &out); le(0, 2, &out); le(0, 2, &out); le(0, 4, &out)
-            le(crc, 4, &out); le(UInt32(data.count), 4, &out); le(UInt32(data.count), 4, &out)
-            le(UInt32(n.count), 2, &out); le(0, 2, &out)
-            out += n + data
-            le(0x0201_4B50, 4, &cd); le(20, 2, &cd); le(20, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 4, &cd)
-            le(crc, 4, &cd); le(UInt32(data.count), 4, &cd); le(UInt32(data.count), 4, &cd)
-            le(UInt32(n.count), 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 2, &cd); le(0, 4, &cd); le(offset, 4, &cd)
-            cd += n
-        }
-        let cdOffset = UInt32(out.count)
-        out += cd
-        le(0x0605_4B50, 4, &out); le(0, 2, &out); le(0, 2, &out)
-        le(UInt32(entries.count), 2, &out); le(UInt32(entries.count), 2, &out)
-        le(UInt32(cd.count), 4, &out); le(cdOffset, 4, &out); le(0, 2, &out)
-        return out
-    }
-
+/// Stored zips: the fuzz harness's writer (`ditkit-fuzz`), plus torch.save's member layout.
+extension StoredZip {
     /// A torch.save-shaped archive: `archive/data.pkl`, `byteorder`, `data/<key>`, `version`.
     static func torch(pickle: [UInt8], storages: [(String, [UInt8])] = []) -> [UInt8] {
         var entries: [(String, [UInt8])] = [("archive/data.pkl", pickle), ("archive/byteorder", Array("little".utf8))]

@@ -4,6 +4,7 @@
 import Testing
 import Foundation
 import DiTKitCore
+@testable import ditkit_fuzz
 
 @Suite struct HostileGeneratedInputTests {
     func write(_ bytes: [UInt8], _ name: String, in dir: String) throws -> String {
