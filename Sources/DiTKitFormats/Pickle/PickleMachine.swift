@@ -5,9 +5,11 @@
 // refuses the whole input with its name and byte offset. Calls (REDUCE, NEWOBJ, INST, OBJ)
 // are interpreted only for allowlisted callables and only produce inert values. Nothing is
 // imported or executed. Every length is checked against the bytes that remain before
-// anything is allocated; stack, memo, mark depth and node count are capped.
+// anything is allocated; stack, memo, mark depth, node count, tensors, dimensions, string bytes
+// and the values calls copy out of memoised nodes are capped (`PickleLimits`). Storage persistent
+// ids must have the arity torch unpacks for the container (`StorageIDLayout`).
 //
-// Entry point: `PickleMachine.load(_:from:limits:)`.
+// Entry point: `PickleMachine.load(_:from:limits:storageIDs:)`.
 import DiTKitCore
 
 /// Why a pickle was refused. Offsets are byte offsets into the pickle being read.

@@ -3,7 +3,10 @@
 // Validation follows the reference implementation (huggingface/safetensors `tensor.rs`
 // `read_metadata` / `Metadata::validate`), in its order, and adds what it lets through:
 // duplicate names, unknown dtypes, unknown fields, non-integer or negative shapes and
-// non-string metadata are refused. The file is memory-mapped; tensors are zero-copy views.
+// non-string metadata are refused. Beyond the reference's 100 MB header limit, a header may list
+// at most `maxTensors` tensors of at most `maxRank` dimensions, and it is parsed one tensor at a
+// time (memory follows the tensors, not the JSON tree); offsets are added with overflow checks.
+// The file is memory-mapped; tensors are zero-copy views.
 import DiTKitCore
 
 /// Why a safetensors file was refused (names follow the reference `SafeTensorError`).

@@ -110,14 +110,8 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
         guard offset == bytes.count else {
             throw TorchError.legacy("\(bytes.count - offset) unexpected bytes after the last storage", offset: offset)
         }
-        var spans: [Range<Int>] = []
-        resolved = try TorchTensors.resolve(contents, fileSize: bytes.count) { s in
-            guard let r = ranges[s.key], let d = s.dtype else { throw TorchError.missingRecord(s.key) }
-            let span = TorchLegacyFile.span(of: s, root: r, itemSize: d.itemSize)
-            spans.append(span)
-            return span.count
-        }
-        self.spans = spans
+        resolved = try TorchTensors.resolve(contents, fileSize: bytes.count) { try TorchLegacyFile.span(of: $0, in: ranges).count }
+        spans = try resolved.map { try TorchLegacyFile.span(of: $0.record.storage, in: ranges) }
         storages = ranges
         tensors = resolved.map(\.entry)
         objects = contents.objects
@@ -128,7 +122,9 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
     /// The view's offset and size count elements of the storage's type (not the tensor's: a
     /// `_rebuild_tensor_v3` tensor may read the view as another dtype). Like torch, which slices
     /// the root as a Python slice, a view reaching past the root's end is cut short there.
-    static func span(of s: StorageReference, root: Range<Int>, itemSize: Int) -> Range<Int> {
+    /// `roots` maps root storage keys to their bytes in the file. Throws `TorchError.missingRecord`.
+    static func span(of s: StorageReference, in roots: [String: Range<Int>]) throws -> Range<Int> {
+        guard let root = roots[s.key], let itemSize = s.dtype?.itemSize else { throw TorchError.missingRecord(s.key) }
         guard let v = s.legacyView else { return root }
         func saturating(_ a: Int, _ b: Int) -> Int { let (r, o) = a.multipliedReportingOverflow(by: b); return o ? Int.max : r }
         let length = root.count

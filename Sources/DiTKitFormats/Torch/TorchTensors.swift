@@ -1,5 +1,6 @@
 // What the zip and legacy torch readers share: resolving tensors against their storages,
-// checking every view, and producing contiguous little-endian bytes.
+// checking every view, and producing contiguous little-endian bytes, as torch reads them
+// (tools/make_torch_corpus.py holds the files and torch's values that prove it).
 import DiTKitCore
 
 /// Why a torch checkpoint was refused.
