@@ -724,10 +724,10 @@ def hostile():
     memo += b"h" + bytes([199]) + b"."
     zip_raw(os.path.join(out, "memo_bomb.pt"), [("data.pkl", bytes(memo)), ("version", b"3\n")])
     # No tensor inside: since issue 18 it is one object, rendered truncated (hostile_round2 lists it).
-    deep = b"\x80\x02)" + b"\x85" * 2_000_000 + b"."
+    deep = b"\x80\x02)" + b"\x85" * 400_000 + b"."   # deep enough to overflow a recursive teardown
     zip_raw(os.path.join(out, "deep_nesting.pt"), [("data.pkl", deep), ("version", b"3\n")])
     cases["deep_nesting.pt"] = "nests deeper than"
-    marks = b"\x80\x02" + b"(" * 500_000 + b"."
+    marks = b"\x80\x02" + b"(" * 20_000 + b"."
     zip_raw(os.path.join(out, "deep_marks.pt"), [("data.pkl", marks), ("version", b"3\n")])
     cases["deep_marks.pt"] = "nested MARKs"
     huge = b"\x80\x02X\xff\xff\xff\x7fabc."

@@ -73,10 +73,12 @@ func holdsRawControl(_ text: String, allowingNewlines: Bool = true) -> Bool {
 }
 
 /// Runs `ditkit args...` under an address-space limit of `megabytes` (so an unbounded allocation
-/// fails instead of succeeding slowly) and a time limit, and returns the result and the seconds it took.
-func runBounded(_ args: [String], megabytes: Int = 1000, seconds: Int = 60) throws -> (ToolResult, Double) {
+/// fails instead of succeeding slowly), a CPU-time limit (load-independent: a file that makes a reader
+/// spin is killed by SIGXCPU and fails the exit-status check) and a wall-clock kill after `seconds` for
+/// reads that block; returns the result and the wall seconds it took.
+func runBounded(_ args: [String], megabytes: Int = 1000, seconds: Int = 60, cpuSeconds: Int = 20) throws -> (ToolResult, Double) {
     let start = Date()
     let quoted = args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-    let r = try Tool.run(["sh", "-c", "ulimit -v \(megabytes * 1000); exec timeout -s KILL \(seconds) \"$0\" \(quoted)", Tool.binary], viaShell: true)
+    let r = try Tool.run(["sh", "-c", "ulimit -v \(megabytes * 1000); ulimit -t \(cpuSeconds); exec timeout -s KILL \(seconds) \"$0\" \(quoted)", Tool.binary], viaShell: true)
     return (r, Date().timeIntervalSince(start))
 }

@@ -35,12 +35,11 @@ import DiTKitCore
         defer { FileSystem.removeTree(dir) }
         let text = String(repeating: "0123456789abcdef", count: 1 << 16)   // 1 MiB
         let path = try write(memoisedDict(count: 3000) { $0.string(text) }, "strings.pt", in: dir)
-        let (r, seconds) = try runBounded(["inspect", path])
+        let (r, _) = try runBounded(["inspect", path])
         #expect(r.status == 0, "\(r.stderr)")
         let longest = r.stdout.split(separator: "\n").map(\.utf8.count).max() ?? 0
         #expect(longest < 5000, "an object's rendering is cut (longest line \(longest) bytes)")
         #expect(r.stdout.utf8.count < 20 << 20)
-        #expect(seconds < 30, "\(seconds) s")
         let (j, _) = try runBounded(["inspect", "--json", "--hash", path])
         #expect(j.status == 0, "\(j.stderr)")
         let c = try runBounded(["convert", path, "-o", dir + "/x.ditkit"]).0
@@ -54,10 +53,9 @@ import DiTKitCore
         var blob = [UInt8](repeating: 0, count: 32 << 20)
         for k in stride(from: 0, to: blob.count, by: 7) { blob[k] = UInt8(truncatingIfNeeded: k) }
         let path = try write(memoisedDict(count: 40) { $0.binBytes(blob) }, "bytes.pt", in: dir)
-        let (r, seconds) = try runBounded(["inspect", path])
+        let (r, _) = try runBounded(["inspect", path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.utf8.count < 1 << 20, "\(r.stdout.utf8.count) bytes of listing")
-        #expect(seconds < 30, "\(seconds) s")
     }
 
     @Test func longNamesAreElidedInTablesAndRefusedBeyondTheLimit() throws {
@@ -86,11 +84,10 @@ import DiTKitCore
         #expect(json.stdout.contains(long), "JSON keeps the whole name")
 
         let huge = try write(tensors([String(repeating: "n", count: 4 << 20), "b"]), "huge.pt", in: dir)
-        let (h, seconds) = try runBounded(["inspect", huge])
+        let (h, _) = try runBounded(["inspect", huge])
         #expect(h.status == 2, "\(h.stderr.prefix(300))")
         #expect(h.stderr.contains("longer than 4096 bytes"))
         #expect(h.stderr.split(separator: "\n").count == 1 && h.stderr.utf8.count < 1000, "one short line")
-        #expect(seconds < 30)
     }
 
     @Test func safetensorsHeadersAreBoundedInTensorsAndDimensions() throws {
@@ -104,10 +101,9 @@ import DiTKitCore
         }
         header += "}"
         let many = try write(safetensorsFile(header: header), "many.safetensors", in: dir)
-        let (r, seconds) = try runBounded(["inspect", "--json", "--hash", many])
+        let (r, _) = try runBounded(["inspect", "--json", "--hash", many])
         #expect(r.status == 2, "\(r.stderr)")
         #expect(r.stderr.contains("more than 200000 tensors"), "\(r.stderr)")
-        #expect(seconds < 30, "\(seconds) s")
 
         let rank = try write(safetensorsFile(header: "{\"x\":{\"dtype\":\"F32\",\"shape\":[" + Array(repeating: "1", count: 65).joined(separator: ",")
                                                   + "],\"data_offsets\":[0,4]}}", data: [0, 0, 0, 0]), "rank.safetensors", in: dir)
@@ -143,9 +139,8 @@ import DiTKitCore
         #expect(r.stdout.contains(want), "the expanded tensor hashes like torch's .contiguous()")
         // 32768 x 32768 (4 GiB): refused.
         let bomb = try write(expanded(32768), "bomb.pt", in: dir)
-        let (b, seconds) = try runBounded(["inspect", "--hash", bomb])
+        let (b, _) = try runBounded(["inspect", "--hash", bomb])
         #expect(b.status == 2 && b.stderr.contains("add up to more than"), "\(b.stderr)")
-        #expect(seconds < 30)
     }
 
     @Test func fifosAndDevicesAreRefusedWithoutBlocking() throws {

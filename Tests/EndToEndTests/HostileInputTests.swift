@@ -12,15 +12,13 @@ import DiTKitCore
         for (name, expected) in list {
             let path = Tool.fixture("hostile/" + name)
             // Address space capped at 2 GB: any unbounded allocation would crash instead of exit 2.
-            let start = Date()
-            let r = try Tool.run(["sh", "-c", "ulimit -v 2000000; exec \"$0\" inspect --hash \"$1\"", Tool.binary, path], viaShell: true)
-            let seconds = Date().timeIntervalSince(start)
+            // CPU time capped at 10 s (load-independent): a file that makes the reader spin is killed.
+            let r = try Tool.run(["sh", "-c", "ulimit -v 2000000; ulimit -t 10; exec \"$0\" inspect --hash \"$1\"", Tool.binary, path], viaShell: true)
             #expect(r.status == 2, "\(name): status \(r.status) \(r.stderr)")
             #expect(r.stderr.contains(expected.stringValue ?? "?"), "\(name): \(r.stderr)")
             #expect(r.stderr.contains(path), "\(name): the error names the file")
             #expect(r.stderr.split(separator: "\n").count == 1, "\(name): one line")
             #expect(!holdsRawControl(r.stderr), "\(name): a control character from the file reached stderr")
-            #expect(seconds < 10, "\(name) took \(seconds) s")
         }
     }
 
@@ -37,12 +35,11 @@ import DiTKitCore
         for (name, expected) in cases where round2.contains(name) {
             let path = Tool.fixture("hostile/" + name)
             for args in [["inspect", "--json", "--hash", path], ["convert", path, "-o", dir + "/x.ditkit"]] {
-                let (r, seconds) = try runBounded(args, megabytes: 2000, seconds: 30)
+                let (r, _) = try runBounded(args, megabytes: 2000, seconds: 60, cpuSeconds: 10)
                 #expect(r.status == 2, "\(name) \(args[0]): status \(r.status) \(r.stderr)")
                 #expect(r.stderr.contains(expected.stringValue ?? "?"), "\(name): \(r.stderr)")
                 #expect(r.stderr.split(separator: "\n").count == 1 && !holdsRawControl(r.stderr), "\(name): \(r.stderr)")
                 #expect(r.stdout.isEmpty)
-                #expect(seconds < 10, "\(name) took \(seconds) s")
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
         }
@@ -55,11 +52,10 @@ import DiTKitCore
         #expect(accepted.count >= 4)
         for (name, _) in accepted {
             let path = Tool.fixture("hostile/" + name)
-            let (table, seconds) = try runBounded(["inspect", "--hash", path], megabytes: 2000, seconds: 30)
+            let (table, _) = try runBounded(["inspect", "--hash", path], megabytes: 2000, seconds: 60, cpuSeconds: 10)
             #expect(table.status == 0, "\(name): \(table.stderr)")
             #expect(!holdsRawControl(table.stdout), "\(name): a control character from the file reached the table")
             #expect(table.stderr.isEmpty)
-            #expect(seconds < 10, "\(name) took \(seconds) s")
             let (json, _) = try runBounded(["inspect", "--json", "--hash", path], megabytes: 2000, seconds: 30)
             #expect(json.status == 0, "\(name): \(json.stderr)")
             #expect(!holdsRawControl(json.stdout), "\(name): JSON escapes every control character")
