@@ -3,8 +3,8 @@
 /// An element type of a stored tensor.
 ///
 /// Raw values are the safetensors spellings (`F32`, `BF16`, `F8_E4M3`, ...), which is
-/// how every DiTKit command prints a dtype. Float8 types are carried as raw bytes:
-/// they can be listed, hashed and copied, not converted.
+/// how every DiTKit command prints a dtype. Float8 types (`F8_E4M3` = torch's
+/// `float8_e4m3fn`, `F8_E5M2`) widen exactly to float32; nothing is stored as float8.
 ///
 /// The ggml block types (`Q8_0` ... `Q6_K`, spelled as ggml spells them) store blocks of 32 or
 /// 256 values along the last dimension (BlockQuantization.swift); they have no per-element
@@ -34,7 +34,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     /// Whether the type is a floating-point type that DiTKit can widen to `Float`.
     public var isConvertibleFloat: Bool {
         switch self {
-        case .f64, .f32, .f16, .bf16: return true
+        case .f64, .f32, .f16, .bf16, .f8e4m3, .f8e5m2: return true
         default: return false
         }
     }

@@ -107,11 +107,46 @@ public enum ElementConversion {
         case .f64:
             let s = src.assumingMemoryBound(to: Double.self)
             for i in 0..<count { dst[i] = Float(s[i]) }
+        case .f8e4m3, .f8e5m2:
+            let s = src.assumingMemoryBound(to: UInt8.self)
+            let table = dtype == .f8e4m3 ? Float8.e4m3fnTable : Float8.e5m2Table
+            table.withUnsafeBufferPointer { t in
+                for i in 0..<count { dst[i] = t[Int(s[i])] }
+            }
         default:
             preconditionFailure("toFloat32 called with \(dtype)")
         }
     }
 
+}
+
+/// float8 -> float32, exactly as torch widens `float8_e4m3fn` and `float8_e5m2` (bit for bit,
+/// NaN payloads included: Tests/Fixtures/float8 holds torch's table of all 256 codes).
+public enum Float8 {
+    /// `float8_e4m3fn` (safetensors `F8_E4M3`): 1 sign, 4 exponent (bias 7), 3 mantissa bits; no
+    /// infinities; `S.1111.111` (0x7F, 0xFF) is NaN, which torch widens to `sign | 0x7FF00000`.
+    public static func e4m3fn(_ code: UInt8) -> Float {
+        let sign: UInt32 = UInt32(code & 0x80) << 24
+        let e = Int((code >> 3) & 0xF), m = UInt32(code & 0x7)
+        if e == 0xF && m == 0x7 { return Float(bitPattern: sign | 0x7F80_0000 | (m << 20)) }
+        // Subnormal: m/8 · 2^-6; normal: (1 + m/8) · 2^(e-7). Both exact in float32.
+        let magnitude = e == 0 ? Float(m) * 0x1p-9 : Float(8 + m) * Float(sign: .plus, exponent: e - 10, significand: 1)
+        return sign == 0 ? magnitude : -magnitude
+    }
+
+    /// `float8_e5m2` (safetensors `F8_E5M2`): the top byte of an IEEE half (1 sign, 5 exponent, 2
+    /// mantissa bits): infinities at `S.11111.00`, NaNs widened quiet (`sign | 0x7FC00000 | m << 21`).
+    public static func e5m2(_ code: UInt8) -> Float {
+        let sign: UInt32 = UInt32(code & 0x80) << 24
+        let e = Int((code >> 2) & 0x1F), m = UInt32(code & 0x3)
+        if e == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | (m == 0 ? 0 : 0x40_0000 | (m << 21))) }
+        let magnitude = e == 0 ? Float(m) * 0x1p-16 : Float(4 + m) * Float(sign: .plus, exponent: e - 17, significand: 1)
+        return sign == 0 ? magnitude : -magnitude
+    }
+
+    /// The 256 widened values of each type, by code.
+    public static let e4m3fnTable: [Float] = (0...255).map { e4m3fn(UInt8($0)) }
+    public static let e5m2Table: [Float] = (0...255).map { e5m2(UInt8($0)) }
 }
 
 /// In-place byte swapping of elements (for big-endian checkpoints).

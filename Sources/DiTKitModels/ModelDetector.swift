@@ -336,7 +336,7 @@ public enum ModelDetector {
         let dtypes = Dictionary(all.map { ($0.name, $0.dtype) }, uniquingKeysWith: { a, _ in a })
         for t in p.tensors {
             for s in t.recipe.sources where !(dtypes[s]?.isConvertibleFloat ?? true) {
-                throw ModelError.inconsistent("tensor '\(s)' has dtype \(dtypes[s].map { $0.name } ?? "?"); \(p.configuration.family.title) weights must be F32, F16, BF16 or F64")
+                throw ModelError.inconsistent("tensor '\(s)' has dtype \(dtypes[s].map { $0.name } ?? "?"); \(p.configuration.family.title) weights must be F32, F16, BF16, F64, F8_E4M3 or F8_E5M2")
             }
         }
         return p

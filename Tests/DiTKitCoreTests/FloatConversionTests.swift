@@ -36,3 +36,33 @@ import DiTKitCore
         #expect(try Checked.alignUp(17, 16) == 32)
     }
 }
+
+/// torch's widening of every float8 code (tools/make_float8_table.py).
+@Suite struct Float8WideningTests {
+    static func table(_ type: String) throws -> [UInt32] {
+        var p = #filePath
+        for _ in 0..<3 { p = String(p[..<p.lastIndex(of: "/")!]) }
+        let json = try JSONReader.parse(try FileSystem.readFile(p + "/Tests/Fixtures/float8/float8_to_float32.json"))
+        let hex = try #require(json[type]?.arrayValue)
+        return try hex.map { try #require(UInt32($0.stringValue ?? "", radix: 16)) }
+    }
+
+    @Test(arguments: [DType.f8e4m3, .f8e5m2])
+    func everyCodeWidensAsTorchDoes(_ dtype: DType) throws {
+        let expected = try Self.table(dtype.name)
+        #expect(expected.count == 256)
+        #expect(dtype.isConvertibleFloat && dtype.itemSize == 1)
+        let codes = (0...255).map { UInt8($0) }
+        var out = [Float](repeating: 0, count: 256)
+        codes.withUnsafeBytes { src in
+            out.withUnsafeMutableBufferPointer { ElementConversion.toFloat32(src.baseAddress!, dtype: dtype, count: 256, into: $0.baseAddress!) }
+        }
+        // Bit for bit: signed zeros, subnormals, the largest finite values, infinities and NaN payloads.
+        for c in 0..<256 { #expect(out[c].bitPattern == expected[c], "code 0x\(String(c, radix: 16)): \(out[c])") }
+    }
+
+    @Test func landmarks() {
+        #expect(Float8.e4m3fn(0x7E) == 448 && Float8.e4m3fn(0x01) == 0x1p-9 && Float8.e4m3fn(0x7F).isNaN && Float8.e4m3fn(0x38) == 1)
+        #expect(Float8.e5m2(0x7B) == 57344 && Float8.e5m2(0x7C) == .infinity && Float8.e5m2(0x01) == 0x1p-16 && Float8.e5m2(0x3C) == 1)
+    }
+}
