@@ -240,6 +240,21 @@ final class ConversionWork: @unchecked Sendable {
             let slice = try TensorEntry(name: e.name, dtype: e.dtype, shape: sliceShape)
             parts = [(slice, RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[(part * slice.byteCount)..<((part + 1) * slice.byteCount)])))]
             slices = true
+        case let .rowRange(s, start, count):
+            // Rows of an unevenly fused source (FLUX's linear1): one slice of the source's bytes.
+            transform = "row-range \(start)+\(count)"
+            let (si, e, b) = try source(s)
+            used.append(si)
+            sourceRecords = [SourceTensorRecord(name: e.name, dtype: e.dtype, shape: e.shape, sha256: SHA256Hasher.hex(b))]
+            guard let rows = e.shape.first, start >= 0, count > 0, start + count <= rows else {
+                throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): no rows \(start)..<\(start + count)")
+            }
+            var sliceShape = e.shape
+            sliceShape[0] = count
+            let slice = try TensorEntry(name: e.name, dtype: e.dtype, shape: sliceShape)
+            let rowBytes = slice.byteCount / count
+            parts = [(slice, RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[(start * rowBytes)..<((start + count) * rowBytes)])))]
+            slices = true
         case .swapHalves(let s):
             // The halves of the first dimension swapped: two parts, second half first.
             transform = "swap-halves"

@@ -15,6 +15,9 @@ public enum TensorRecipe: Sendable, Equatable {
     case concatRows([String])
     /// Rows `part` of `of` equal row blocks of a source (an original fused qkv -> q, k, v).
     case rowSlice(String, part: Int, of: Int)
+    /// Rows `start ..< start + count` of a source's first dimension (uneven splits: FLUX's fused
+    /// single-block `linear1` = q | k | v | mlp).
+    case rowRange(String, start: Int, count: Int)
     /// Identical copies (diffusers' per-block embedders); every copy must be byte-identical.
     case foldIdentical([String])
     /// The source's two halves along the first dimension swapped (a final norm's [shift, scale]
@@ -27,7 +30,7 @@ public enum TensorRecipe: Sendable, Equatable {
     /// Source tensor names this recipe reads.
     public var sources: [String] {
         switch self {
-        case .copy(let s), .reshape(let s, _), .swapHalves(let s), .rowSlice(let s, _, _): return [s]
+        case .copy(let s), .reshape(let s, _), .swapHalves(let s), .rowSlice(let s, _, _), .rowRange(let s, _, _): return [s]
         case .concatRows(let s), .foldIdentical(let s): return s
         case .computed: return []
         }
@@ -214,6 +217,21 @@ public struct PlanBuilder {
         }
         for (k, p) in parts.enumerated() {
             try add(p, .rowSlice(source.full(relative), part: k, of: parts.count), shape: [rows / parts.count] + t.shape.dropFirst(), consuming: [relative])
+        }
+    }
+
+    /// The canonical tensors `parts` are consecutive row blocks of `relative` with `rows[k]` rows
+    /// each, in order (an uneven split: FLUX's `linear1` into q, k, v and the MLP input). The sizes
+    /// must add up to the source's rows.
+    public mutating func splitRows(_ relative: String, sizes rows: [Int], into parts: [String]) throws {
+        guard let t = source[relative] else { return }
+        guard rows.count == parts.count, rows.allSatisfy({ $0 > 0 }), t.shape.first == rows.reduce(0, +) else {
+            throw ModelError.inconsistent("'\(relative)' has shape \(t.shape): its rows cannot be split into \(rows)")
+        }
+        var start = 0
+        for (p, n) in zip(parts, rows) {
+            try add(p, .rowRange(source.full(relative), start: start, count: n), shape: [n] + t.shape.dropFirst(), consuming: [relative])
+            start += n
         }
     }
 

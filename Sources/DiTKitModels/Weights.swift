@@ -62,16 +62,25 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
         defer { buffer.deallocate() }
         var position = 0
-        /// Appends rows `part` of `of` equal blocks of the source (the whole source by default).
-        func append(_ source: String, part: Int = 0, of: Int = 1) throws {
+        /// Appends rows `part` of `of` equal blocks of the source (the whole source by default), or
+        /// `rows` (a range of the first dimension).
+        func append(_ source: String, part: Int = 0, of: Int = 1, rows: Range<Int>? = nil) throws {
             guard let i = index[source] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(source)'") }
             let e = container.tensors[i]
             let bytes = try container.bytes(of: i)
             defer { container.release(i) }
-            let count = e.elementCount / of
+            let rowCount = e.shape.first ?? 1, perRow = rowCount > 0 ? e.elementCount / rowCount : 0
+            let first: Int, count: Int
+            if let rows {
+                guard rows.lowerBound >= 0, rows.upperBound <= rowCount else { throw ModelError.inconsistent("'\(source)' has no rows \(rows)") }
+                (first, count) = (rows.lowerBound * perRow, rows.count * perRow)
+            } else {
+                guard e.elementCount % of == 0 else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
+                (first, count) = (part * (e.elementCount / of), e.elementCount / of)
+            }
             try bytes.withElements(of: UInt8.self) { raw in
-                guard let base = raw.baseAddress, e.elementCount % of == 0, position + count <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
-                ElementConversion.toFloat32(UnsafeRawPointer(base + part * count * e.dtype.itemSize), dtype: e.dtype, count: count, into: buffer + position)
+                guard let base = raw.baseAddress, position + count <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
+                ElementConversion.toFloat32(UnsafeRawPointer(base + first * e.dtype.itemSize), dtype: e.dtype, count: count, into: buffer + position)
             }
             position += count
         }
@@ -80,6 +89,7 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
         case .concatRows(let parts): for p in parts { try append(p) }
         case .foldIdentical(let copies): try append(copies[0])
         case let .rowSlice(s, part, of): try append(s, part: part, of: of)
+        case let .rowRange(s, start, count): try append(s, rows: start..<(start + count))
         case .swapHalves(let s):
             try append(s)
             let half = n / 2

@@ -25,9 +25,9 @@ struct Sample: ParsableCommand {
     @Option(name: [.customLong("captions"), .customLong("text")],
             help: "Text-conditioned models (PixArt, SD3, FLUX): HDF5 of precomputed text features, one image per row (/encoder_hidden_states, ...; README).") var captions: String?
     @Option(help: "Image size in pixels, for models that sample at several sizes (PixArt; default: the trained size).") var imageSize: Int?
-    @Option(help: "Respacing: 250 (default), 25, ddim25, 10,10,5 ...") var steps: String = "250"
+    @Option(help: "Steps: DiT and PixArt respacing, 250 (default), 25, ddim25, ...; FLUX a step count (default 28 for FLUX.1-dev, 4 for schnell).") var steps: String?
     @Option(help: "ddpm (default) or ddim (eta 0); --steps ddimN implies ddim.") var sampler: String?
-    @Option(help: "Guidance scale (1 disables guidance).") var cfg: Float = 4.0
+    @Option(help: "Guidance scale (1 disables guidance; default 4). FLUX.1-dev: the guidance embedding's value (default 3.5).") var cfg: Float?
     @Option(help: "Seed of the generator.") var seed: UInt64 = 0
     @Option(help: "HDF5 file with /noise float32 [N,4,H,W], one latent per class.") var noise: String?
     @Option(help: "Write the final latents (before decoding) to /latents of this HDF5 file.") var saveLatents: String?
@@ -37,8 +37,8 @@ struct Sample: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func validate() throws {
-        try validateSampler(steps: steps, sampler: sampler)
-        try validateSteps(steps)
+        try validateSampler(steps: steps ?? "250", sampler: sampler)
+        try validateSteps(steps ?? "250")
         if let classes { _ = try classList(classes, option: "--class") }
         if classes != nil && captions != nil { throw ValidationError("give --class (DiT) or --captions (PixArt), not both") }
     }
@@ -54,7 +54,7 @@ struct Sample: ParsableCommand {
             let dit = try LoadedModel.open(model)
             let conditioning = try conditioning()
             if let classes { try checkClasses(try classList(classes, option: "--class"), option: "--class", for: dit) }
-            let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed)
+            let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed, defaultSteps: "250")
             // Every output is checked before sampling, which can take minutes.
             try AtomicOutput.checkAvailable(output, kind: .png, force: force)
             if let saveLatents { try AtomicOutput.checkAvailable(saveLatents, kind: .latents, force: force) }
@@ -76,13 +76,13 @@ struct Sample: ParsableCommand {
                 let latents: JSONValue = saveLatents.map { .string($0) } ?? .null
                 let members: [(String, JSONValue)] = [
                     ("output", .string(output)), ("images", .int(r.images.count)), ("labels", .array(labelValues)),
-                    ("sampler", .string(o.ddim ? "ddim" : "ddpm")), ("steps", .string(steps)), ("cfg_scale", .double(Double(cfg))),
+                    ("sampler", .string(o.ddim ? "ddim" : "ddpm")), ("steps", .string(o.steps)), ("cfg_scale", .double(Double(o.cfgScale))),
                     ("seed", .int(Int(seed))), ("each", .array(files)), ("latents", latents),
                 ]
                 writeOut(JSONWriter.string(.object(members)))
                 return
             }
-            writeOut("wrote \(output): \(r.images.count) images (\(o.ddim ? "DDIM" : "DDPM") \(steps) steps, cfg \(cfg))\n")
+            writeOut("wrote \(output): \(r.images.count) images (\(o.ddim ? "DDIM" : "DDPM") \(o.steps) steps, cfg \(o.cfgScale))\n")
         }
     }
 }
@@ -96,12 +96,15 @@ func validateSampler(steps: String, sampler: String?) throws {
     }
 }
 
-/// Sampling options from the command line (`--steps ddimN` implies DDIM).
-func samplingOptions(steps: String, sampler: String?, cfg: Float, seed: UInt64) -> SamplingOptions {
+/// Sampling options from the command line (`--steps ddimN` implies DDIM). Steps and guidance the
+/// user did not give are marked so, for families with their own defaults (FLUX).
+func samplingOptions(steps: String?, sampler: String?, cfg: Float?, seed: UInt64, defaultSteps: String) -> SamplingOptions {
     var o = SamplingOptions()
-    o.steps = steps
-    o.ddim = sampler == "ddim" || steps.hasPrefix("ddim")
-    o.cfgScale = cfg
+    o.steps = steps ?? defaultSteps
+    o.stepsGiven = steps != nil
+    o.ddim = sampler == "ddim" || o.steps.hasPrefix("ddim")
+    o.cfgScale = cfg ?? 4.0
+    o.cfgGiven = cfg != nil
     o.seed = seed
     return o
 }

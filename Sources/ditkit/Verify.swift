@@ -39,7 +39,7 @@ struct Verify: ParsableCommand {
     @Option(help: "Seed of the --against inputs.")
     var seed: UInt64 = 0
 
-    @Option(help: "VAE image size in pixels for --against (default 256 for the SD VAE, 64 otherwise).")
+    @Option(help: "Image size in pixels for --against (VAE: default 256 for the SD VAE, 64 otherwise; FLUX: 128×96 by default) and for --sample (FLUX: default 1024).")
     var size: Int?
 
     @Option(help: "Attention heads of a source DiT whose width does not tell them.")
@@ -64,13 +64,13 @@ struct Verify: ParsableCommand {
             help: "--sample: text features to sample with (HDF5; text-conditioned models such as PixArt, SD3, FLUX).")
     var captions: String?
 
-    @Option(help: "--sample: sampling steps (respacing, as for `ditkit sample`; default 25).")
+    @Option(help: "--sample: sampling steps (respacing as for `ditkit sample`, default 25; FLUX: a step count, default 28 for dev, 4 for schnell).")
     var steps: String?
 
     @Option(help: "--sample: ddpm (default) or ddim; --steps ddimN implies ddim.")
     var sampler: String?
 
-    @Option(help: "--sample: guidance scale (default 4).")
+    @Option(help: "--sample: guidance scale (default 4; FLUX.1-dev: the guidance embedding, default 3.5).")
     var cfg: Float?
 
     var sampleClasses: String { classes ?? "207,360,387,974" }
@@ -169,15 +169,15 @@ struct Verify: ParsableCommand {
             }
             var comparison: SampleComparison?
             if sample, let source {
-                let o = samplingOptions(steps: sampleSteps, sampler: sampler, cfg: cfg ?? 4, seed: seed)
+                let o = samplingOptions(steps: steps, sampler: sampler, cfg: cfg, seed: seed, defaultSteps: "25")
                 let decoder = try vae.map { try LoadedModel.open($0) }
                 let conditioning: SamplingConditioning
                 if let captions {
-                    conditioning = SamplingConditioning(featuresPath: captions)
+                    conditioning = SamplingConditioning(featuresPath: captions, imageSize: size)
                 } else {
                     let ids = try classList(sampleClasses, option: "--classes")
                     try checkClasses(ids, option: "--classes", for: m)
-                    conditioning = SamplingConditioning(classes: ids)
+                    conditioning = SamplingConditioning(classes: ids, imageSize: size)
                 }
                 comparison = try SampleComparison.run(converted: m, source: source, vae: decoder,
                                                       conditioning: conditioning, options: o, profile: result.profile, progress: TerminalProgress())

@@ -410,3 +410,129 @@ public enum Layers {
         return modulate(try layerNorm(x, eps: eps), shift: emb, scale: emb, shiftColumn: d, scaleColumn: 0)
     }
 }
+
+// MARK: - joint-attention transformers (FLUX.1; shared with other MMDiT families)
+
+extension Layers {
+    /// Tokens of several `[N, Tk, D]` tensors concatenated along the token dimension (`torch.cat(dim=1)`).
+    public static func concatTokens(_ xs: [Tensor]) -> Tensor {
+        let n = xs[0].shape[0], d = xs[0].shape[xs[0].shape.count - 1]
+        let counts = xs.map { $0.count / max(n * d, 1) }
+        let total = counts.reduce(0, +)
+        return Tensor(shape: [n, total, d]) { out in
+            for b in 0..<n {
+                var o = b * total * d
+                for (x, t) in zip(xs, counts) {
+                    x.data.withUnsafeBufferPointer { (out + o).update(from: $0.baseAddress! + b * t * d, count: t * d) }
+                    o += t * d
+                }
+            }
+        }
+    }
+
+    /// Tokens `start ..< start + count` of `[N, T, D]` (`x[:, start:start + count]`).
+    public static func tokens(_ x: Tensor, _ start: Int, count: Int) -> Tensor {
+        let n = x.shape[0], t = x.shape[1], d = x.count / max(n * t, 1)
+        return Tensor(shape: [n, count] + Array(x.shape.dropFirst(2))) { out in
+            x.data.withUnsafeBufferPointer { xp in
+                for b in 0..<n { (out + b * count * d).update(from: xp.baseAddress! + (b * t + start) * d, count: count * d) }
+            }
+        }
+    }
+
+    /// The `k`-th of `parts` equal column blocks of an `[N, parts·D]` table (`emb.chunk(parts, dim=1)[k]`).
+    public static func column(_ table: Tensor, _ k: Int, of parts: Int) -> Tensor { chunk(table, k, of: parts) }
+
+    /// diffusers' `AdaLayerNormZero` / `AdaLayerNormZeroSingle` (`norm_type="layer_norm"`): the
+    /// modulation `linear(silu(emb))` (`siluEmb` is `silu(emb)`, `[N, E]`) as an `[N, chunks·D]`
+    /// table, and `LayerNorm(x, eps 1e-6, no affine) · (1 + scale) + shift` with shift and scale its
+    /// first two column blocks. The other blocks (gates, the MLP's shift and scale) stay in the table.
+    public static func adaLayerNormZero(_ x: Tensor, siluEmb: Tensor, chunks: Int, _ m: ModuleWeights) throws -> (Tensor, modulation: Tensor) {
+        let d = x.shape[x.shape.count - 1]
+        let mod = try linear(siluEmb, m["linear"])
+        guard mod.shape.last == chunks * d else { throw ModelError.inconsistent("'\(m.path).linear' gives \(mod.shape), expected \(chunks)·\(d) columns") }
+        return (modulate(try layerNorm(x, eps: 1e-6), shift: mod, scale: mod, shiftColumn: 0, scaleColumn: d), mod)
+    }
+
+    /// diffusers' `AdaLayerNormContinuous(elementwise_affine=False, eps)`: `linear(silu(emb))` split
+    /// into [scale, shift] (diffusers' order), then `LayerNorm(x) · (1 + scale) + shift`.
+    public static func adaLayerNormContinuous(_ x: Tensor, siluEmb: Tensor, eps: Double, _ m: ModuleWeights) throws -> Tensor {
+        let d = x.shape[x.shape.count - 1]
+        let mod = try linear(siluEmb, m["linear"])
+        guard mod.shape.last == 2 * d else { throw ModelError.inconsistent("'\(m.path).linear' gives \(mod.shape), expected 2·\(d) columns") }
+        return modulate(try layerNorm(x, eps: eps), shift: mod, scale: mod, shiftColumn: d, scaleColumn: 0)
+    }
+
+    /// diffusers' `FeedForward(activation_fn="gelu-approximate")`: `net.2(gelu_tanh(net.0.proj(x)))`.
+    public static func feedForwardGELU(_ x: Tensor, _ m: ModuleWeights) throws -> Tensor {
+        try linear(geluTanh(try linear(x, m["net"]["0"]["proj"])), m["net"]["2"])
+    }
+
+    /// RMSNorm of every head of `[N, T, H·hd]` over its `hd` values (`torch.nn.RMSNorm(hd, eps)`
+    /// after `unflatten(-1, (H, hd))`), with the `[hd]` weight of `m`.
+    public static func headRMSNorm(_ x: Tensor, headDim: Int, eps: Double, _ m: ModuleWeights) throws -> Tensor {
+        guard headDim > 0, x.count % headDim == 0 else { throw ModelError.inconsistent("'\(m.path)': \(x.shape) is not made of \(headDim)-wide heads") }
+        return try rmsNorm(x.reshaped([x.count / headDim, headDim]), eps: eps, weight: m).reshaped(x.shape)
+    }
+
+    /// diffusers' `FluxPosEmbed(theta, axes_dim)` of position ids `[S, axes]`: per axis of width
+    /// `dᵢ`, frequencies `1 / θ^(2j/dᵢ)` and angles `pos · freq` in float64, cos and sin rounded to
+    /// float32 and each repeated twice (`repeat_interleave_real`), axes concatenated: `[S, Σdᵢ]` each.
+    public static func rotaryEmbedding(ids: [Float], axes: [Int], theta: Int) -> (cos: [Float], sin: [Float]) {
+        let width = axes.reduce(0, +), n = axes.count
+        let s = n > 0 ? ids.count / n : 0
+        var cosOut = [Float](repeating: 0, count: s * width), sinOut = cosOut
+        var offset = 0
+        for (a, dim) in axes.enumerated() {
+            let freqs = stride(from: 0, to: dim, by: 2).map { 1.0 / pow(Double(theta), Double($0) / Double(dim)) }
+            for p in 0..<s {
+                let pos = Double(ids[p * n + a])
+                for (j, f) in freqs.enumerated() {
+                    let angle = pos * f
+                    let c = Float(cos(angle)), sn = Float(sin(angle))
+                    let o = p * width + offset + 2 * j
+                    cosOut[o] = c; cosOut[o + 1] = c
+                    sinOut[o] = sn; sinOut[o + 1] = sn
+                }
+            }
+            offset += dim
+        }
+        return (cosOut, sinOut)
+    }
+
+    /// diffusers' `apply_rotary_emb(x, (cos, sin), sequence_dim=1)` with `use_real_unbind_dim=-1`
+    /// (FLUX): each head's pairs `(x₂ⱼ, x₂ⱼ₊₁)` become `(x₂ⱼ·cos − x₂ⱼ₊₁·sin, x₂ⱼ₊₁·cos + x₂ⱼ·sin)`.
+    /// `x` is `[N, S, H·hd]`; `cos`, `sin` are `[S, hd]`.
+    public static func applyRotary(_ x: Tensor, cos: [Float], sin: [Float], headDim hd: Int) throws -> Tensor {
+        let n = x.shape[0], s = x.shape[1], d = x.shape[2]
+        guard hd > 0, hd % 2 == 0, d % hd == 0, cos.count == s * hd, sin.count == s * hd else {
+            throw ModelError.inconsistent("rotary embedding of \(cos.count / max(hd, 1)) positions × \(hd) does not fit \(x.shape)")
+        }
+        let heads = d / hd
+        var y = x
+        y.data.withUnsafeMutableBufferPointer { yp in
+            cos.withUnsafeBufferPointer { cp in
+                sin.withUnsafeBufferPointer { sp in
+                    for b in 0..<n {
+                        for t in 0..<s {
+                            let c = cp.baseAddress! + t * hd, sn = sp.baseAddress! + t * hd
+                            for h in 0..<heads {
+                                let p = yp.baseAddress! + (b * s + t) * d + h * hd
+                                var j = 0
+                                while j < hd {
+                                    let re = p[j], im = p[j + 1]
+                                    let a = re * c[j], b2 = im * sn[j]
+                                    let e = im * c[j + 1], f = re * sn[j + 1]
+                                    p[j] = a - b2
+                                    p[j + 1] = e + f
+                                    j += 2
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}

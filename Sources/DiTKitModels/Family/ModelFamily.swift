@@ -332,6 +332,7 @@ public enum ModelFamilies {
         SDVAEFamily(),
         PixArtFamily(),
         SD3Family(),
+        FluxFamily(),
     ]
 
     /// The family whose manifest name or `--model` alias is `name` (case-insensitive).
@@ -340,6 +341,6 @@ public enum ModelFamilies {
         return registered.first { $0.name == l } ?? registered.first { $0.aliases.contains(l) }
     }
 
-    /// `dit, vae, pixart, sd3`.
+    /// `dit, vae, pixart, sd3, flux`.
     public static var names: String { registered.map(\.name).joined(separator: ", ") }
 }

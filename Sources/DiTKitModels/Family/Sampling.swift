@@ -15,6 +15,11 @@ public struct SamplingOptions: Sendable {
     public var cfgScale: Float = 4.0
     /// Seed of DiTKit's generator (initial latents when no noise is given, then DDPM noise).
     public var seed: UInt64 = 0
+    /// Whether `steps` and `cfgScale` were chosen by the user. The command line clears them when the
+    /// option was not given, so a family with other defaults uses its own (FLUX.1-dev: 28 steps,
+    /// guidance 3.5; FLUX.1-schnell: 4 steps).
+    public var stepsGiven = true
+    public var cfgGiven = true
     public init() {}
 }
 
