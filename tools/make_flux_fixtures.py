@@ -19,7 +19,9 @@ Files:
                                dump_diffusers; proj_mlp and proj_out left out to keep the file small: /output is proj_out)
   schnell_reference.h5         the embedders, every block's outputs and norm_out
   dev_reference_perturbed_single1.h5   one item through a copy whose single block 1 is perturbed (block outputs only)
-  bfl_check.json               how far BFL's forward (the BFL files loaded with strict=True) is from diffusers'
+  bfl_check.json               how far BFL's forward (the BFL files loaded with strict=True) is from diffusers',
+                               and the SHA-256 of dev's fused and swapped BFL tensors as float32 (what an original
+                               export of an f32 bundle must write)
   text.h5, noise.h5            prompt features (/encoder_hidden_states, /pooled_projections) and /noise [2, 16, 8, 8]
   {dev,schnell}_latents.h5     diffusers' FluxPipeline loop (prompt embeds given directly, output_type="latent",
                                4 steps; dev guidance 3.5 with the resolution-dependent shift, schnell without),
@@ -35,6 +37,7 @@ diffusers' convert_flux_transformer_checkpoint_to_diffusers).
 """
 import argparse
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -198,6 +201,9 @@ def make(name, have_bfl, seed):
 
     kw = inputs(cfg, seed + 200)
     check = {}
+    if name == "dev":
+        fused = [k for k in bfl if ".qkv." in k or ".linear1." in k or k.startswith("final_layer.adaLN_modulation")]
+        check["f32_sha256"] = {k: hashlib.sha256(bfl[k].float().contiguous().numpy().tobytes()).hexdigest() for k in sorted(fused)}
     if have_bfl:
         om = bfl_model(cfg)
         om.load_state_dict(bfl, strict=True)
@@ -207,8 +213,8 @@ def make(name, have_bfl, seed):
                    kw["timestep"], kw["pooled_projections"], kw.get("guidance"))
         out_d = model(**kw).sample
         rel = (out_o - out_d).norm() / out_d.norm()
-        check = {"bfl_vs_diffusers_rel_l2": float(rel), "max_abs": float((out_o - out_d).abs().max())}
-        print(name, "BFL vs diffusers forward:", check)
+        check.update({"bfl_vs_diffusers_rel_l2": float(rel), "max_abs": float((out_o - out_d).abs().max())})
+        print(name, "BFL vs diffusers forward:", check["bfl_vs_diffusers_rel_l2"], check["max_abs"])
     dump_diffusers(model, kw, os.path.join(ROOT, name + "_reference.h5"), "flux", modules=traced_modules(cfg, fine=name == "dev"))
     if name == "dev":
         bad = copy.deepcopy(model)
