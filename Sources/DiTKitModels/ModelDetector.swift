@@ -79,6 +79,10 @@ public struct DetectionHints: Sendable {
     /// The latent scaling a denoiser in the same file implies for its autoencoder (an SD3 single
     /// file's VAE: 1.5305, shift 0.0609); set by detection.
     public var latentScaling: (scalingFactor: Double, shiftFactor: Double?)?
+    /// `--scaling-factor` / `--shift-factor`: a VAE's latent scale and shift, which its weights do
+    /// not record (they override config.json and DiTKit's layout rules).
+    public var scalingFactor: Double?
+    public var shiftFactor: Double?
     public init() {}
 }
 

@@ -47,7 +47,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Dotted path of the subtree to convert (e.g. ema, model, state_dict.first_stage_model).")
     var select: String?
 
-    @Option(help: "Insist on a model: dit, vae, sd-vae or a DiT name (DiT-S/2 ... DiT-XL/8). Fails if the weights disagree.")
+    @Option(help: "Insist on a model: a family (dit, vae, pixart, flux), an alias (sd-vae, sdxl-vae, flux-vae) or a variant such as DiT-XL/2. Fails if the weights disagree.")
     var model: String?
 
     @Option(parsing: .singleValue, help: "Keep tensors matching this glob pattern in float32 (repeatable), e.g. 'final_layer.*'.")
@@ -61,6 +61,11 @@ struct Convert: ParsableCommand {
 
     @Flag(help: "Convert a source holding NaN or infinite values (refused otherwise); the manifest records their count per tensor.")
     var allowNonfinite = false
+    @Option(help: "VAE latent scaling factor, which the weights do not record (default: config.json, else the layout's: SD 0.18215, BFL's FLUX ae 0.3611).")
+    var scalingFactor: Double?
+
+    @Option(help: "VAE latent shift factor (default: config.json, else the layout's: none for SD, 0.1159 for BFL's FLUX ae).")
+    var shiftFactor: Double?
 
     @Flag(help: "Replace an existing bundle at the output path.")
     var force = false
@@ -79,6 +84,8 @@ struct Convert: ParsableCommand {
         if !keep.isEmpty && dtype == .f32 {
             throw ValidationError("--keep has no effect with --dtype f32: every tensor is stored in float32 already")
         }
+        if let s = scalingFactor, !(s > 0 && s.isFinite) { throw ValidationError("--scaling-factor must be a positive number") }
+        if let s = shiftFactor, !s.isFinite { throw ValidationError("--shift-factor must be a number") }
     }
 
     func run() throws {
@@ -92,6 +99,8 @@ struct Convert: ParsableCommand {
             o.hints.model = model
             o.hints.numHeads = heads
             o.hints.imageSize = imageSize
+            o.hints.scalingFactor = scalingFactor
+            o.hints.shiftFactor = shiftFactor
             let text = !json
             let results: [Result<ConversionSummary, Error>]
             if sources.count == 1 {

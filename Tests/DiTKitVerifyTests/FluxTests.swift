@@ -286,3 +286,72 @@ func fluxBundle(_ source: String, _ dtype: StorageType = .f32) throws -> (Loaded
         #expect((error.map { "\($0)" } ?? "").contains("/pooled_projections"))
     }
 }
+
+/// The FLUX.1 VAE: how its latent scale and shift are set (its weights do not record them).
+@Suite struct FluxVAETests {
+    /// A small 16-channel AutoencoderKL without quant convolutions, written under BFL's ae.safetensors
+    /// names (the LDM names: `encoder.down.0.block.0`, `mid.attn_1.q` as 1x1 convolutions, …),
+    /// under `prefix`, or under diffusers names; random values.
+    func write(_ path: String, prefix: String = "", diffusersNames: Bool = false) throws {
+        var c = VAEConfiguration()
+        c.blockOutChannels = [32, 32]
+        c.layersPerBlock = 1
+        c.latentChannels = 16
+        c.useQuantConv = false
+        c.usePostQuantConv = false
+        var rng = SeededRandom(seed: 5)
+        let items = c.tensorShapes().map { t -> SafetensorsItem in
+            var name = t.name, shape = t.shape
+            if !diffusersNames {
+                name = VAENaming.toLDM.remap(t.name, levels: c.levels).name
+                if name.contains(".attn_1."), name.hasSuffix(".weight"), shape.count == 2 { shape += [1, 1] }
+            }
+            let values = rng.normals(shape.reduce(1, *)).map { $0 * 0.05 }
+            let bytes = RawBytes(copying: values.withUnsafeBytes { Array($0) })
+            return SafetensorsItem(name: prefix + name, dtype: .f32, shape: shape, bytes: { bytes })
+        }
+        let file = try OutputFile(path: path)
+        try SafetensorsWriter.write(items, metadata: [], to: file)
+        try file.close()
+    }
+
+    func factors(_ m: LoadedModel) -> (Double, Double?) {
+        let v = m.configuration.as(VAEConfiguration.self)
+        return (v?.scalingFactor ?? 0, v?.shiftFactor)
+    }
+
+    @Test func aBFLAutoencoderFileTakesFluxFactors() throws {
+        let dir = NSTemporaryDirectory() + "ditkit-flux-vae-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { FileSystem.removeTree(dir) }
+        try write(dir + "/ae.safetensors")
+        let m = try LoadedModel.open(dir + "/ae.safetensors")
+        #expect(m.configuration.family.name == "vae")
+        #expect(factors(m) == (0.3611, 0.1159))
+        // Explicit factors win.
+        var h = DetectionHints()
+        h.scalingFactor = 1.5305
+        h.shiftFactor = 0.0609
+        #expect(factors(try LoadedModel.open(dir + "/ae.safetensors", hints: h)) == (1.5305, 0.0609))
+        // Elsewhere (inside a bigger file, or under diffusers names without config.json) the factors
+        // cannot be guessed: refused unless given.
+        try write(dir + "/full.safetensors", prefix: "vae.")
+        try write(dir + "/diffusers.safetensors", diffusersNames: true)
+        for f in ["full", "diffusers"] {
+            let error = #expect(throws: FileError.self) { try LoadedModel.open(dir + "/\(f).safetensors") }
+            #expect("\(error.map { "\($0)" } ?? "")".contains("--model flux-vae"))
+            var fh = DetectionHints()
+            fh.model = "flux-vae"
+            #expect(factors(try LoadedModel.open(dir + "/\(f).safetensors", hints: fh)) == (0.3611, 0.1159))
+        }
+    }
+
+    @Test func theNamedConfigurationIsTheRelease() throws {
+        let counts = try JSONReader.parse(try FileSystem.readFile(Fixtures.path("flux/published_counts.json")))
+        let c = try #require(SDVAEFamily().configuration(named: "flux-vae", imageSize: nil))
+        #expect(c.variant == "flux-vae" && SDVAEFamily().latentChannels(c) == 16)
+        #expect(c.tensorShapes().count == counts["flux-vae"]?["diffusers"]?["tensors"]?.intValue)
+        #expect(c.parameterCount == counts["flux-vae"]?["diffusers"]?["parameters"]?.intValue)
+        #expect(SDVAEFamily().diffusersConfig(c)?["shift_factor"] == .double(0.1159))
+    }
+}

@@ -46,8 +46,21 @@ public struct VAEConfiguration: Sendable, Equatable {
         return c
     }()
 
+    /// The FLUX.1 VAE (`black-forest-labs/FLUX.1-dev` `vae/`, BFL's `ae.safetensors`): 16 latent
+    /// channels, no quant convolutions, latents `(z − 0.1159) × 0.3611`.
+    public static let fluxVAE: VAEConfiguration = {
+        var c = VAEConfiguration()
+        c.latentChannels = 16
+        c.useQuantConv = false
+        c.usePostQuantConv = false
+        c.scalingFactor = 0.3611
+        c.shiftFactor = 0.1159
+        return c
+    }()
+
     /// The named configurations, by variant.
-    public static let named: [(name: String, config: VAEConfiguration)] = [("sd-vae-kl-f8", sdVAE), ("sdxl-vae-kl-f8", sdxlVAE), ("sd3-vae", sd3VAE)]
+    public static let named: [(name: String, config: VAEConfiguration)] = [("sd-vae-kl-f8", sdVAE), ("sdxl-vae-kl-f8", sdxlVAE), ("sd3-vae", sd3VAE),
+                                                                           ("flux-vae", fluxVAE)]
 
     public var variant: String { VAEConfiguration.named.first { $0.config == self }?.name ?? "vae-custom" }
 

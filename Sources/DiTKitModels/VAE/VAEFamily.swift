@@ -16,7 +16,7 @@ public struct SDVAEFamily: ModelFamily {
     public var aliases: [String] { Array(Self.aliasVariants.keys).sorted() }
     /// `--model` aliases and the named configuration each pins.
     static let aliasVariants = ["sd-vae": "sd-vae-kl-f8", "sd-vae-kl-f8": "sd-vae-kl-f8", "sdxl-vae": "sdxl-vae-kl-f8",
-                                "sdxl-vae-kl-f8": "sdxl-vae-kl-f8", "sd3-vae": "sd3-vae"]
+                                "sdxl-vae-kl-f8": "sdxl-vae-kl-f8", "sd3-vae": "sd3-vae", "flux-vae": "flux-vae"]
     public var canonicalNaming: String { "vae-diffusers" }
     public var anchors: [String] { [VAENaming.anchor] }
     public var ggufArchitecture: String { "sdvae" }
@@ -69,17 +69,27 @@ public struct SDVAEFamily: ModelFamily {
         // The scaling factor is not in the weights: diffusers' config.json states it (SDXL: 0.13025).
         if let scale = hints.diffusersConfig?["scaling_factor"]?.doubleValue { c.scalingFactor = scale }
         if let shift = hints.diffusersConfig?["shift_factor"]?.doubleValue { c.shiftFactor = shift }
-        if hints.diffusersConfig?["scaling_factor"] == nil {
+        if hints.diffusersConfig?["scaling_factor"] == nil && hints.scalingFactor == nil {
             if let s = hints.latentScaling {
-                // The VAE of a single file whose denoiser implies its scaling (SD3: 1.5305, shift 0.0609).
+                // The VAE of a single file whose denoiser implies its scaling (SD3: 1.5305, shift 0.0609;
+                // FLUX.1: 0.3611, 0.1159).
                 c.scalingFactor = s.scalingFactor
                 c.shiftFactor = s.shiftFactor
             } else if let v = Self.aliasVariants[hints.model?.lowercased() ?? ""], let named = VAEConfiguration.named.first(where: { $0.name == v })?.config {
-                // --model sd3-vae (or sdxl-vae) states the scaling a bare file cannot.
+                // --model sd3-vae, flux-vae (or sdxl-vae) states the scaling a bare file cannot.
                 c.scalingFactor = named.scalingFactor
                 c.shiftFactor = named.shiftFactor
+            } else if c.latentChannels == 16 {
+                // BFL's ae.safetensors (LDM names at the file's root, no quant convolutions) is FLUX.1's VAE;
+                // any other 16-channel VAE (SD3's has the same shapes) must say which it is.
+                guard ldm && s.prefix.isEmpty && !c.useQuantConv && !c.usePostQuantConv else {
+                    throw ModelError.needsOption("a 16-channel VAE does not record its latent scale and shift: keep its diffusers config.json beside it, or give --model flux-vae (FLUX.1: 0.3611, 0.1159), --model sd3-vae (SD3: 1.5305, 0.0609) or --scaling-factor and --shift-factor")
+                }
+                (c.scalingFactor, c.shiftFactor) = (VAEConfiguration.fluxVAE.scalingFactor, VAEConfiguration.fluxVAE.shiftFactor)
             }
         }
+        if let scale = hints.scalingFactor { c.scalingFactor = scale }
+        if let shift = hints.shiftFactor { c.shiftFactor = shift }
         try c.validate()
         return try b.finish(ModelConfiguration(self, c), sourceNaming: naming)
     }
