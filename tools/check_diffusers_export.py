@@ -15,6 +15,20 @@ For PixArt, --original also loads `ditkit export --naming original` into the ori
 forward with diffusers'. For SD3, --original loads `ditkit export --naming original` (Stability's single-file
 names under model.diffusion_model.) into Stability's MMDiTX (mmditx.py from a Stability-AI/sd3.5 checkout DIR,
 as tools/make_sd3_fixtures.py imports it) with strict=True and compares its forward with diffusers'.
+
+FLUX.1 (--flux-src: the src/ folder of a black-forest-labs/flux checkout):
+
+    python tools/check_diffusers_export.py flux EXPORTED_FLUX_FOLDER DIFFUSERS_TRANSFORMER_FOLDER \
+        --original EXPORTED_ORIGINAL.safetensors --flux-src DIR
+    python tools/check_diffusers_export.py flux-vae-make AE.safetensors --flux-src DIR     # a small random BFL ae
+    python tools/check_diffusers_export.py flux-vae EXPORTED_VAE_FOLDER AE.safetensors \
+        --ldm EXPORTED_LDM.safetensors --flux-src DIR
+
+`flux` loads the diffusers export with no missing or unexpected keys and compares it with the reference
+folder, then loads the original export into BFL's Flux with strict=True and compares forwards. `flux-vae`
+loads the diffusers export of a converted BFL ae.safetensors (its config must carry FLUX.1's scaling and
+shift factors), decodes `z / scaling_factor + shift_factor` and compares with BFL's AutoEncoder.decode(z) of
+the original file, and loads the LDM-named export into BFL's AutoEncoder with strict=True.
 """
 import os
 import sys
@@ -24,8 +38,81 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+def flux_ae(src, ch=32):
+    sys.path.insert(0, src)
+    from flux.modules.autoencoder import AutoEncoder, AutoEncoderParams
+    return AutoEncoder(AutoEncoderParams(resolution=64, in_channels=3, ch=ch, out_ch=3, ch_mult=[1, 2], num_res_blocks=1, z_channels=16,
+                                         scale_factor=0.3611, shift_factor=0.1159))
+
+
 def main():
-    kind, folder, reference = sys.argv[1], sys.argv[2], sys.argv[3]
+    kind, folder = sys.argv[1], sys.argv[2]
+    reference = sys.argv[3] if len(sys.argv) > 3 else None
+    if kind in ("flux", "flux-vae", "flux-vae-make"):
+        import argparse
+        from safetensors.torch import load_file, save_file
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--original")
+        ap.add_argument("--ldm")
+        ap.add_argument("--flux-src", required=True)
+        extra = ap.parse_args(sys.argv[3 if kind == "flux-vae-make" else 4:])
+        if kind == "flux-vae-make":
+            ae = flux_ae(extra.flux_src)
+            g = torch.Generator().manual_seed(3)
+            with torch.no_grad():
+                for _, p in ae.named_parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+            save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, folder)
+            print("wrote", folder, len(ae.state_dict()), "tensors")
+            return
+        if kind == "flux-vae":
+            from diffusers import AutoencoderKL
+            vae, info = AutoencoderKL.from_pretrained(folder, output_loading_info=True)
+            assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+            assert (vae.config.scaling_factor, vae.config.shift_factor) == (0.3611, 0.1159), vae.config
+            ae = flux_ae(extra.flux_src)
+            ae.load_state_dict(load_file(reference), strict=True)
+            z = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                a = vae.decode(z / vae.config.scaling_factor + vae.config.shift_factor).sample
+                b = ae.decode(z)
+            rel = ((a - b).norm() / b.norm()).item()
+            print("flux-vae: diffusers keys OK, factors 0.3611/0.1159; decode vs BFL AutoEncoder.decode rel L2 = %.3e" % rel)
+            assert rel < 1e-5, rel
+            if extra.ldm:
+                ae2 = flux_ae(extra.flux_src)
+                ae2.load_state_dict(load_file(extra.ldm), strict=True)
+                with torch.no_grad():
+                    assert torch.equal(ae2.decode(z), b)
+                print("flux-vae: the ldm export loads strictly into BFL's AutoEncoder; decode equal")
+            return
+        from diffusers import FluxTransformer2DModel
+        model, info = FluxTransformer2DModel.from_pretrained(folder, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        model = model.float()
+        ref = FluxTransformer2DModel.from_pretrained(reference).float()
+        cfg = model.config
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from make_flux_fixtures import bfl_model, inputs
+        sys.path.insert(0, extra.flux_src)
+        kw = inputs(dict(cfg), seed=0)
+        with torch.no_grad():
+            a = model(**kw).sample
+            b = ref(**kw).sample
+        assert torch.equal(a, b)
+        print("flux: diffusers keys OK; outputs equal the reference folder's")
+        if extra.original:
+            om = bfl_model(dict(cfg))
+            om.load_state_dict(load_file(extra.original), strict=True)
+            om = om.float().eval()
+            n = kw["hidden_states"].shape[0]
+            with torch.no_grad():
+                o = om(kw["hidden_states"], kw["img_ids"][None].repeat(n, 1, 1), kw["encoder_hidden_states"], kw["txt_ids"][None].repeat(n, 1, 1),
+                       kw["timestep"], kw["pooled_projections"], kw.get("guidance"))
+            rel = ((o - a).norm() / a.norm()).item()
+            print("flux: the original export loads strictly into BFL's Flux; BFL vs diffusers forward rel L2 = %.3e" % rel)
+            assert rel < 1e-5, rel
+        return
     if kind == "dit":
         from diffusers import DiTTransformer2DModel
         from dit_reference import DiT

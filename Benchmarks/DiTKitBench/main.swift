@@ -8,6 +8,8 @@
 //                                             thread and on all cores; MB/s of float32 data
 //   ditkit-bench ops                          the non-BLAS kernels of DiTKitNumerics on DiT-XL/2 and SD-VAE
 //                                             shapes, in process CPU seconds (steady on a busy machine)
+//   ditkit-bench flux-forward MODEL SIZE TOKENS   one FLUX forward (batch 1) for a SIZE image and TOKENS
+//                                             text tokens, seeded inputs, no warm-up (weights stream from disk)
 //
 // MODEL is a bundle or any checkpoint convert accepts. Each measurement runs RUNS times (env, default 3).
 import DiTKitCore
@@ -87,7 +89,7 @@ if args.count == 2 && args[1] == "ops" {
     exit(0)
 }
 guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
-    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES] | ops\n", stderr)
+    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS\n", stderr)
     exit(64)
 }
 do {
@@ -166,6 +168,26 @@ do {
             }
             report("quants", [], extra)
         }
+    case "flux-forward":
+        // A 12-billion-parameter model: one pass, weights read a layer at a time (peak RSS is the point).
+        let m = try LoadedModel.open(args[2])
+        guard let c = m.configuration.as(FluxConfiguration.self) else { throw ModelError.notRecognised("not a FLUX") }
+        let size = args.count > 3 ? Int(args[3]) ?? 256 : 256
+        let tokens = args.count > 4 ? Int(args[4]) ?? 512 : 512
+        var inputs = try m.family.verificationInputs("output", m.configuration, options: VerificationInputOptions(seed: 0, batch: 1, imageSize: size))
+        var rng = SeededRandom(seed: 1)
+        inputs["encoder_hidden_states"] = Tensor(shape: [1, tokens, c.jointAttentionDim], data: rng.normals(tokens * c.jointAttentionDim))
+        inputs["txt_ids"] = Tensor(zeros: [tokens, 3])
+        var times: [Double] = []
+        var finite = true
+        for _ in 0..<max(runs, 1) {
+            let start = clock.now
+            let out = try m.family.forward("output", m.configuration, weights: m.weights, inputs: inputs, trace: nil)
+            times.append(seconds(clock.now - start))
+            finite = finite && out.data.allSatisfy(\.isFinite)
+        }
+        report("flux-forward", times, [("threads", .int(Gemm.threads)), ("image_tokens", .int((size / 16) * (size / 16))),
+                                        ("text_tokens", .int(tokens)), ("finite", .bool(finite))])
     default:
         fputs("unknown measurement \(args[1])\n", stderr)
         exit(64)

@@ -1,0 +1,63 @@
+// FLUX.1 exports proven against the producers' files: the diffusers folder equals what diffusers'
+// save_pretrained wrote for the same weights, the original naming writes BFL's layout (the names and
+// shapes of the BFL file, the fused and swapped tensors with the bytes torch computes for them, and
+// a file DiTKit reads back to the same model), GGUF says `flux`. tools/check_flux_export.py also
+// loads them into diffusers and BFL's own Flux with strict=True (run locally: it needs torch).
+import Testing
+import Foundation
+import DiTKitCore
+
+extension ExportCommandTests {
+    @Test func fluxDiffusersFolderMatchesWhatDiffusersSaves() throws {
+        // From BFL's layout (float8, stored as bf16): the diffusers export equals save_pretrained's bf16 folder.
+        let (dir, b) = try bundle("flux/dev_bfl_fp8.safetensors", ["--dtype", "bf16"])
+        defer { FileSystem.removeTree(dir) }
+        let r = try Tool.run(["export", b, "--to", "diffusers", "-o", dir + "/flux"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let ours = try listing(dir + "/flux/diffusion_pytorch_model.safetensors")
+        let theirs = try listing(Tool.fixture("flux/dev/transformer/diffusion_pytorch_model.safetensors"))
+        #expect(Set(ours.keys) == Set(theirs.keys) && theirs.count == 80)
+        for (k, v) in theirs { #expect(ours[k] == v, "\(k)") }
+        let config = try JSONReader.parse(try FileSystem.readFile(dir + "/flux/config.json"))
+        let want = try JSONReader.parse(try FileSystem.readFile(Tool.fixture("flux/dev/transformer/config.json")))
+        #expect(config == want)
+    }
+
+    @Test func fluxOriginalNamingWritesTheBFLLayout() throws {
+        let (dir, b) = try bundle("flux/dev")
+        defer { FileSystem.removeTree(dir) }
+        let r = try Tool.run(["export", b, "--to", "safetensors", "--naming", "original", "-o", dir + "/flux1.safetensors"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let ours = try listing(dir + "/flux1.safetensors")
+        let theirs = try listing(Tool.fixture("flux/dev_bfl_fp8.safetensors"))
+        #expect(Set(ours.keys) == Set(theirs.keys) && theirs.count == 60)
+        for (k, v) in theirs { #expect(ours[k]?["shape"] == v["shape"], "\(k)") }
+        // The fused qkv, the uneven linear1 (q | k | v | mlp) and the [shift, scale] final modulation
+        // hold the float32 bytes torch computed for BFL's tensors.
+        let check = try JSONReader.parse(try FileSystem.readFile(Tool.fixture("flux/bfl_check.json")))
+        let hashes = try #require(check["dev"]?["f32_sha256"]?.objectValue)
+        #expect(hashes.count == 10)
+        for (name, sha) in hashes { #expect(ours[name]?["sha256"] == sha, "\(name)") }
+        // Read back, the export is the same model, tensor for tensor.
+        let again = dir + "/again.ditkit"
+        #expect(try Tool.run(["convert", dir + "/flux1.safetensors", "-o", again]).status == 0)
+        let m1 = try JSONReader.parse(try FileSystem.readFile(b + "/manifest.json"))
+        let m2 = try JSONReader.parse(try FileSystem.readFile(again + "/manifest.json"))
+        let h1 = (m1["tensors"]?.arrayValue ?? []).map { [$0["name"], $0["sha256"]] }
+        let h2 = (m2["tensors"]?.arrayValue ?? []).map { [$0["name"], $0["sha256"]] }
+        #expect(h1 == h2 && h1.count == 80)
+        #expect(m2["model"] == m1["model"])
+    }
+
+    @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with gguf (make test provides it)"))
+    func fluxGGUFSaysFlux() throws {
+        let (dir, b) = try bundle("flux/schnell_comfy_fp8.safetensors", ["--dtype", "int8"])
+        defer { FileSystem.removeTree(dir) }
+        #expect(try Tool.run(["export", b, "--to", "gguf", "-o", dir + "/m.gguf"]).status == 0)
+        let got = try JSONReader.parse(try runPython([Tool.root + "/Tests/EndToEndTests/python/read_exports.py", "gguf", dir + "/m.gguf", b]))
+        #expect(got["metadata"]?["general.architecture"]?.stringValue == "flux")
+        #expect(got["metadata"]?["flux.num_single_layers"] == .int(1))
+        #expect(got["metadata"]?["flux.guidance_embeds"] == .bool(false))
+        #expect(got["q8_0_mismatch"] == nil)
+    }
+}
