@@ -74,6 +74,33 @@ let repository: String = {
         #expect(try zoo.entry("sd3-5-large-turbo").configuration() == (try zoo.entry("sd3-5-large").configuration()))
     }
 
+    @Test func fluxCountsMatchDiffusersAndBFL() throws {
+        // tools/make_flux_fixtures.py counted diffusers' FluxTransformer2DModel / AutoencoderKL and BFL's
+        // Flux / AutoEncoder classes (meta device) for the releases.
+        let counts = try JSONReader.parse(try FileSystem.readFile(repository + "/Tests/Fixtures/flux/published_counts.json"))
+        for (id, name) in [("flux-1-dev", "FLUX.1-dev"), ("flux-1-schnell", "FLUX.1-schnell")] {
+            for entry in [try zoo.entry(id), try zoo.entry(id + "-diffusers")] {
+                let c = try #require(entry.configuration())
+                #expect(c.variant == name && entry.counts.first?.tensors == counts[name]?["diffusers"]?["tensors"]?.intValue)
+                #expect(entry.counts.first?.parameters == counts[name]?["diffusers"]?["parameters"]?.intValue)
+                #expect(entry.pairsWith.contains("flux-vae"))
+            }
+            // BFL's file holds the same parameters in fewer tensors (fused qkv and linear1).
+            let c = try #require(FluxFamily().configuration(named: name, imageSize: nil))
+            let original = Set(c.tensorShapes().map { FluxNaming.toOriginal($0.name).name })
+            #expect(original.count == counts[name]?["original"]?["tensors"]?.intValue)
+            #expect(c.parameterCount == counts[name]?["original"]?["parameters"]?.intValue)
+        }
+        for id in ["flux-vae", "flux-vae-diffusers"] {
+            let e = try zoo.entry(id)
+            let v = try #require(e.configuration()?.as(VAEConfiguration.self))
+            #expect(v.latentChannels == 16 && v.scalingFactor == 0.3611 && v.shiftFactor == 0.1159 && !v.useQuantConv)
+            #expect(e.counts.first?.tensors == counts["flux-vae"]?["original"]?["tensors"]?.intValue)
+            #expect(e.counts.first?.parameters == counts["flux-vae"]?["diffusers"]?["parameters"]?.intValue)
+        }
+        #expect(try zoo.entry("flux-1-dev-diffusers").files.filter { $0.name.hasSuffix(".safetensors") }.count == 3)
+    }
+
     @Test func referenceFiguresHold() throws {
         // ../shared/reference/dit-and-vae.md §1.2 and §4.
         let xl = try zoo.entry("dit-xl-2")
