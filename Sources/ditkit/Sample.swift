@@ -82,7 +82,7 @@ struct Sample: ParsableCommand {
                 writeOut(JSONWriter.string(.object(members)))
                 return
             }
-            writeOut("wrote \(output): \(r.images.count) images (\(o.ddim ? "DDIM" : "DDPM") \(o.steps) steps, cfg \(o.cfgScale))\n")
+            writeOut("wrote \(output): \(r.images.count) images (\(o.stepsGiven ? "\(o.ddim ? "DDIM" : "DDPM") \(o.steps) steps" : "default steps"), \(o.cfgGiven ? "cfg \(o.cfgScale)" : "default guidance"))\n")
         }
     }
 }

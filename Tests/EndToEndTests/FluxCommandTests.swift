@@ -61,3 +61,23 @@ extension ExportCommandTests {
         #expect(got["q8_0_mismatch"] == nil)
     }
 }
+
+@Suite struct FluxCommandTests {
+    @Test func verifySampleReportsAgainstTheFloat8Source() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let b = dir + "/dev.ditkit"
+        #expect(try Tool.run(["convert", Tool.fixture("flux/dev"), "-o", b, "--dtype", "bf16"]).status == 0)
+        // Layers, then 4 sampling steps of both models from the same noise and text features, into one report.
+        let r = try Tool.run(["verify", b, "--against", Tool.fixture("flux/dev_bfl_fp8.safetensors"), "--sample", "--text", Tool.fixture("flux/text.h5"),
+                              "--size", "64", "--steps", "4", "--report", dir + "/report.html"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("single_transformer_blocks.1.1") && r.stdout.contains("samples PASSED"), "\(r.stdout)")
+        let html = String(decoding: try FileSystem.readFile(dir + "/report.html"), as: UTF8.self)
+        #expect(html.contains("FLUX-custom") && html.contains("transformer_blocks.0.attn.0"))
+        // Text features without the pooled projections are refused, naming the dataset.
+        let bad = try Tool.run(["verify", b, "--against", Tool.fixture("flux/dev_bfl_fp8.safetensors"), "--sample", "--text", Tool.fixture("flux/noise.h5"),
+                                "--size", "64", "--steps", "4"])
+        #expect(bad.status == 2 && bad.stderr.contains("/encoder_hidden_states"), "\(bad.stderr)")
+    }
+}
