@@ -336,9 +336,14 @@ public enum ModelDetector {
         var hints = hints
         if hints.latentScaling == nil, families.contains(where: { $0.role == .autoencoder }) {
             // An autoencoder beside a denoiser (an SD3 single file's first_stage_model): the scaling the
-            // denoiser's family ships its VAE with, when every such denoiser agrees.
-            let implied = candidateSubtrees(all.map(\.name)).filter { $0.prefix != subtree }.flatMap(\.families)
-                .compactMap(\.companionAutoencoderScaling)
+            // denoiser's family ships its VAE with, when every such denoiser agrees. The denoiser's family
+            // is the one whose layout its tensors form (several families' anchors may sit on one subtree:
+            // SD3's and FLUX's diffusers names share `time_text_embed` and `context_embedder`).
+            let implied = candidateSubtrees(all.map(\.name)).filter { $0.prefix != subtree }.compactMap { c in
+                c.families.first { f in
+                    f.companionAutoencoderScaling != nil && ((try? f.plan(SourceTensors(all, under: c.prefix), hints: DetectionHints())) ?? nil) != nil
+                }?.companionAutoencoderScaling
+            }
             if let first = implied.first,
                implied.allSatisfy({ $0.scalingFactor == first.scalingFactor && $0.shiftFactor == first.shiftFactor }) {
                 hints.latentScaling = first

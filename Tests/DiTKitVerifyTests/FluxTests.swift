@@ -340,10 +340,40 @@ func fluxBundle(_ source: String, _ dtype: StorageType = .f32) throws -> (Loaded
         for f in ["full", "diffusers"] {
             let error = #expect(throws: FileError.self) { try LoadedModel.open(dir + "/\(f).safetensors") }
             #expect("\(error.map { "\($0)" } ?? "")".contains("--model flux-vae"))
-            var fh = DetectionHints()
-            fh.model = "flux-vae"
-            #expect(factors(try LoadedModel.open(dir + "/\(f).safetensors", hints: fh)) == (0.3611, 0.1159))
+            #expect(factors(try LoadedModel.open(dir + "/\(f).safetensors", hints: h)) == (1.5305, 0.0609))
         }
+    }
+
+    @Test func theReleasedShapesTakeTheirFactorsFromTheLayoutOrModel() throws {
+        // FLUX.1's VAE in LDM names, names and shapes only: float32 at the root is BFL's ae.safetensors;
+        // the same shapes in f16 (an extracted SD3 VAE, say) cannot be told apart and need --model.
+        let config = ModelConfiguration(SDVAEFamily(), VAEConfiguration.fluxVAE)
+        let ldm = try #require(SDVAEFamily().exportNamings(config).first { $0.name == "ldm" })
+        func tensors(_ dtype: DType) -> [SourceTensor] {
+            VAEConfiguration.fluxVAE.tensorShapes().flatMap { t in ldm.map(t.name, t.shape).map { SourceTensor(name: $0.name, dtype: dtype, shape: $0.shape ?? t.shape) } }
+        }
+        let bfl = try ModelDetector.plan(tensors(.f32))
+        #expect(bfl.configuration.variant == "flux-vae")
+        #expect(throws: ModelError.self) { try ModelDetector.plan(tensors(.f16)) }
+        var h = DetectionHints()
+        for (model, variant) in [("flux-vae", "flux-vae"), ("sd3-vae", "sd3-vae")] {
+            h.model = model
+        let named = try ModelDetector.plan(tensors(.f16), hints: h)
+            #expect(named.configuration.variant == variant)
+        }
+        h.model = "sd3-vae"
+        let sd3 = try ModelDetector.plan(tensors(.f32), hints: h)
+        #expect(sd3.configuration.variant == "sd3-vae")
+        // In a single file beside FLUX.1 (ComfyUI's checkpoints), the VAE takes FLUX.1's factors, and the
+        // file converts its transformer by default.
+        let flux = try #require(FluxConfiguration.named("FLUX.1-schnell"))
+        let file = flux.tensorShapes().map { SourceTensor(name: "model.diffusion_model." + $0.name, dtype: .bf16, shape: $0.shape) }
+            + tensors(.bf16).map { SourceTensor(name: "vae." + $0.name, dtype: $0.dtype, shape: $0.shape) }
+        let transformer = try ModelDetector.plan(file)
+        #expect(transformer.configuration.variant == "FLUX.1-schnell")
+        h.model = "vae"
+        let companion = try ModelDetector.plan(file, hints: h)
+        #expect(companion.configuration.variant == "flux-vae")
     }
 
     @Test func theNamedConfigurationIsTheRelease() throws {

@@ -265,9 +265,10 @@ func sd3Bundle(_ source: String, _ dtype: StorageType = .f32, hints: DetectionHi
         h.model = "vae"
         let vae = try ModelDetector.plan(file, hints: h).configuration
         #expect(vae.variant == "sd3-vae")
-        // Alone, the weights cannot tell: the SD defaults apply, unless --model sd3-vae states SD3's.
+        // Alone, the weights cannot tell (FLUX.1's VAE has the same shapes): refused, unless --model sd3-vae
+        // states SD3's.
         let alone = Self.publishedVAE(prefix: "")
-        #expect(try ModelDetector.plan(alone).configuration.as(VAEConfiguration.self)?.scalingFactor == 0.18215)
+        #expect(throws: ModelError.self) { try ModelDetector.plan(alone) }
         h.model = "sd3-vae"
         let named = try ModelDetector.plan(alone, hints: h).configuration
         #expect(named.variant == "sd3-vae")

@@ -411,38 +411,9 @@ public enum Layers {
     }
 }
 
-// MARK: - joint-attention transformers (FLUX.1; shared with other MMDiT families)
+// MARK: - FLUX.1 building blocks (adaLN-Zero, GELU feed-forward, rotary embeddings)
 
 extension Layers {
-    /// Tokens of several `[N, Tk, D]` tensors concatenated along the token dimension (`torch.cat(dim=1)`).
-    public static func concatTokens(_ xs: [Tensor]) -> Tensor {
-        let n = xs[0].shape[0], d = xs[0].shape[xs[0].shape.count - 1]
-        let counts = xs.map { $0.count / max(n * d, 1) }
-        let total = counts.reduce(0, +)
-        return Tensor(shape: [n, total, d]) { out in
-            for b in 0..<n {
-                var o = b * total * d
-                for (x, t) in zip(xs, counts) {
-                    x.data.withUnsafeBufferPointer { (out + o).update(from: $0.baseAddress! + b * t * d, count: t * d) }
-                    o += t * d
-                }
-            }
-        }
-    }
-
-    /// Tokens `start ..< start + count` of `[N, T, D]` (`x[:, start:start + count]`).
-    public static func tokens(_ x: Tensor, _ start: Int, count: Int) -> Tensor {
-        let n = x.shape[0], t = x.shape[1], d = x.count / max(n * t, 1)
-        return Tensor(shape: [n, count] + Array(x.shape.dropFirst(2))) { out in
-            x.data.withUnsafeBufferPointer { xp in
-                for b in 0..<n { (out + b * count * d).update(from: xp.baseAddress! + (b * t + start) * d, count: count * d) }
-            }
-        }
-    }
-
-    /// The `k`-th of `parts` equal column blocks of an `[N, parts·D]` table (`emb.chunk(parts, dim=1)[k]`).
-    public static func column(_ table: Tensor, _ k: Int, of parts: Int) -> Tensor { chunk(table, k, of: parts) }
-
     /// diffusers' `AdaLayerNormZero` / `AdaLayerNormZeroSingle` (`norm_type="layer_norm"`): the
     /// modulation `linear(silu(emb))` (`siluEmb` is `silu(emb)`, `[N, E]`) as an `[N, chunks·D]`
     /// table, and `LayerNorm(x, eps 1e-6, no affine) · (1 + scale) + shift` with shift and scale its
@@ -454,25 +425,9 @@ extension Layers {
         return (modulate(try layerNorm(x, eps: 1e-6), shift: mod, scale: mod, shiftColumn: 0, scaleColumn: d), mod)
     }
 
-    /// diffusers' `AdaLayerNormContinuous(elementwise_affine=False, eps)`: `linear(silu(emb))` split
-    /// into [scale, shift] (diffusers' order), then `LayerNorm(x) · (1 + scale) + shift`.
-    public static func adaLayerNormContinuous(_ x: Tensor, siluEmb: Tensor, eps: Double, _ m: ModuleWeights) throws -> Tensor {
-        let d = x.shape[x.shape.count - 1]
-        let mod = try linear(siluEmb, m["linear"])
-        guard mod.shape.last == 2 * d else { throw ModelError.inconsistent("'\(m.path).linear' gives \(mod.shape), expected 2·\(d) columns") }
-        return modulate(try layerNorm(x, eps: eps), shift: mod, scale: mod, shiftColumn: d, scaleColumn: 0)
-    }
-
     /// diffusers' `FeedForward(activation_fn="gelu-approximate")`: `net.2(gelu_tanh(net.0.proj(x)))`.
     public static func feedForwardGELU(_ x: Tensor, _ m: ModuleWeights) throws -> Tensor {
         try linear(geluTanh(try linear(x, m["net"]["0"]["proj"])), m["net"]["2"])
-    }
-
-    /// RMSNorm of every head of `[N, T, H·hd]` over its `hd` values (`torch.nn.RMSNorm(hd, eps)`
-    /// after `unflatten(-1, (H, hd))`), with the `[hd]` weight of `m`.
-    public static func headRMSNorm(_ x: Tensor, headDim: Int, eps: Double, _ m: ModuleWeights) throws -> Tensor {
-        guard headDim > 0, x.count % headDim == 0 else { throw ModelError.inconsistent("'\(m.path)': \(x.shape) is not made of \(headDim)-wide heads") }
-        return try rmsNorm(x.reshaped([x.count / headDim, headDim]), eps: eps, weight: m).reshaped(x.shape)
     }
 
     /// diffusers' `FluxPosEmbed(theta, axes_dim)` of position ids `[S, axes]`: per axis of width

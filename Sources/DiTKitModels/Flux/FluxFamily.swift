@@ -18,6 +18,10 @@ public struct FluxFamily: ModelFamily {
     public var canonicalNaming: String { "flux-diffusers" }
     public var anchors: [String] { [FluxNaming.diffusersAnchor, FluxNaming.originalAnchor] }
     public var ggufArchitecture: String { "flux" }
+    /// A single file holding FLUX.1 and its VAE (ComfyUI's checkpoints): the VAE's latents are FLUX.1's.
+    public var companionAutoencoderScaling: (scalingFactor: Double, shiftFactor: Double?)? {
+        (VAEConfiguration.fluxVAE.scalingFactor, VAEConfiguration.fluxVAE.shiftFactor)
+    }
 
     static func flux(_ c: ModelConfiguration) throws -> FluxConfiguration {
         guard let f = c.as(FluxConfiguration.self) else { throw ModelError.inconsistent("\(c.variant) is not a FLUX.1") }

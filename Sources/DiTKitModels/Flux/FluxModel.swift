@@ -77,7 +77,7 @@ public struct FluxModel: Sendable {
         for i in 0..<c.numSingleLayers {
             (ctx, h) = try singleBlock(i, image: h, text: ctx, siluEmb: siluEmb, rope: rope, trace: trace)
         }
-        let normed = try Layers.adaLayerNormContinuous(h, siluEmb: siluEmb, eps: 1e-6, w["norm_out"])
+        let normed = try Layers.adaLayerNormContinuous(h, conditioning: temb, eps: 1e-6, w["norm_out"])
         try trace?("norm_out", normed)
         let out = try Layers.linear(normed, w["proj_out"])
         try trace?("proj_out", out)
@@ -115,8 +115,8 @@ public struct FluxModel: Sendable {
     func projections(_ x: Tensor, _ a: ModuleWeights, added: Bool) throws -> (Tensor, Tensor, Tensor) {
         let hd = config.headDim
         let (pq, pk, pv) = added ? ("add_q_proj", "add_k_proj", "add_v_proj") : ("to_q", "to_k", "to_v")
-        let q = try Layers.headRMSNorm(try Layers.linear(x, a[pq]), headDim: hd, eps: 1e-6, a[added ? "norm_added_q" : "norm_q"])
-        let k = try Layers.headRMSNorm(try Layers.linear(x, a[pk]), headDim: hd, eps: 1e-6, a[added ? "norm_added_k" : "norm_k"])
+        let q = try Layers.perHead(try Layers.linear(x, a[pq]), headDim: hd) { try Layers.rmsNorm($0, eps: 1e-6, weight: a[added ? "norm_added_q" : "norm_q"]) }
+        let k = try Layers.perHead(try Layers.linear(x, a[pk]), headDim: hd) { try Layers.rmsNorm($0, eps: 1e-6, weight: a[added ? "norm_added_k" : "norm_k"]) }
         return (q, k, try Layers.linear(x, a[pv]))
     }
 
@@ -140,9 +140,10 @@ public struct FluxModel: Sendable {
         let a = b["attn"]
         let (q, k, v) = try projections(normH, a, added: false)
         let (cq, ck, cv) = try projections(normC, a, added: true)
-        let joint = try jointAttention(q: Layers.concatTokens([cq, q]), k: Layers.concatTokens([ck, k]), v: Layers.concatTokens([cv, v]), rope: rope)
-        let attnOut = try Layers.linear(Layers.tokens(joint, l, count: s), a["to_out"]["0"])
-        let contextOut = try Layers.linear(Layers.tokens(joint, 0, count: l), a["to_add_out"])
+        // Text tokens first (FluxAttnProcessor: cat([encoder, hidden])), then rotary over the joint sequence.
+        let joint = try jointAttention(q: Layers.concatTokens(cq, q), k: Layers.concatTokens(ck, k), v: Layers.concatTokens(cv, v), rope: rope)
+        let attnOut = try Layers.linear(Layers.tokens(joint, from: l, count: s), a["to_out"]["0"])
+        let contextOut = try Layers.linear(Layers.tokens(joint, from: 0, count: l), a["to_add_out"])
         try trace?(path + ".attn.0", attnOut)
         try trace?(path + ".attn.1", contextOut)
 
@@ -168,7 +169,7 @@ public struct FluxModel: Sendable {
     func singleBlock(_ i: Int, image h0: Tensor, text c0: Tensor, siluEmb: Tensor, rope: Rotary, trace: LayerTrace?) throws -> (Tensor, Tensor) {
         let b = weights["single_transformer_blocks"][i], path = "single_transformer_blocks.\(i)", d = config.innerDim
         let l = c0.shape[1], s = h0.shape[1]
-        let x = Layers.concatTokens([c0, h0])
+        let x = Layers.concatTokens(c0, h0)
         let (normed, mod) = try Layers.adaLayerNormZero(x, siluEmb: siluEmb, chunks: 3, b["norm"])
         try traceNorm(path + ".norm", normed, mod, chunks: [2], of: 3, trace)
         let mlpIn = try Layers.linear(normed, b["proj_mlp"])
@@ -180,7 +181,7 @@ public struct FluxModel: Sendable {
         let proj = try Layers.linear(Layers.concatLast([attn, mlp]), b["proj_out"])
         try trace?(path + ".proj_out", proj)
         let out = Layers.residual(x, proj, gate: mod, column: 2 * d)
-        let ctx = Layers.tokens(out, 0, count: l), h = Layers.tokens(out, l, count: s)
+        let ctx = Layers.tokens(out, from: 0, count: l), h = Layers.tokens(out, from: l, count: s)
         try trace?(path + ".0", ctx)
         try trace?(path + ".1", h)
         return (ctx, h)
@@ -191,6 +192,6 @@ public struct FluxModel: Sendable {
     func traceNorm(_ path: String, _ normed: Tensor, _ mod: Tensor, chunks: [Int], of parts: Int, _ trace: LayerTrace?) throws {
         guard let trace else { return }
         try trace(path + ".0", normed)
-        for (k, c) in chunks.enumerated() { try trace(path + ".\(k + 1)", Layers.column(mod, c, of: parts)) }
+        for (k, c) in chunks.enumerated() { try trace(path + ".\(k + 1)", Layers.chunk(mod, c, of: parts)) }
     }
 }

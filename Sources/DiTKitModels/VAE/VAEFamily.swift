@@ -80,9 +80,10 @@ public struct SDVAEFamily: ModelFamily {
                 c.scalingFactor = named.scalingFactor
                 c.shiftFactor = named.shiftFactor
             } else if c.latentChannels == 16 {
-                // BFL's ae.safetensors (LDM names at the file's root, no quant convolutions) is FLUX.1's VAE;
-                // any other 16-channel VAE (SD3's has the same shapes) must say which it is.
-                guard ldm && s.prefix.isEmpty && !c.useQuantConv && !c.usePostQuantConv else {
+                // BFL's ae.safetensors (float32, LDM names at the file's root, no quant convolutions) is
+                // FLUX.1's VAE; any other 16-channel VAE (SD3's has the same shapes) must say which it is.
+                let bflLayout = ldm && s.prefix.isEmpty && !c.useQuantConv && !c.usePostQuantConv && s.order.allSatisfy { s[$0]?.dtype == .f32 }
+                guard bflLayout else {
                     throw ModelError.needsOption("a 16-channel VAE does not record its latent scale and shift: keep its diffusers config.json beside it, or give --model flux-vae (FLUX.1: 0.3611, 0.1159), --model sd3-vae (SD3: 1.5305, 0.0609) or --scaling-factor and --shift-factor")
                 }
                 (c.scalingFactor, c.shiftFactor) = (VAEConfiguration.fluxVAE.scalingFactor, VAEConfiguration.fluxVAE.shiftFactor)
