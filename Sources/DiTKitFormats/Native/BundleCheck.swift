@@ -38,7 +38,10 @@ public enum BundleCheck {
         let results = parallelMap(records.count, order: order) { i -> String in
             let r = records[i].record
             let slice = UnsafeRawBufferPointer(rebasing: weights.buffer[r.offset..<(r.offset + r.bytes)])
-            defer { progress?.advance(r.bytes) }
+            defer {
+                bundle.releaseWeights(r.offset..<(r.offset + r.bytes))
+                progress?.advance(r.bytes)
+            }
             return SHA256Hasher.hex(slice)
         }
         progress?.finish()
@@ -55,6 +58,7 @@ public enum BundleCheck {
                 if let bad = gap.firstIndex(where: { $0 != 0 }) {
                     problems.append(BundleMismatch(subject: BundleManifest.weightsFile, problem: "non-zero padding at byte \(position + bad)"))
                 }
+                bundle.releaseWeights(position..<r.offset)
             }
             position = max(position, r.offset + r.bytes)
         }

@@ -199,6 +199,10 @@ public final class NativeBundle: TensorContainer, @unchecked Sendable {
     /// The mapped weights file (for checks).
     public var weightsBytes: RawBytes { weights.slice(0..<weights.count) }
 
+    /// Drops the pages of a byte range of the weights file from resident memory (a check reads every
+    /// byte once: a 24 GB bundle must not stay mapped in).
+    func releaseWeights(_ range: Range<Int>) { weights.release(range) }
+
     public func bytes(of i: Int) throws -> RawBytes {
         let (k, isScale) = entries[i]
         let t = manifest.tensors[k]
