@@ -16,7 +16,7 @@ extension ExportCommandTests {
         #expect(r.status == 0, "\(r.stderr)")
         let ours = try listing(dir + "/flux/diffusion_pytorch_model.safetensors")
         let theirs = try listing(Tool.fixture("flux/dev/transformer/diffusion_pytorch_model.safetensors"))
-        #expect(Set(ours.keys) == Set(theirs.keys) && theirs.count == 80)
+        #expect(Set(ours.keys) == Set(theirs.keys) && theirs.count == 66)
         for (k, v) in theirs { #expect(ours[k] == v, "\(k)") }
         let config = try JSONReader.parse(try FileSystem.readFile(dir + "/flux/config.json"))
         let want = try JSONReader.parse(try FileSystem.readFile(Tool.fixture("flux/dev/transformer/config.json")))
@@ -30,13 +30,13 @@ extension ExportCommandTests {
         #expect(r.status == 0, "\(r.stderr)")
         let ours = try listing(dir + "/flux1.safetensors")
         let theirs = try listing(Tool.fixture("flux/dev_bfl_fp8.safetensors"))
-        #expect(Set(ours.keys) == Set(theirs.keys) && theirs.count == 60)
+        #expect(Set(ours.keys) == Set(theirs.keys) && theirs.count == 52)
         for (k, v) in theirs { #expect(ours[k]?["shape"] == v["shape"], "\(k)") }
         // The fused qkv, the uneven linear1 (q | k | v | mlp) and the [shift, scale] final modulation
         // hold the float32 bytes torch computed for BFL's tensors.
         let check = try JSONReader.parse(try FileSystem.readFile(Tool.fixture("flux/bfl_check.json")))
         let hashes = try #require(check["dev"]?["f32_sha256"]?.objectValue)
-        #expect(hashes.count == 10)
+        #expect(hashes.count == 8)
         for (name, sha) in hashes { #expect(ours[name]?["sha256"] == sha, "\(name)") }
         // Read back, the export is the same model, tensor for tensor.
         let again = dir + "/again.ditkit"
@@ -45,7 +45,7 @@ extension ExportCommandTests {
         let m2 = try JSONReader.parse(try FileSystem.readFile(again + "/manifest.json"))
         let h1 = (m1["tensors"]?.arrayValue ?? []).map { [$0["name"], $0["sha256"]] }
         let h2 = (m2["tensors"]?.arrayValue ?? []).map { [$0["name"], $0["sha256"]] }
-        #expect(h1 == h2 && h1.count == 80)
+        #expect(h1 == h2 && h1.count == 66)
         #expect(m2["model"] == m1["model"])
     }
 
@@ -70,14 +70,14 @@ extension ExportCommandTests {
         #expect(try Tool.run(["convert", Tool.fixture("flux/dev"), "-o", b, "--dtype", "bf16"]).status == 0)
         // Layers, then 4 sampling steps of both models from the same noise and text features, into one report.
         let r = try Tool.run(["verify", b, "--against", Tool.fixture("flux/dev_bfl_fp8.safetensors"), "--sample", "--text", Tool.fixture("flux/text.h5"),
-                              "--size", "64", "--steps", "4", "--report", dir + "/report.html"])
+                              "--size", "32", "--steps", "4", "--report", dir + "/report.html"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.contains("single_transformer_blocks.1.1") && r.stdout.contains("samples PASSED"), "\(r.stdout)")
+        #expect(r.stdout.contains("single_transformer_blocks.0.1") && r.stdout.contains("samples PASSED"), "\(r.stdout)")
         let html = String(decoding: try FileSystem.readFile(dir + "/report.html"), as: UTF8.self)
         #expect(html.contains("FLUX-custom") && html.contains("transformer_blocks.0.attn.0"))
         // Text features without the pooled projections are refused, naming the dataset.
         let bad = try Tool.run(["verify", b, "--against", Tool.fixture("flux/dev_bfl_fp8.safetensors"), "--sample", "--text", Tool.fixture("flux/noise.h5"),
-                                "--size", "64", "--steps", "4"])
+                                "--size", "32", "--steps", "4"])
         #expect(bad.status == 2 && bad.stderr.contains("/encoder_hidden_states"), "\(bad.stderr)")
     }
 }
