@@ -42,7 +42,7 @@ import DiTKitCore
             (["verify", dit, "--against", dit, "--sample", "--classes", "-3"], "class ids are whole numbers from 0"),
             (["verify", dit, "--against", dit, "--vae", vaeBundle], "--vae describes the --sample comparison"),
             (["verify", dit, "--against", dit, "--classes", "1", "--cfg", "2"], "--classes, --cfg describe the --sample comparison"),
-            (["convert", dit, "-o", dir + "/x.ditkit", "--model", "foo"], "is not a model DiTKit knows; use dit, vae, sd-vae"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--model", "foo"], "is not a model DiTKit knows; use dit, vae, "),
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "int8", "--keep", "blocks.9.*"], "--keep 'blocks.9.*' matches no tensor of DiT-custom"),
             (["convert", dit, "-o", dir + "/x.ditkit", "--keep", "final_layer.*"], "--keep has no effect with --dtype f32"),
             (["export", vaeBundle, "--to", "safetensors", "--naming", "official", "-o", dir + "/x.safetensors"], "naming 'official' does not apply to a SD VAE (AutoencoderKL) bundle"),
