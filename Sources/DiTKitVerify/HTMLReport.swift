@@ -110,7 +110,7 @@ public enum HTMLReport {
 
         if let s = sample {
             h += "<h2 id=\"samples\">Samples: source and converted models from identical noise</h2>\n"
-            h += "<p>\(s.options.ddim ? "DDIM" : "DDPM") \(escape(s.options.steps)) steps, guidance \(num(Double(s.options.cfgScale), 1)), seed \(s.options.seed). "
+            h += "<p>\(escape(s.converted.sampler.description)), seed \(s.options.seed). "
             h += "Final-latent relative L2 error <b id=\"latent-rel-l2\">\(num(s.latentRelL2))</b> (≤ \(num(s.thresholds.maxLatentRelL2)) required); "
             h += "image PSNR ≥ \(num(s.thresholds.minPSNR, 0)) dB required.</p>\n"
             if s.source.images.isEmpty {

@@ -39,9 +39,8 @@ public struct SampleComparison: Sendable {
     }
 
     public var json: JSONValue {
-        .object([
-            ("passed", .bool(passed)), ("steps", .string(options.steps)), ("sampler", .string(options.ddim ? "ddim" : "ddpm")),
-            ("cfg_scale", .double(Double(options.cfgScale))), ("seed", .int(Int(options.seed))), ("labels", .array(labels.map { .string($0) })),
+        .object([("passed", .bool(passed))] + converted.sampler.jsonMembers + [
+            ("seed", .int(Int(options.seed))), ("labels", .array(labels.map { .string($0) })),
             ("classes", .array(labels.compactMap { $0.hasPrefix("class") ? Int($0.dropFirst(5)).map { .int($0) } : nil })),
             ("latent_rel_l2", .double(latentRelL2)), ("psnr_db", .array(psnr.map { $0.isFinite ? .double($0) : .null })),
             ("thresholds", .object([("min_psnr_db", .double(thresholds.minPSNR)), ("max_latent_rel_l2", .double(thresholds.maxLatentRelL2))])),

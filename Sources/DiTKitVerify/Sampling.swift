@@ -8,6 +8,8 @@ import DiTKitNumerics
 public struct SampleResult: Sendable {
     /// One label per image (`class207`, `caption0`).
     public var labels: [String]
+    /// What the loop did (method, steps, guidance).
+    public var sampler: SamplerSummary
     public var noise: Tensor
     public var latents: Tensor
     /// One 8-bit RGB image per sample (empty without a VAE).
@@ -35,16 +37,18 @@ public enum Sampling {
 
     /// Writes `/latents` (and the labels and settings) to an HDF5 file, atomically; `force`
     /// replaces a latents file DiTKit wrote (nothing else).
-    public static func saveLatents(_ r: SampleResult, options: SamplingOptions, to path: String, force: Bool) throws {
+    public static func saveLatents(_ r: SampleResult, to path: String, force: Bool) throws {
         try AtomicOutput.produce(path, kind: .latents, force: force) { temporary in
             let f = try HDF5File.create(temporary)
             try f.setAttribute("format", latentsFormat)
             try f.writeFloats("/latents", shape: r.latents.shape, r.latents.data)
             let classes = r.labels.compactMap { $0.hasPrefix("class") ? Int64($0.dropFirst(5)) : nil }
             if classes.count == r.labels.count { try f.writeInt64("/classes", shape: [classes.count], classes) }
-            try f.setAttribute("steps", options.steps)
-            try f.setAttribute("sampler", options.ddim ? "ddim" : "ddpm")
-            try f.setAttribute("cfg_scale", String(options.cfgScale))
+            try f.setAttribute("steps", String(r.sampler.steps))
+            try f.setAttribute("sampler", r.sampler.method)
+            if let cfg = r.sampler.cfgScale { try f.setAttribute("cfg_scale", String(cfg)) }
+            if let g = r.sampler.embeddedGuidance { try f.setAttribute("guidance", String(g)) }
+            if !r.sampler.schedule.isEmpty { try f.setAttribute("schedule", r.sampler.schedule) }
             try f.flush()
         }
     }
@@ -75,7 +79,7 @@ public enum Sampling {
                 images.append(Image8.fromSignedUnit(decoded.data, batchIndex: n, channels: decoded.shape[1], height: decoded.shape[2], width: decoded.shape[3]))
             }
         }
-        return SampleResult(labels: sampler.labels, noise: z, latents: latents, images: images)
+        return SampleResult(labels: sampler.labels, sampler: sampler.summary, noise: z, latents: latents, images: images)
     }
 
     /// Samples one latent per class (class-conditional models such as DiT).

@@ -64,7 +64,7 @@ struct Sample: ParsableCommand {
             let decoder = try LoadedModel.open(vae)
             let z = try noise.map(Sampling.readNoise)
             let r = try Sampling.run(model: dit, vae: decoder, conditioning: conditioning, options: o, noise: z, progress: TerminalProgress())
-            if let saveLatents { try Sampling.saveLatents(r, options: o, to: saveLatents, force: force) }
+            if let saveLatents { try Sampling.saveLatents(r, to: saveLatents, force: force) }
             try AtomicOutput.write(try Image8.grid(r.images).png(), to: output, kind: .png, force: force)
             if let each {
                 try FileSystem.makeDirectories(each)
@@ -76,13 +76,13 @@ struct Sample: ParsableCommand {
                 let latents: JSONValue = saveLatents.map { .string($0) } ?? .null
                 let members: [(String, JSONValue)] = [
                     ("output", .string(output)), ("images", .int(r.images.count)), ("labels", .array(labelValues)),
-                    ("sampler", .string(o.ddim ? "ddim" : "ddpm")), ("steps", .string(o.steps)), ("cfg_scale", .double(Double(o.cfgScale))),
+                ] + r.sampler.jsonMembers + [
                     ("seed", .int(Int(seed))), ("each", .array(files)), ("latents", latents),
                 ]
                 writeOut(JSONWriter.string(.object(members)))
                 return
             }
-            writeOut("wrote \(output): \(r.images.count) images (\(o.stepsGiven ? "\(o.ddim ? "DDIM" : "DDPM") \(o.steps) steps" : "default steps"), \(o.cfgGiven ? "cfg \(o.cfgScale)" : "default guidance"))\n")
+            writeOut("wrote \(output): \(r.images.count) image\(r.images.count == 1 ? "" : "s") (\(r.sampler))\n")
         }
     }
 }

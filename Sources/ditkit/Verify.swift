@@ -194,7 +194,7 @@ struct Verify: ParsableCommand {
                 var text = result.text
                 if let c = comparison {
                     let psnr = c.psnr.map { $0.isFinite ? fixed($0, 1) : "inf" }.joined(separator: ", ")
-                    text += "samples (\(c.options.stepsGiven ? "\(c.options.ddim ? "DDIM" : "DDPM") \(c.options.steps) steps" : "default steps"), \(c.options.cfgGiven ? "cfg \(c.options.cfgScale)" : "default guidance")): final-latent rel L2 \(scientific(c.latentRelL2)) (<= \(scientific(c.thresholds.maxLatentRelL2))); "
+                    text += "samples (\(c.converted.sampler)): final-latent rel L2 \(scientific(c.latentRelL2)) (<= \(scientific(c.thresholds.maxLatentRelL2))); "
                     text += c.source.images.isEmpty ? "no VAE, no images\n" : "image PSNR \(psnr) dB (>= \(fixed(c.thresholds.minPSNR, 0)))\n"
                     text += c.passed ? "samples PASSED\n" : "samples FAILED\n"
                 }

@@ -333,3 +333,26 @@ func sd3Bundle(_ source: String, _ dtype: StorageType = .f32, hints: DetectionHi
         #expect(try sample(SD3Tests.mmdit, text: dir + "/t.h5", cfg: 1) > 1e-2)
     }
 }
+
+@Suite struct SD3SamplerDefaultsTests {
+    /// Without --steps / --cfg, SD3 samples as StableDiffusion3Pipeline's defaults (28 Euler steps,
+    /// guidance 7.0), not with DiT's 250-step respacing; what was given wins, DDIM is refused.
+    @Test func pipelineDefaultsApplyWhenNothingIsGiven() throws {
+        let (m, dir) = try sd3Bundle(SD3Tests.mmdit)
+        defer { FileSystem.removeTree(dir) }
+        let text = SamplingConditioning(featuresPath: Fixtures.path("sd3/text.h5"))
+        var o = SamplingOptions()
+        o.stepsGiven = false
+        o.cfgGiven = false
+        let s = try Sampling.sampler(m, options: o, conditioning: text)
+        #expect(s.summary == SamplerSummary(method: "flow-euler", steps: 28, cfgScale: 7.0, schedule: "shift 3.0"))
+        #expect(s.summary.description == "flow matching, 28 Euler steps, shift 3.0, cfg 7.0")
+        o.steps = "8"
+        o.stepsGiven = true
+        o.cfgScale = 4.5
+        o.cfgGiven = true
+        #expect(try Sampling.sampler(m, options: o, conditioning: text).summary.description == "flow matching, 8 Euler steps, shift 3.0, cfg 4.5")
+        o.ddim = true
+        #expect(throws: ModelError.self) { try Sampling.sampler(m, options: o, conditioning: text) }
+    }
+}

@@ -73,11 +73,17 @@ extension ExportCommandTests {
                               "--size", "32", "--steps", "4", "--report", dir + "/report.html"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("single_transformer_blocks.0.1") && r.stdout.contains("samples PASSED"), "\(r.stdout)")
+        // FLUX.1-dev: flow matching with the resolution-dependent shift and the embedded guidance's default.
+        #expect(r.stdout.contains("samples (flow matching, 4 Euler steps, mu ") && r.stdout.contains("guidance 3.5 (embedded)"), "\(r.stdout)")
         let html = String(decoding: try FileSystem.readFile(dir + "/report.html"), as: UTF8.self)
         #expect(html.contains("FLUX-custom") && html.contains("transformer_blocks.0.attn.0"))
         // Text features without the pooled projections are refused, naming the dataset.
         let bad = try Tool.run(["verify", b, "--against", Tool.fixture("flux/dev_bfl_fp8.safetensors"), "--sample", "--text", Tool.fixture("flux/noise.h5"),
                                 "--size", "32", "--steps", "4"])
         #expect(bad.status == 2 && bad.stderr.contains("/encoder_hidden_states"), "\(bad.stderr)")
+        // DDIM does not apply to flow matching: refused rather than ignored.
+        let ddim = try Tool.run(["verify", b, "--against", Tool.fixture("flux/dev_bfl_fp8.safetensors"), "--sample", "--text", Tool.fixture("flux/text.h5"),
+                                 "--size", "32", "--steps", "4", "--sampler", "ddim"])
+        #expect(ddim.status != 0 && ddim.stderr.contains("DDIM does not apply"), "\(ddim.stderr)")
     }
 }

@@ -78,6 +78,10 @@ import DiTKitCore
                               "--save-latents", dir + "/latents.h5", "-o", dir + "/grid.png"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(FileSystem.exists(dir + "/grid.png"))
+        // The run is described as what it was: flow matching, not DDPM.
+        #expect(r.stdout.contains("flow matching, 8 Euler steps, shift 3.0, cfg 4.5"), "\(r.stdout)")
+        let attrs = try runPython(["-c", "import sys, h5py; a = h5py.File(sys.argv[1]).attrs; print(*[a[k].decode() if isinstance(a[k], bytes) else a[k] for k in ('sampler', 'steps', 'schedule')])", dir + "/latents.h5"])
+        #expect(attrs.trimmingCharacters(in: .whitespacesAndNewlines) == "flow-euler 8 shift 3.0", "\(attrs)")
         let rel = try runPython(["-c", """
             import sys, h5py, numpy as np
             a = h5py.File(sys.argv[1])["latents"][()]; b = h5py.File(sys.argv[2])["latents"][()]
@@ -102,8 +106,10 @@ import DiTKitCore
         let j = try #require(try JSONReader.parse(r.stdout).arrayValue?.first)
         #expect(j["passed"] == .bool(true))
         #expect(j["sample"]?["passed"] == .bool(true))
+        #expect(j["sample"]?["sampler"] == .string("flow-euler") && j["sample"]?["steps"] == .int(4), "\(j)")
         #expect((j["sample"]?["latent_rel_l2"]?.doubleValue ?? 1) > 0)
         let html = String(decoding: try FileSystem.readFile(dir + "/report.html"), as: UTF8.self)
         #expect(html.contains("transformer_blocks.1.ff") && html.contains("SD3-custom"))
+        #expect(html.contains("flow matching, 4 Euler steps") && !html.contains("DDPM"))
     }
 }

@@ -25,6 +25,9 @@ public struct DiTSampler: LatentSampler {
 
     public var latentShape: [Int] { [classes.count, model.config.inChannels, model.config.inputSize, model.config.inputSize] }
     public var labels: [String] { classes.map { "class\($0)" } }
+    public var summary: SamplerSummary {
+        SamplerSummary(method: options.ddim ? "ddim" : "ddpm", steps: diffusion.steps, cfgScale: options.cfgScale)
+    }
 
     /// Samples latents from `noise` (`[N, C, S, S]`, one per class). DDPM noise comes from
     /// `SeededRandom(seed + 1)`, one draw of the whole (doubled) batch per step.

@@ -40,8 +40,58 @@ public struct SamplingConditioning: Sendable {
     }
 }
 
+/// What a sampling loop does, as messages, reports and latents files state it.
+public struct SamplerSummary: Sendable, Equatable, CustomStringConvertible {
+    /// `ddpm`, `ddim` (Gaussian diffusion) or `flow-euler` (flow matching, Euler steps).
+    public var method: String
+    /// Denoising steps the loop takes.
+    public var steps: Int
+    /// Classifier-free guidance scale, nil when the loop does not guide that way.
+    public var cfgScale: Float?
+    /// A guidance-distilled model's embedded guidance value (FLUX.1-dev), nil otherwise.
+    public var embeddedGuidance: Float?
+    /// The schedule's parameters beyond the step count (`shift 3`, `mu 0.86`), empty if none.
+    public var schedule: String
+
+    public init(method: String, steps: Int, cfgScale: Float?, embeddedGuidance: Float? = nil, schedule: String = "") {
+        self.method = method
+        self.steps = steps
+        self.cfgScale = cfgScale
+        self.embeddedGuidance = embeddedGuidance
+        self.schedule = schedule
+    }
+
+    /// "DDPM 250 steps, cfg 4.0", "flow matching, 28 Euler steps, shift 3, cfg 7.0",
+    /// "flow matching, 28 Euler steps, mu 1.15, guidance 3.5 (embedded)".
+    public var description: String {
+        var parts: [String]
+        switch method {
+        case "ddpm": parts = ["DDPM \(steps) steps"]
+        case "ddim": parts = ["DDIM \(steps) steps"]
+        case "flow-euler": parts = ["flow matching", "\(steps) Euler steps"]
+        default: parts = ["\(method) \(steps) steps"]
+        }
+        if !schedule.isEmpty { parts.append(schedule) }
+        if let cfgScale { parts.append(cfgScale > 1 ? "cfg \(cfgScale)" : "no guidance") }
+        if let embeddedGuidance { parts.append("guidance \(embeddedGuidance) (embedded)") }
+        if cfgScale == nil && embeddedGuidance == nil { parts.append("no guidance") }
+        return parts.joined(separator: ", ")
+    }
+
+    /// The summary as JSON members: `sampler`, `steps`, `cfg_scale` (null when not applicable),
+    /// `guidance` (embedded; null when none), `schedule`.
+    public var jsonMembers: [(String, JSONValue)] {
+        [("sampler", .string(method)), ("steps", .int(steps)),
+         ("cfg_scale", cfgScale.map { .double(Double($0)) } ?? .null),
+         ("guidance", embeddedGuidance.map { .double(Double($0)) } ?? .null),
+         ("schedule", .string(schedule))]
+    }
+}
+
 /// A denoiser's sampling loop for a fixed batch of conditions.
 public protocol LatentSampler: Sendable {
+    /// What the loop does (method, steps, guidance), for messages and reports.
+    var summary: SamplerSummary { get }
     /// `[N, C, h, w]`: the shape of the initial noise and of the sampled latents.
     var latentShape: [Int] { get }
     /// One label per image, for file names (`class207`, `caption0`).

@@ -81,6 +81,8 @@ public struct FluxSampler: LatentSampler {
     /// The guidance embedding's value (guidance-distilled models), nil for schnell-like models.
     public let guidance: Float?
     public let imageSize: Int
+    /// The resolution-dependent shift (FLUX.1-dev-like models), nil when unshifted.
+    public let mu: Double?
 
     /// FLUX.1-dev-like models (a guidance embedding) default to 28 steps and guidance 3.5, with the
     /// resolution-dependent shift; schnell-like models to 4 steps, unshifted, without guidance.
@@ -91,6 +93,10 @@ public struct FluxSampler: LatentSampler {
             throw ModelError.inconsistent("FLUX image size \(imageSize) must be a multiple of 16 (8× VAE, 2×2 packing)")
         }
         let guided = c.guidanceEmbeds
+        if options.ddim { throw ModelError.needsOption("FLUX samples with flow matching (Euler); DDIM does not apply: drop --sampler") }
+        if !guided && options.cfgGiven {
+            throw ModelError.needsOption("this FLUX model (schnell-like: no guidance embedding) samples without guidance: drop --cfg")
+        }
         let steps: Int
         if options.stepsGiven {
             guard let v = Int(options.steps), v > 0 else { throw ModelError.inconsistent("FLUX takes a step count (--steps 28); got '\(options.steps)'") }
@@ -102,12 +108,17 @@ public struct FluxSampler: LatentSampler {
         self.text = text
         self.imageSize = imageSize
         let tokens = (imageSize / 16) * (imageSize / 16)
-        schedule = try FlowMatchSchedule.dynamic(steps: steps, mu: guided ? FlowMatchSchedule.mu(imageSequenceLength: tokens) : nil)
+        mu = guided ? FlowMatchSchedule.mu(imageSequenceLength: tokens) : nil
+        schedule = try FlowMatchSchedule.dynamic(steps: steps, mu: mu)
         guidance = guided ? (options.cfgGiven ? options.cfgScale : 3.5) : nil
     }
 
     public var latentShape: [Int] { [text.features.shape[0], model.config.latentChannels, imageSize / 8, imageSize / 8] }
     public var labels: [String] { (0..<text.features.shape[0]).map { "prompt\($0)" } }
+    public var summary: SamplerSummary {
+        SamplerSummary(method: "flow-euler", steps: schedule.steps, cfgScale: nil, embeddedGuidance: guidance,
+                       schedule: mu.map { "mu \(($0 * 100).rounded() / 100)" } ?? "")
+    }
 
     /// Samples latents `[N, 16, h, w]` from `noise` of that shape (packed before the loop,
     /// unpacked after it).

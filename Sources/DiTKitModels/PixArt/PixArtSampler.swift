@@ -79,6 +79,9 @@ public struct PixArtSampler: LatentSampler {
 
     public var latentShape: [Int] { [captions.features.shape[0], model.config.inChannels, imageSize / 8, imageSize / 8] }
     public var labels: [String] { (0..<captions.features.shape[0]).map { "caption\($0)" } }
+    public var summary: SamplerSummary {
+        SamplerSummary(method: options.ddim ? "ddim" : "ddpm", steps: diffusion.steps, cfgScale: options.cfgScale)
+    }
 
     /// The unconditional features and mask: the file's negative ones, else the null caption
     /// broadcast over the batch with the prompt's mask.

@@ -74,6 +74,9 @@ public struct SD3Sampler: LatentSampler {
     /// The shift of `FlowMatchEulerDiscreteScheduler` in every SD3 / SD3.5 release's scheduler config
     /// (and Stability's sd3_infer.py).
     public static let shift = 3.0
+    /// `StableDiffusion3Pipeline.__call__`'s defaults, used when `--steps` / `--cfg` are not given.
+    public static let defaultSteps = 28
+    public static let defaultGuidance: Float = 7.0
 
     public init(model: SD3Model, text: SD3TextFeatures, options: SamplingOptions, imageSize: Int) throws {
         let c = model.config
@@ -82,10 +85,19 @@ public struct SD3Sampler: LatentSampler {
         if let m = c.posEmbedMaxSize, imageSize / unit > m {
             throw ModelError.inconsistent("image size \(imageSize) exceeds the position table: at most \(m * unit) pixels a side (pos_embed_max_size \(m))")
         }
-        guard let steps = Int(options.steps), steps > 0 else {
-            throw ModelError.needsOption("SD3 samples with flow matching: --steps takes a number of steps (the pipeline's default is 28), not '\(options.steps)'")
+        // The pipeline's defaults (num_inference_steps 28, guidance_scale 7.0) when the user gave none.
+        let steps: Int
+        if options.stepsGiven {
+            guard let v = Int(options.steps), v > 0 else {
+                throw ModelError.needsOption("SD3 samples with flow matching: --steps takes a number of steps (the pipeline's default is 28), not '\(options.steps)'")
+            }
+            steps = v
+        } else {
+            steps = Self.defaultSteps
         }
-        if options.ddim { throw ModelError.needsOption("SD3 samples with flow matching (Euler); DDIM does not apply: leave --sampler at its default") }
+        var options = options
+        if !options.cfgGiven { options.cfgScale = Self.defaultGuidance }
+        if options.ddim { throw ModelError.needsOption("SD3 samples with flow matching (Euler); DDIM does not apply: drop --sampler") }
         if options.cfgScale > 1, text.negativeEncoderHiddenStates == nil {
             throw ModelError.needsOption("guidance needs negative text features: add /negative_encoder_hidden_states and /negative_pooled_projections (the pipeline encodes the empty prompt) to the text file, or sample with --cfg 1")
         }
@@ -98,6 +110,9 @@ public struct SD3Sampler: LatentSampler {
 
     public var latentShape: [Int] { [text.count, model.config.inChannels, imageSize / 8, imageSize / 8] }
     public var labels: [String] { (0..<text.count).map { "prompt\($0)" } }
+    public var summary: SamplerSummary {
+        SamplerSummary(method: "flow-euler", steps: schedule.steps, cfgScale: options.cfgScale, schedule: "shift \(Self.shift)")
+    }
 
     /// Samples latents from `noise` (`[N, C, S, S]`, one per prompt), as the pipeline's loop does.
     public func sample(noise: Tensor, progress: ProgressReporter? = nil) throws -> Tensor {
