@@ -210,7 +210,7 @@ import DiTKitCore
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
         #expect(try Tool.run(["convert", Tool.fixture("verify/dit_verify.pt"), "-o", dir + "/m.ditkit", "--dtype", "int8"]).status == 0)
-        let example = Tool.binary.replacingOccurrences(of: "/ditkit", with: "/ditkit-example")
+        let example = Tool.product("ditkit-example")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: example)
         p.arguments = [dir + "/m.ditkit", "blocks.0.mlp.fc1.weight"]

@@ -113,8 +113,12 @@ import DiTKitCore
     @Test func fuzzFindingsStayFixed() throws {
         // Every input that once crashed a fuzz harness is replayed here (Tests/Fixtures/fuzz/TARGET/).
         let root = Tool.fixture("fuzz")
-        guard let targets = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
-        let runner = Tool.binary.replacingOccurrences(of: "/ditkit", with: "/ditkit-fuzz")
+        let targets = try FileManager.default.contentsOfDirectory(atPath: root)
+        let runner = Tool.product("ditkit-fuzz")
+        // The runner is there and knows every target that has reproducers (its usage lists them).
+        let usage = try Tool.run([runner], viaShell: true)
+        #expect(usage.status == 64, "\(runner): \(usage.stdout) \(usage.stderr)")
+        for t in targets where t != "hdf5-isolated" { #expect(usage.stdout.contains(t), "unknown fuzz target \(t)") }
         for t in targets.sorted() where t != "hdf5-isolated" {
             let files = try FileManager.default.contentsOfDirectory(atPath: root + "/" + t).sorted().map { root + "/" + t + "/" + $0 }
             guard !files.isEmpty else { continue }

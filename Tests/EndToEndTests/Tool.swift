@@ -19,17 +19,28 @@ enum Tool {
 
     static func fixture(_ relative: String) -> String { root + "/Tests/Fixtures/" + relative }
 
-    /// Path of the `ditkit` binary: $DITKIT_BIN, or next to the running test bundle.
-    static let binary: String = {
-        if let env = ProcessInfo.processInfo.environment["DITKIT_BIN"] { return env }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("ditkit").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
+    /// The build's product directory (`.build/<triple>/<configuration>`): where SwiftPM put this test
+    /// bundle and every executable product it built first (`ditkit`, `ditkit-example`, `ditkit-fuzz`).
+    /// Read from the running test binary (`/proc/self/exe`, else `argv[0]`), stepping out of a macOS
+    /// `.xctest` bundle; it does not depend on what the checkout's folders are called.
+    static let productDirectory: String = {
+        var exe = URL(fileURLWithPath: CommandLine.arguments[0])
+        if let linked = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            exe = URL(fileURLWithPath: linked)
         }
-        return root + "/.build/debug/ditkit"
+        var dir = exe.resolvingSymlinksInPath().deletingLastPathComponent()
+        // macOS: <products>/DiTKitPackageTests.xctest/Contents/MacOS/DiTKitPackageTests
+        if dir.lastPathComponent == "MacOS", dir.deletingLastPathComponent().deletingLastPathComponent().pathExtension == "xctest" {
+            dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        }
+        return dir.path
     }()
+
+    /// Path of an executable product of this build, in `productDirectory`.
+    static func product(_ name: String) -> String { productDirectory + "/" + name }
+
+    /// Path of the `ditkit` binary: $DITKIT_BIN, or the `ditkit` product of this build.
+    static let binary: String = ProcessInfo.processInfo.environment["DITKIT_BIN"] ?? product("ditkit")
 
     /// Runs `ditkit args...` and waits.
     @discardableResult
