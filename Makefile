@@ -14,7 +14,7 @@ DEMO_REFERENCE := Tests/Fixtures/verify/dit_reference.h5
 DEMO_VAE := Tests/Fixtures/verify/vae_verify/diffusion_pytorch_model.safetensors
 DEMO_OUT := .build/demo
 
-.PHONY: all deps pyenv build test consumer demo bench fuzz fixtures clean
+.PHONY: all deps pyenv build test consumer demo bench fuzz fixtures clean install uninstall install-check zoo-source
 
 all: build
 
@@ -76,6 +76,63 @@ demo: build
 	@echo
 	@echo "The demo model has random weights, so its samples are noise: what matters is that the int8 model"
 	@echo "draws the same noise as the original. Open the report: $(CURDIR)/$(DEMO_OUT)/report.html"
+
+## install: the release binary in $(PREFIX)/bin, the zoo (Manifests/, Checksums/) in $(PREFIX)/share/ditkit,
+## where the binary looks for it, and bash/zsh/fish completions. The list of installed files is kept in
+## $(PREFIX)/share/ditkit/installed-files; `make uninstall` removes exactly those (and so does a later
+## `make install` before it installs). DESTDIR is honoured.
+PREFIX ?= /usr/local
+ROOTDIR = $(DESTDIR)$(PREFIX)
+INSTALLED = share/ditkit/installed-files
+ZOO_FILES = $(filter-out Manifests/schema.json,$(wildcard Manifests/*.json)) Manifests/schema.json $(wildcard Checksums/*.SHA256SUMS)
+install: build
+	@$(MAKE) --no-print-directory uninstall > /dev/null   # an earlier install's files, which this one replaces
+	@set -e; root="$(ROOTDIR)"; list=""; \
+	put() { install -d "$$root/$$(dirname "$$2")"; install -m "$$1" "$$3" "$$root/$$2"; list="$$list$$2"$$'\n'; echo "  $$root/$$2"; }; \
+	put 755 bin/ditkit "$(BIN)"; \
+	for f in $(ZOO_FILES); do put 644 "share/ditkit/$$f" "$$f"; done; \
+	tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	for sh in bash zsh fish; do "$(BIN)" --generate-completion-script $$sh > "$$tmp/$$sh"; done; \
+	put 644 share/bash-completion/completions/ditkit "$$tmp/bash"; \
+	put 644 share/zsh/site-functions/_ditkit "$$tmp/zsh"; \
+	put 644 share/fish/vendor_completions.d/ditkit.fish "$$tmp/fish"; \
+	printf '%s' "$${list}$(INSTALLED)"$$'\n' > "$$tmp/installed"; put 644 $(INSTALLED) "$$tmp/installed"
+
+## uninstall: removes exactly what `make install` installed (and folders it leaves empty).
+uninstall:
+	@set -e; root="$(ROOTDIR)"; \
+	if [ ! -f "$$root/$(INSTALLED)" ]; then echo "make uninstall: $$root/$(INSTALLED) not found: nothing installed there"; exit 0; fi; \
+	while IFS= read -r f; do \
+	  [ -n "$$f" ] || continue; \
+	  if [ -f "$$root/$$f" ] || [ -L "$$root/$$f" ]; then rm -f "$$root/$$f"; echo "  removed $$root/$$f"; fi; \
+	  d="$$(dirname "$$f")"; \
+	  while [ "$$d" != . ] && rmdir "$$root/$$d" 2>/dev/null; do d="$$(dirname "$$d")"; done; \
+	done < "$$root/$(INSTALLED)"
+
+## install-check: installs into a temporary prefix and proves the result works outside the checkout:
+## `ditkit zoo list` from / without DITKIT_MANIFESTS lists the installed zoo, completions are there, and
+## `make uninstall` leaves the prefix empty.
+install-check: build
+	@set -e; prefix="$$(mktemp -d)"; trap 'rm -rf "$$prefix"' EXIT; \
+	$(MAKE) --no-print-directory install PREFIX="$$prefix" > /dev/null; \
+	out="$$(cd / && env -u DITKIT_MANIFESTS "$$prefix/bin/ditkit" zoo list)"; \
+	for f in Manifests/*.json; do id="$$(basename "$$f" .json)"; [ "$$id" = schema ] && continue; \
+	  grep -q "^$$id " <<< "$$out" || { echo "install-check: '$$id' missing from zoo list:"; echo "$$out"; exit 1; }; done; \
+	mv "$$prefix/share/ditkit/Manifests/dit-s-2.json" "$$prefix/dit-s-2.json.moved"; \
+	if (cd / && env -u DITKIT_MANIFESTS "$$prefix/bin/ditkit" zoo list) | grep -q "^dit-s-2 "; then \
+	  echo "install-check: zoo list did not read $$prefix/share/ditkit/Manifests"; exit 1; fi; \
+	mv "$$prefix/dit-s-2.json.moved" "$$prefix/share/ditkit/Manifests/dit-s-2.json"; \
+	for c in share/bash-completion/completions/ditkit share/zsh/site-functions/_ditkit share/fish/vendor_completions.d/ditkit.fish; do \
+	  grep -q zoo "$$prefix/$$c" || { echo "install-check: $$c lacks the zoo command"; exit 1; }; done; \
+	$(MAKE) --no-print-directory uninstall PREFIX="$$prefix" > /dev/null; \
+	left="$$(find "$$prefix" -mindepth 1)"; \
+	if [ -n "$$left" ]; then echo "install-check: uninstall left:"; echo "$$left"; exit 1; fi; \
+	echo "install-check: ok (zoo list from / found all $$(ls Manifests | grep -vc schema) entries in $$prefix/share/ditkit; uninstall left nothing)"
+
+## zoo-source: regenerate Sources/DiTKitZoo/BuiltinZoo.swift (the zoo compiled into ditkit) after editing
+## Manifests/ or Checksums/; the test suite fails until it matches.
+zoo-source:
+	python3 tools/embed_zoo.py
 
 ## bench: full-size benchmarks against baselines measured in the same run (see BENCHMARKS.md).
 bench: deps

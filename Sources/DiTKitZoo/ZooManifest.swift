@@ -159,20 +159,38 @@ public struct ZooEntry: Sendable {
 
 /// The set of zoo manifests.
 public struct Zoo: Sendable {
-    public let directory: String
+    /// The directory the manifests were read from, or `nil` for the copy compiled into DiTKit.
+    public let directory: String?
     public let entries: [ZooEntry]
+
+    /// How `Zoo.open` names the compiled-in copy in paths and messages.
+    public static let builtinOrigin = "<built-in>"
 
     /// Reads every `*.json` (except `schema.json`) in `directory`, sorted by id.
     public init(directory: String) throws {
-        self.directory = directory
-        var list: [ZooEntry] = []
+        var files: [(name: String, bytes: [UInt8])] = []
         for name in try Zoo.listJSON(directory) where name != "schema.json" {
-            let p = directory + "/" + name
+            files.append((name, try FileSystem.readFile(directory + "/" + name)))
+        }
+        try self.init(files: files, directory: directory)
+    }
+
+    /// The manifests compiled into DiTKit (`BuiltinZoo`, generated from Manifests/).
+    public static func builtin() throws -> Zoo {
+        try Zoo(files: BuiltinZoo.manifests.map { ($0.name, Array($0.text.utf8)) }, directory: nil)
+    }
+
+    private init(files: [(name: String, bytes: [UInt8])], directory: String?) throws {
+        self.directory = directory
+        let origin = directory ?? Zoo.builtinOrigin + "/Manifests"
+        var list: [ZooEntry] = []
+        for (name, bytes) in files {
+            let p = origin + "/" + name
             let json: JSONValue
-            do { json = try JSONReader.parse(try FileSystem.readFile(p)) } catch { throw ZooError.manifest(p, "\(error)") }
+            do { json = try JSONReader.parse(bytes) } catch { throw ZooError.manifest(p, "\(error)") }
             list.append(try ZooEntry(json: json, path: p))
         }
-        guard !list.isEmpty else { throw ZooError.noManifests("none in \(directory)") }
+        guard !list.isEmpty else { throw ZooError.noManifests("none in \(origin)") }
         entries = list.sorted { $0.id < $1.id }
     }
 
@@ -186,11 +204,21 @@ public struct Zoo: Sendable {
         return e
     }
 
-    /// Where the manifests are: an explicit directory, `$DITKIT_MANIFESTS`, or a `Manifests/` folder
-    /// beside the executable's install tree or the current directory.
-    public static func locate(_ explicit: String?) throws -> String {
+    /// The zoo, found in this order (README, "The model zoo"):
+    /// 1. `explicit` (`--manifests DIR`), 2. `$DITKIT_MANIFESTS` (unless empty): used as given, an error
+    ///    if unreadable;
+    /// 3. a `Manifests/` folder (one holding `schema.json`) beside the executable or up to five folders
+    ///    above it, or `share/ditkit/Manifests` there (`make install` puts it in `PREFIX/share/ditkit`);
+    /// 4. `Manifests/` in the current directory; 5. the copy compiled into DiTKit.
+    public static func open(manifests explicit: String?) throws -> Zoo {
+        if let dir = try locate(explicit) { return try Zoo(directory: dir) }
+        return try builtin()
+    }
+
+    /// The manifest directory `open` uses, or `nil` when none is found and the compiled-in copy is used.
+    public static func locate(_ explicit: String?) throws -> String? {
         if let e = explicit { return e }
-        if let env = getenv("DITKIT_MANIFESTS") { return String(cString: env) }
+        if let env = getenv("DITKIT_MANIFESTS"), env.pointee != 0 { return String(cString: env) }
         var candidates: [String] = []
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, 4095)
@@ -203,8 +231,16 @@ public struct Zoo: Sendable {
             }
         }
         candidates.append("Manifests")
-        for c in candidates where FileSystem.exists(c + "/schema.json") { return c }
-        throw ZooError.noManifests("looked in \(candidates.prefix(3).joined(separator: ", ")), …")
+        return candidates.first { FileSystem.exists($0 + "/schema.json") }
+    }
+
+    /// The published checksums: every `*.SHA256SUMS` in `explicit` (`--checksums DIR`), else in
+    /// `Checksums/` beside the manifest directory, else (the compiled-in zoo) the compiled-in copy.
+    public func publishedChecksums(directory explicit: String?) throws -> [ChecksumLine] {
+        if let dir = explicit ?? directory.map({ FileSystem.parentDirectory($0) + "/Checksums" }) {
+            return try Checksums.load(directory: dir)
+        }
+        return try BuiltinZoo.checksums.flatMap { try Checksums.parse($0.text, file: Zoo.builtinOrigin + "/Checksums/" + $0.name) }
     }
 }
 

@@ -12,7 +12,8 @@ struct ZooCommand: ParsableCommand {
         commandName: "zoo",
         abstract: "Known models: list, show, identify a file, fetch and import.",
         discussion: """
-        Manifests are read from --manifests, $DITKIT_MANIFESTS, or the Manifests/ folder of the installation. \
+        Manifests are read from --manifests, $DITKIT_MANIFESTS, the Manifests/ folder of the installation \
+        (share/ditkit/Manifests after make install), ./Manifests, else the copy built into ditkit. \
         Downloads go to the cache: $DITKIT_CACHE, else $XDG_CACHE_HOME/ditkit, else ~/.cache/ditkit.
         """,
         subcommands: [List.self, Show.self, Identify.self, Fetch.self, Import.self])
@@ -27,10 +28,9 @@ struct ZooCommand: ParsableCommand {
         @Option(help: "Cache directory for downloads and trust-on-first-use pins.")
         var cache: String?
 
-        func zoo() throws -> Zoo { try Zoo(directory: try Zoo.locate(manifests)) }
+        func zoo() throws -> Zoo { try Zoo.open(manifests: manifests) }
         func checksumLines(_ zoo: Zoo) throws -> [ChecksumLine] {
-            let dir = checksums ?? FileSystem.parentDirectory(zoo.directory) + "/Checksums"
-            var lines = try Checksums.load(directory: dir)
+            var lines = try zoo.publishedChecksums(directory: checksums)
             let pins = ZooCache.pinsFile(ZooCache.directory(cache))
             if let text = try? FileSystem.readFile(pins) { lines += try Checksums.parse(String(decoding: text, as: UTF8.self), file: pins) }
             return lines

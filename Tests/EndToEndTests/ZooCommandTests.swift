@@ -177,3 +177,49 @@ import DiTKitCore
         #expect(schema["additionalProperties"] == .bool(false))
     }
 }
+
+/// Where a `ditkit` outside the checkout finds its zoo: the install folder beside it, else the copy
+/// compiled in (the binary is copied out of the build, as a user would, and run from /).
+@Suite struct ZooLookupTests {
+    func installed(_ prefix: String) throws -> String {
+        try FileSystem.makeDirectories(prefix + "/bin")
+        let bin = prefix + "/bin/ditkit"
+        try FileManager.default.copyItem(atPath: Tool.binary, toPath: bin)
+        return bin
+    }
+
+    func ids(_ r: ToolResult) throws -> [String] {
+        try #require(JSONReader.parse(Array(r.stdout.utf8)).arrayValue).compactMap { $0["id"]?.stringValue }
+    }
+
+    @Test func aCopiedBinaryUsesItsCompiledInZoo() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let bin = try installed(dir)
+        let repo = try FileSystem.listDirectory(Tool.root + "/Manifests").filter { $0.hasSuffix(".json") && $0 != "schema.json" }
+            .map { String($0.dropLast(5)) }.sorted()
+        let r = try Tool.run([bin, "zoo", "list", "--json"], environment: ["DITKIT_MANIFESTS": ""], cwd: "/", viaShell: true)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try ids(r) == repo)
+        // Published hashes come with it.
+        let show = try Tool.run([bin, "zoo", "show", "sd-vae-ft-mse", "--cache", dir + "/cache"], environment: ["DITKIT_MANIFESTS": ""], cwd: "/", viaShell: true)
+        #expect(show.status == 0, "\(show.stderr)")
+        #expect(show.stdout.contains("sd-vae-ft-mse"))
+    }
+
+    @Test func theInstallFolderComesBeforeTheCompiledInZoo() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let bin = try installed(dir)
+        let share = dir + "/share/ditkit/Manifests"
+        try FileSystem.makeDirectories(share)
+        for f in ["schema.json", "dit-s-2.json"] { try FileManager.default.copyItem(atPath: Tool.root + "/Manifests/" + f, toPath: share + "/" + f) }
+        let r = try Tool.run([bin, "zoo", "list", "--json"], environment: ["DITKIT_MANIFESTS": ""], cwd: "/", viaShell: true)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try ids(r) == ["dit-s-2"])
+        // An explicit folder wins, and a wrong one is an error, not a silent fallback.
+        let bad = try Tool.run([bin, "zoo", "list", "--manifests", dir + "/nowhere"], cwd: "/", viaShell: true)
+        #expect(bad.status == 2, "\(bad.stderr)")
+        #expect(bad.stderr.contains(dir + "/nowhere"), "\(bad.stderr)")
+    }
+}
