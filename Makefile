@@ -9,9 +9,13 @@ PKG_CONFIG_MODULES := libzip hdf5 openblas libzstd libpng
 APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev libpng-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEMO_CHECKPOINT := Tests/Fixtures/verify/dit_verify.pt
-DEMO_REFERENCE := Tests/Fixtures/verify/dit_reference.h5
-DEMO_VAE := Tests/Fixtures/verify/vae_verify/diffusion_pytorch_model.safetensors
+# The demo runs on the trained digits example (examples/digits, written by tools/train_digits.py).
+DIGITS := examples/digits
+DEMO_DIT := $(DIGITS)/dit-digits.pt
+DEMO_VAE := $(DIGITS)/vae/diffusion_pytorch_model.safetensors
+DEMO_REFERENCE := $(DIGITS)/dit-digits-reference.h5
+DEMO_CLASSES := 0,1,2,3,4,5,6,7,8,9
+DEMO_SAMPLING := --steps 250 --cfg 4 --seed 0
 DEMO_OUT := .build/demo
 
 .PHONY: all deps pyenv build test consumer demo bench fuzz fixtures clean install uninstall install-check zoo-source
@@ -51,31 +55,42 @@ test: deps pyenv
 consumer: deps
 	tools/check_consumer.sh --build
 
-## demo: the main job on the checkpoint shipped in the repository.
-demo: build
+## demo: the main job on the trained digits model shipped in the repository: convert the DiT and its VAE
+## to f32, f16 and int8, verify them, sample every digit with each, let a classifier read the samples,
+## and write the report comparing the int8 model's digits with the original's.
+demo: build pyenv
 	@mkdir -p $(DEMO_OUT)
-	@echo "== ditkit inspect $(DEMO_CHECKPOINT)"
-	@$(BIN) inspect $(DEMO_CHECKPOINT) | head -12
+	@echo "== ditkit inspect $(DEMO_DIT)"
+	@$(BIN) inspect $(DEMO_DIT) | head -12
 	@echo "   ..."
 	@for d in f32 f16 int8; do \
-	  echo "== ditkit convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --force"; \
-	  $(BIN) convert $(DEMO_CHECKPOINT) -o $(DEMO_OUT)/dit-$$d.ditkit --dtype $$d --force || exit 1; \
+	  echo "== ditkit convert $(DEMO_DIT) -o $(DEMO_OUT)/digits-$$d.ditkit --dtype $$d --force"; \
+	  $(BIN) convert $(DEMO_DIT) -o $(DEMO_OUT)/digits-$$d.ditkit --dtype $$d --force || exit 1; \
+	  echo "== ditkit convert $(DEMO_VAE) -o $(DEMO_OUT)/digits-vae-$$d.ditkit --dtype $$d --force"; \
+	  $(BIN) convert $(DEMO_VAE) -o $(DEMO_OUT)/digits-vae-$$d.ditkit --dtype $$d --force || exit 1; \
 	done
-	@echo "== ditkit check $(DEMO_OUT)/dit-int8.ditkit"
-	@$(BIN) check $(DEMO_OUT)/dit-int8.ditkit
-	@echo "== ditkit verify $(DEMO_OUT)/dit-f32.ditkit --reference $(DEMO_REFERENCE)"
-	@$(BIN) verify $(DEMO_OUT)/dit-f32.ditkit --reference $(DEMO_REFERENCE)
-	@echo "== ditkit verify $(DEMO_OUT)/dit-f16.ditkit --against $(DEMO_CHECKPOINT)"
-	@$(BIN) verify $(DEMO_OUT)/dit-f16.ditkit --against $(DEMO_CHECKPOINT)
-	@echo "== ditkit convert $(DEMO_VAE) -o $(DEMO_OUT)/vae.ditkit --force"
-	@$(BIN) convert $(DEMO_VAE) -o $(DEMO_OUT)/vae.ditkit --force
-	@echo "== ditkit sample $(DEMO_OUT)/dit-int8.ditkit --vae $(DEMO_OUT)/vae.ditkit --steps 25 -o $(DEMO_OUT)/samples.png"
-	@$(BIN) sample $(DEMO_OUT)/dit-int8.ditkit --vae $(DEMO_OUT)/vae.ditkit --steps 25 -o $(DEMO_OUT)/samples.png --force
-	@echo "== ditkit verify $(DEMO_OUT)/dit-int8.ditkit --against $(DEMO_CHECKPOINT) --sample --vae $(DEMO_OUT)/vae.ditkit --report $(DEMO_OUT)/report.html"
-	@$(BIN) verify $(DEMO_OUT)/dit-int8.ditkit --against $(DEMO_CHECKPOINT) --sample --vae $(DEMO_OUT)/vae.ditkit --report $(DEMO_OUT)/report.html --force
+	@echo "== ditkit check $(DEMO_OUT)/digits-int8.ditkit"
+	@$(BIN) check $(DEMO_OUT)/digits-int8.ditkit
+	@echo "== ditkit verify $(DEMO_OUT)/digits-f32.ditkit --reference $(DEMO_REFERENCE)"
+	@$(BIN) verify $(DEMO_OUT)/digits-f32.ditkit --reference $(DEMO_REFERENCE)
+	@echo "== ditkit verify $(DEMO_OUT)/digits-int8.ditkit --against $(DEMO_DIT)"
+	@$(BIN) verify $(DEMO_OUT)/digits-int8.ditkit --against $(DEMO_DIT)
+	@echo "== ditkit verify $(DEMO_OUT)/digits-vae-int8.ditkit --against $(DEMO_VAE) --size 32"
+	@$(BIN) verify $(DEMO_OUT)/digits-vae-int8.ditkit --against $(DEMO_VAE) --size 32 | sed -n '1p;$$p'
+	@for d in source f32 f16 int8; do \
+	  if [ $$d = source ]; then m=$(DEMO_DIT); v=$(DEMO_VAE); else m=$(DEMO_OUT)/digits-$$d.ditkit; v=$(DEMO_OUT)/digits-vae-$$d.ditkit; fi; \
+	  echo "== ditkit sample $$m --vae $$v --class $(DEMO_CLASSES) $(DEMO_SAMPLING) -o $(DEMO_OUT)/digits-$$d.png --each $(DEMO_OUT)/digits-$$d --force"; \
+	  rm -rf $(DEMO_OUT)/digits-$$d; \
+	  $(BIN) sample $$m --vae $$v --class $(DEMO_CLASSES) $(DEMO_SAMPLING) -o $(DEMO_OUT)/digits-$$d.png --each $(DEMO_OUT)/digits-$$d --force || exit 1; \
+	  printf '   %s: the classifier ' $$d; \
+	  $(PYENV)/bin/python tools/classify_digits.py $(DEMO_OUT)/digits-$$d | tail -1; \
+	done
+	@echo "== ditkit verify $(DEMO_OUT)/digits-int8.ditkit --against $(DEMO_DIT) --sample --vae $(DEMO_VAE) --classes $(DEMO_CLASSES) $(DEMO_SAMPLING) --report $(DEMO_OUT)/report.html"
+	@$(BIN) verify $(DEMO_OUT)/digits-int8.ditkit --against $(DEMO_DIT) --sample --vae $(DEMO_VAE) --classes $(DEMO_CLASSES) \
+	  $(DEMO_SAMPLING) --report $(DEMO_OUT)/report.html --force | tail -4
 	@echo
-	@echo "The demo model has random weights, so its samples are noise: what matters is that the int8 model"
-	@echo "draws the same noise as the original. Open the report: $(CURDIR)/$(DEMO_OUT)/report.html"
+	@echo "The digits the source model and its int8 conversion draw from the same noise are side by side in the"
+	@echo "report: $(CURDIR)/$(DEMO_OUT)/report.html (grids: $(DEMO_OUT)/digits-source.png, digits-int8.png)"
 
 ## install: the release binary in $(PREFIX)/bin, the zoo (Manifests/, Checksums/) in $(PREFIX)/share/ditkit,
 ## where the binary looks for it, and bash/zsh/fish completions. The list of installed files is kept in
