@@ -119,7 +119,7 @@ import DiTKitModels
             #expect(b.manifest.tensors.map(\.name) == order, "canonical order is diffusers' state_dict order")
             for (name, e) in want { #expect(b.record(name)?.stored.sha256 == e[dtype.rawValue]?.stringValue, "\(source): \(name)") }
             if let c = try ModelConfiguration(family: "vae", json: b.manifest.config).as(VAEConfiguration.self) {
-                #expect(c.blockOutChannels == [32, 64] && c.layersPerBlock == 1 && c.latentChannels == 4)
+                #expect(c.blockOutChannels == [64, 32] && c.layersPerBlock == 1 && c.latentChannels == 4)
             } else { Issue.record("not a VAE") }
         }
     }
