@@ -57,9 +57,10 @@ consumer: deps
 
 ## demo: the main job on the trained digits model shipped in the repository: convert the DiT and its VAE
 ## to f32, f16 and int8, verify them, sample every digit with each, let a classifier read the samples,
-## and write the report comparing the int8 model's digits with the original's.
+## and write the report comparing the int8 model's digits with the original's. $(DEMO_OUT) is the demo's own
+## scratch folder: it starts empty, so outputs of an older ditkit there cannot stop a run.
 demo: build pyenv
-	@mkdir -p $(DEMO_OUT)
+	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	@echo "== ditkit inspect $(DEMO_DIT)"
 	@$(BIN) inspect $(DEMO_DIT) | head -12
 	@echo "   ..."
@@ -80,7 +81,6 @@ demo: build pyenv
 	@for d in source f32 f16 int8; do \
 	  if [ $$d = source ]; then m=$(DEMO_DIT); v=$(DEMO_VAE); else m=$(DEMO_OUT)/digits-$$d.ditkit; v=$(DEMO_OUT)/digits-vae-$$d.ditkit; fi; \
 	  echo "== ditkit sample $$m --vae $$v --class $(DEMO_CLASSES) $(DEMO_SAMPLING) -o $(DEMO_OUT)/digits-$$d.png --each $(DEMO_OUT)/digits-$$d --force"; \
-	  rm -rf $(DEMO_OUT)/digits-$$d; \
 	  $(BIN) sample $$m --vae $$v --class $(DEMO_CLASSES) $(DEMO_SAMPLING) -o $(DEMO_OUT)/digits-$$d.png --each $(DEMO_OUT)/digits-$$d --force || exit 1; \
 	  printf '   %s: the classifier ' $$d; \
 	  $(PYENV)/bin/python tools/classify_digits.py $(DEMO_OUT)/digits-$$d | tail -1; \
