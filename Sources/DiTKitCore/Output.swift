@@ -25,7 +25,7 @@ public enum OutputError: Error, CustomStringConvertible, Sendable {
         case let .noDirectory(d, output): return "\(d): no such directory to write \(FileSystem.baseName(output)) into"
         case .exists(let p): return "\(p): already exists (use --force to replace it)"
         case let .notReplaceable(p, expected, found):
-            return "\(p): \(found), not \(expected); --force replaces only what DiTKit wrote, so it was left untouched: choose another output path"
+            return "\(p): \(found); --force replaces only what DiTKit wrote (here: \(expected)), so it was left untouched: choose another output path"
         case .system(let e): return e.description
         case .shortWrite(let p, let e, let w): return "\(p): short write (\(w) of \(e) bytes)"
         }
