@@ -30,6 +30,15 @@ public enum NumberFormat {
         return fixed(m, digits) + "e" + (e < 0 ? "-" : "+") + (abs(e) < 10 ? "0" : "") + String(abs(e))
     }
 
+    /// A byte count for people, in powers of 1000 (`2.70 GB`, `512 B`).
+    public static func bytes(_ n: Int) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1000 && u < units.count - 1 { v /= 1000; u += 1 }
+        return u == 0 ? "\(n) B" : fixed(v, 2) + " " + units[u]
+    }
+
     /// Fixed notation for ordinary magnitudes, scientific below 0.01 and from 1e5 up.
     public static func compact(_ v: Double, _ digits: Int = 2) -> String {
         guard v.isFinite else { return fixed(v, digits) }

@@ -51,8 +51,11 @@ public struct SampleComparison: Sendable {
     public static func run(converted: LoadedModel, source: LoadedModel, vae: LoadedModel?, conditioning: SamplingConditioning,
                            options: SamplingOptions, profile: TolerancePolicy, progress: ProgressReporter? = nil) throws -> SampleComparison {
         let noise = try Sampling.sampler(converted, options: options, conditioning: conditioning).initialNoise(seed: options.seed)
-        let a = try Sampling.run(model: source, vae: vae, conditioning: conditioning, options: options, noise: noise, progress: progress)
-        let b = try Sampling.run(model: converted, vae: vae, conditioning: conditioning, options: options, noise: noise, progress: progress)
+        // Two runs of the same phases: each bar says whose it is (`source: sampling`, `converted: decoding`).
+        let a = try Sampling.run(model: source, vae: vae, conditioning: conditioning, options: options, noise: noise,
+                                 progress: progress.map { LabelledProgress("source", $0) })
+        let b = try Sampling.run(model: converted, vae: vae, conditioning: conditioning, options: options, noise: noise,
+                                 progress: progress.map { LabelledProgress("converted", $0) })
         let cmp = LayerComparison.compare("latents", b.latents.data, a.latents.data, shape: b.latents.shape, threshold: .infinity)
         let psnr = zip(b.images, a.images).map { $0.psnr(against: $1) }
         return SampleComparison(options: options, labels: b.labels, source: a, converted: b, latentRelL2: cmp.nonFinite > 0 ? .nan : cmp.relL2,

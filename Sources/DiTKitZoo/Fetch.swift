@@ -66,13 +66,12 @@ extension ZooCache {
     }
 }
 
-/// Receives download progress (bytes so far, total if known).
-public typealias DownloadProgress = @Sendable (_ done: Int, _ total: Int?) -> Void
-
 public enum Fetcher {
     /// Fetches the primary file of `entry` (or `fileName`) into `<cache>/zoo/<id>/`, verifying it.
+    /// `progress` gets one `downloading` phase (in bytes) when a download runs; a resumed download
+    /// begins it with the bytes already on disk.
     public static func fetch(_ entry: ZooEntry, fileName: String? = nil, cache: String, mirror: String? = nil,
-                             progress: DownloadProgress? = nil) throws -> FetchResult {
+                             progress: ProgressReporter? = nil) throws -> FetchResult {
         guard let file = fileName.flatMap({ n in entry.files.first { $0.name == n } }) ?? entry.primaryFile else {
             throw ZooError.noFiles(entry.id)
         }
@@ -136,7 +135,8 @@ enum HTTPDownload {
     final class Delegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         let path: String
         let offset: Int
-        let progress: DownloadProgress?
+        let progress: ProgressReporter?
+        var begun = false
         var handle: FileHandle?
         var status = 0
         var error: String?
@@ -145,7 +145,7 @@ enum HTTPDownload {
         var resumed = false
         let done = DispatchSemaphore(value: 0)
 
-        init(path: String, offset: Int, progress: DownloadProgress?) {
+        init(path: String, offset: Int, progress: ProgressReporter?) {
             self.path = path
             self.offset = offset
             self.progress = progress
@@ -181,6 +181,9 @@ enum HTTPDownload {
             }
             handle = FileHandle(forWritingAtPath: path)
             if resumed { _ = try? handle?.seekToEnd() }
+            // The bar starts at the bytes already on disk: they are not counted in the rate.
+            progress?.begin("downloading", total: total ?? max(received, 1), unit: .bytes, done: received)
+            begun = true
             completionHandler(.allow)
         }
 
@@ -195,18 +198,19 @@ enum HTTPDownload {
                 return
             }
             received += data.count
-            progress?(received, total)
+            progress?.advance(data.count)
         }
 
         func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError e: Error?) {
             if let e, error == nil { error = e.localizedDescription }
             try? handle?.synchronize()
             try? handle?.close()
+            if begun { progress?.finish() }
             done.signal()
         }
     }
 
-    static func run(url: String, to path: String, expectedSize: Int?, progress: DownloadProgress?) throws -> How {
+    static func run(url: String, to path: String, expectedSize: Int?, progress: ProgressReporter?) throws -> How {
         guard let u = URL(string: url), ["http", "https"].contains(u.scheme ?? "") else { throw ZooError.download("bad URL \(url)") }
         let offset = FileSystem.fileSize(path) ?? 0
         var request = URLRequest(url: u)

@@ -18,9 +18,10 @@ public struct ImportResult: Sendable {
 }
 
 public enum ZooImport {
-    /// Imports `entry` into `output` with `dtype` (default: the entry's first recipe).
+    /// Imports `entry` into `output` with `dtype` (default: the entry's first recipe). `progress`
+    /// sees every phase: `downloading` (when the cache misses), `converting`, `verifying`.
     public static func run(_ entry: ZooEntry, zoo: Zoo, output: String, dtype: String?, cache: String, mirror: String?, force: Bool,
-                           progress: DownloadProgress? = nil) throws -> ImportResult {
+                           progress: ProgressReporter? = nil) throws -> ImportResult {
         let fetched = try Fetcher.fetch(entry, cache: cache, mirror: mirror, progress: progress)
         // Companion files (a diffusers config.json) sit beside the weights.
         for f in entry.files where !f.primary {
@@ -28,7 +29,7 @@ public enum ZooImport {
             _ = try Fetcher.fetch(entry, fileName: f.name, cache: cache, mirror: mirror.map { m in
                 guard let slash = m.lastIndex(of: "/") else { return m }
                 return String(m[..<slash]) + "/" + f.name
-            })
+            }, progress: progress)
         }
         let wanted = dtype.flatMap { StorageType(spelling: $0) }
         let recipe = entry.recipes.first { StorageType(spelling: $0.dtype) == wanted } ?? entry.recipes.first ?? ZooRecipe(dtype: dtype ?? "f32")
@@ -40,11 +41,12 @@ public enum ZooImport {
         o.hints.model = recipe.model ?? entry.architecture
         o.hints.imageSize = recipe.imageSize ?? entry.imageSize
         o.zooEntry = entry.id
-        let summary = try Converter.convert(source: fetched.path, output: output, options: o)
+        let summary = try Converter.convert(source: fetched.path, output: output, options: o, progress: progress)
         var hints = DetectionHints()
         hints.select = recipe.select
         hints.imageSize = o.hints.imageSize
-        let verification = try Verifier.verify(try LoadedModel.open(output), against: try LoadedModel.open(fetched.path, hints: hints))
+        let verification = try Verifier.verify(try LoadedModel.open(output), against: try LoadedModel.open(fetched.path, hints: hints),
+                                               progress: progress)
         return ImportResult(fetch: fetched, conversion: summary, verification: verification)
     }
 }

@@ -57,20 +57,19 @@ func exitStatus(of error: Error) -> ExitCode {
     }
 }
 
-/// Whether standard error is a terminal (progress bars are drawn only then).
-var stderrIsTerminal: Bool { isatty(2) != 0 }
-
-/// Formats a byte count for people (`2.70 GB`).
-func humanBytes(_ n: Int) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"]
-    var v = Double(n)
-    var u = 0
-    while v >= 1000 && u < units.count - 1 { v /= 1000; u += 1 }
-    return u == 0 ? "\(n) B" : String(format2(v)) + " " + units[u]
+/// Whether progress bars are drawn on standard error: when it is a terminal, unless the
+/// environment says otherwise (`DITKIT_PROGRESS=1` draws them anywhere, e.g. into a log or a
+/// test's pipe; `DITKIT_PROGRESS=0` never).
+var progressShown: Bool {
+    switch getenv("DITKIT_PROGRESS").map({ String(cString: $0) }) {
+    case "1": return true
+    case "0": return false
+    default: return isatty(2) != 0
+    }
 }
 
-/// Two decimals.
-func format2(_ v: Double) -> String { NumberFormat.fixed(v, 2) }
+/// Formats a byte count for people (`2.70 GB`).
+func humanBytes(_ n: Int) -> String { NumberFormat.bytes(n) }
 
 /// `v` with `digits` decimals.
 func fixed(_ v: Double, _ digits: Int) -> String { NumberFormat.fixed(v, digits) }

@@ -1,32 +1,34 @@
-// A progress bar on stderr, drawn only when stderr is a terminal.
+// A progress bar on stderr, drawn only when stderr is a terminal (or when DITKIT_PROGRESS=1 asks).
 import DiTKitCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
 final class TerminalProgress: ProgressReporter, @unchecked Sendable {
-    private var label = ""
-    private var total = 0
+    private var line = ProgressLine(label: "", total: 1, unit: .bytes)
     private var done = 0
-    private var unit: ProgressUnit = .bytes
     private var started = ContinuousClock.now
     private var lastDraw = ContinuousClock.now
+    private var open = false
     private var mutex = pthread_mutex_t()
     private let enabled: Bool
 
-    /// A reporter that draws when stderr is a terminal and stays silent otherwise.
-    init(enabled: Bool = stderrIsTerminal) {
+    /// A reporter that draws when progress is shown (`progressShown`) and stays silent otherwise.
+    init(enabled: Bool = progressShown) {
         self.enabled = enabled
         pthread_mutex_init(&mutex, nil)
     }
 
-    func begin(_ label: String, total: Int, unit: ProgressUnit) {
+    func begin(_ label: String, total: Int, unit: ProgressUnit) { begin(label, total: total, unit: unit, done: 0) }
+
+    /// Begins a phase of which `done` units are already done (a resumed download): they count
+    /// towards the bar but not towards the rate.
+    func begin(_ label: String, total: Int, unit: ProgressUnit, done: Int) {
         pthread_mutex_lock(&mutex)
-        self.label = label
-        self.total = max(total, 1)
-        self.unit = unit
-        done = 0
+        line = ProgressLine(label: label, total: total, unit: unit, base: done)
+        self.done = done
         started = .now
+        open = true
         pthread_mutex_unlock(&mutex)
         draw(force: true)
     }
@@ -38,32 +40,26 @@ final class TerminalProgress: ProgressReporter, @unchecked Sendable {
         draw(force: false)
     }
 
+    /// Draws the last state of the bar and ends its line, so what is printed next starts on a
+    /// line of its own. Does nothing when no phase is open.
     func finish() {
         draw(force: true)
-        if enabled { fputs("\n", stderr) }
+        pthread_mutex_lock(&mutex)
+        let wasOpen = open
+        open = false
+        pthread_mutex_unlock(&mutex)
+        if enabled && wasOpen { fputs("\n", stderr) }
     }
 
     private func draw(force: Bool) {
         guard enabled else { return }
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
+        guard open else { return }
         let now = ContinuousClock.now
         if !force && now - lastDraw < .milliseconds(100) { return }
         lastDraw = now
-        let elapsed = max(1e-6, seconds(now - started))
-        let fraction = min(1, Double(done) / Double(total))
-        let width = 30
-        let filled = Int(fraction * Double(width))
-        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let rate = Double(done) / elapsed
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        let amount: String
-        switch unit {
-        case .bytes: amount = "\(humanBytes(done))/\(humanBytes(total)) \(humanBytes(Int(rate)))/s"
-        case .items: amount = "\(done)/\(total)"
-        case .steps: amount = "\(done)/\(total) steps \(fixed(rate, 2)) steps/s"
-        }
-        fputs("\r\u{1B}[2K\(label) \(bar) \(Int(fraction * 100))% \(amount) ETA \(Int(eta.rounded()))s", stderr)
+        fputs("\r\u{1B}[2K" + line.render(done: done, elapsed: seconds(now - started)), stderr)
     }
 }
 

@@ -146,7 +146,7 @@ struct ZooCommand: ParsableCommand {
             try reportingErrors {
                 let zoo = try location.zoo()
                 let e = try zoo.entry(id)
-                let r = try Fetcher.fetch(e, cache: ZooCache.directory(dir ?? location.cache), mirror: url, progress: downloadProgress())
+                let r = try Fetcher.fetch(e, cache: ZooCache.directory(dir ?? location.cache), mirror: url, progress: TerminalProgress())
                 report(r, json: json)
             }
         }
@@ -173,7 +173,7 @@ struct ZooCommand: ParsableCommand {
                 let dtype = self.dtype.flatMap { StorageType(spelling: $0)?.rawValue } ?? e.recipes.first?.dtype ?? "f32"
                 let out = output ?? "\(e.id)-\(dtype).ditkit"
                 let r = try ZooImport.run(e, zoo: zoo, output: out, dtype: dtype, cache: ZooCache.directory(location.cache), mirror: url,
-                                          force: force, progress: downloadProgress())
+                                          force: force, progress: TerminalProgress())
                 if json {
                     report(r.fetch, json: false, quiet: true)
                     writeOut(JSONWriter.string(r.json))
@@ -199,21 +199,4 @@ func report(_ r: FetchResult, json: Bool = false, quiet: Bool = false) {
         ditkit: later fetches must match it. Compare it with a hash from a source you trust.
         """)
     }
-}
-
-/// A progress callback drawing a bar with rate and ETA on a terminal.
-func downloadProgress() -> DownloadProgress? {
-    guard stderrIsTerminal else { return nil }
-    let bar = TerminalProgress()
-    let state = DownloadState()
-    return { done, total in
-        if !state.started { state.started = true; bar.begin("downloading", total: total ?? max(done, 1), unit: .bytes) }
-        bar.advance(done - state.last)
-        state.last = done
-    }
-}
-
-final class DownloadState: @unchecked Sendable {
-    var started = false
-    var last = 0
 }
