@@ -31,11 +31,15 @@ public struct FetchResult: Sendable {
     public var pinnedNow: Bool
     /// How the hash was checked: `published`, `pinned`, `trust-on-first-use`.
     public var verification: String
+    /// What the structure check before pinning found (`DiT-XL/2: 292 tensors, …`); set with `pinnedNow`.
+    public var structure: String?
 
     /// `ditkit zoo fetch --json`.
     public var json: JSONValue {
-        .object([("path", .string(path)), ("how", .string(how)), ("bytes", .int(bytes)), ("sha256", .string(sha256)),
-                 ("verification", .string(verification)), ("pinned_now", .bool(pinnedNow))])
+        var m: [(String, JSONValue)] = [("path", .string(path)), ("how", .string(how)), ("bytes", .int(bytes)), ("sha256", .string(sha256)),
+                                        ("verification", .string(verification)), ("pinned_now", .bool(pinnedNow))]
+        if let s = structure { m.append(("structure", .string(s))) }
+        return .object(m)
     }
 }
 
@@ -44,7 +48,8 @@ public struct LocalCopy: Sendable {
     public var file: ZooFile
     /// The path in the cache, when the file is there.
     public var path: String?
-    /// `verified`, `unverified` (no published or pinned hash), `sha256-mismatch`, or `none`.
+    /// `verified` (matches the published hash), `pinned` (matches the hash pinned on first fetch),
+    /// `unverified` (no published or pinned hash), `sha256-mismatch`, or `none`.
     public var status: String
 
     public var json: JSONValue {
@@ -61,7 +66,9 @@ extension ZooCache {
             guard FileSystem.exists(local) else { return LocalCopy(file: f, path: nil, status: "none") }
             let sha = try SHA256Hasher.hex(file: local)
             let want = f.sha256 ?? checksums.last { $0.path == "\(entry.id)/\(f.name)" }?.sha256
-            return LocalCopy(file: f, path: local, status: want == nil ? "unverified" : (want == sha ? "verified" : "sha256-mismatch"))
+            // A pin says only that this is the file seen first (its structure checked), not that anyone vouched for it.
+            let match = f.sha256 != nil ? "verified" : "pinned"
+            return LocalCopy(file: f, path: local, status: want == nil ? "unverified" : (want == sha ? match : "sha256-mismatch"))
         }
     }
 }
@@ -85,8 +92,13 @@ public enum Fetcher {
 
         if FileSystem.exists(final) {
             let sha = try SHA256Hasher.hex(file: final)
+            // Nothing to check the hash against: the file must at least hold what the entry describes.
+            let structure = expected == nil ? try? entry.checkStructure(of: file, at: final) : nil
             if let e = expected, e != sha {
                 // A damaged or foreign file in the cache: remove it and download again.
+                FileSystem.removeTree(final)
+            } else if expected == nil && structure == nil {
+                // An unpinned file in the cache that is not the entry's model: the same.
                 FileSystem.removeTree(final)
             } else {
                 var pinnedNow = false
@@ -95,7 +107,8 @@ public enum Fetcher {
                     pinnedNow = true
                 }
                 return FetchResult(path: final, sha256: sha, bytes: FileSystem.fileSize(final) ?? 0, how: "cached", pinnedNow: pinnedNow,
-                                   verification: file.sha256 != nil ? "published" : (pinnedNow ? "trust-on-first-use" : "pinned"))
+                                   verification: file.sha256 != nil ? "published" : (pinnedNow ? "trust-on-first-use" : "pinned"),
+                                   structure: structure)
             }
         }
 
@@ -116,6 +129,15 @@ public enum Fetcher {
             FileSystem.removeTree(partial)
             throw ZooError.download("\(label): \(got) bytes downloaded, the manifest says \(size)")
         }
+        // Trust on first use trusts the bytes, not the URL they came from: before the hash is pinned,
+        // the file must hold the model the entry describes.
+        var structure: String?
+        if file.sha256 == nil && pinned == nil {
+            do { structure = try entry.checkStructure(of: file, at: partial) } catch {
+                FileSystem.removeTree(partial)
+                throw error
+            }
+        }
         guard rename(partial, final) == 0 else { throw ZooError.download("cannot move \(partial) into place") }
         var pinnedNow = false
         if file.sha256 == nil && pinned == nil {
@@ -124,7 +146,85 @@ public enum Fetcher {
         }
         return FetchResult(path: final, sha256: sha, bytes: FileSystem.fileSize(final) ?? 0,
                            how: how == .resumed && resumedFrom > 0 ? "resumed" : "downloaded", pinnedNow: pinnedNow,
-                           verification: file.sha256 != nil ? "published" : (pinnedNow ? "trust-on-first-use" : "pinned"))
+                           verification: file.sha256 != nil ? "published" : (pinnedNow ? "trust-on-first-use" : "pinned"),
+                           structure: structure)
+    }
+}
+
+extension Fetcher {
+    /// The files reading `entry`'s model needs, in the order they are fetched: JSON companions
+    /// (a diffusers config.json) and shards first, the primary weights (or a shard index) last, so
+    /// that the primary's structure check reads them. Alternative formats of the same weights (a
+    /// `.bin` beside the `.safetensors`) are left out: nothing reads them.
+    public static func modelFiles(_ entry: ZooEntry) -> [ZooFile] {
+        entry.files.filter { !$0.primary && ($0.container == "json" || entry.isShard($0)) } + entry.files.filter(\.primary)
+    }
+
+    /// Fetches `modelFiles(entry)`; with a `mirror` for the primary file, the others are looked up
+    /// beside it. Returns the primary file's result last. When the primary file is refused, the
+    /// pins this call recorded for the others are dropped again (`unpin`).
+    public static func fetchModel(_ entry: ZooEntry, cache: String, mirror: String? = nil,
+                                  progress: ProgressReporter? = nil) throws -> [FetchResult] {
+        var results: [FetchResult] = []
+        for f in modelFiles(entry) {
+            let url = f.primary ? mirror : mirror.map { m -> String in
+                guard let slash = m.lastIndex(of: "/") else { return m }
+                return String(m[..<slash]) + "/" + f.name
+            }
+            do {
+                results.append(try fetch(entry, fileName: f.name, cache: cache, mirror: url, progress: progress))
+            } catch {
+                for r in results where r.pinnedNow {
+                    _ = try? unpin(entry, fileName: FileSystem.baseName(r.path), cache: cache)
+                }
+                throw error
+            }
+        }
+        return results
+    }
+}
+
+/// A trust-on-first-use pin `zoo unpin` dropped.
+public struct DroppedPin: Sendable {
+    /// `<entry id>/<file name>`.
+    public var file: String
+    public var sha256: String
+    /// The cached copy removed with the pin, if there was one.
+    public var removedCopy: String?
+}
+
+extension Fetcher {
+    /// Drops the trust-on-first-use pins of `entry`'s files (or of `fileName` only) from the pins
+    /// file in `cache`, and removes their cached copies: a copy left behind would be pinned again
+    /// by the next fetch. Returns what was dropped (empty when nothing was pinned). Throws
+    /// `ZooError.unknownFile` for a file name the entry does not have.
+    public static func unpin(_ entry: ZooEntry, fileName: String? = nil, cache: String) throws -> [DroppedPin] {
+        if let n = fileName, !entry.files.contains(where: { $0.name == n }) {
+            throw ZooError.unknownFile(entry: entry.id, name: n, known: entry.files.map(\.name))
+        }
+        let wanted = Set(entry.files.filter { fileName == nil || $0.name == fileName }.map { "\(entry.id)/\($0.name)" })
+        let pinsFile = ZooCache.pinsFile(cache)
+        guard let bytes = try? FileSystem.readFile(pinsFile) else { return [] }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let pins = try Checksums.parse(text, file: pinsFile)
+        let dropped = pins.filter { wanted.contains($0.path) }
+        guard !dropped.isEmpty else { return [] }
+        // Keep every other line as it was (comments included).
+        let kept = text.split(separator: "\n", omittingEmptySubsequences: false).filter { line in
+            guard let p = try? Checksums.parse(String(line), file: pinsFile).first else { return true }
+            return !wanted.contains(p.path)
+        }
+        var out = kept.joined(separator: "\n")
+        if !out.hasSuffix("\n") { out += "\n" }
+        try AtomicOutput.write(Array(out.utf8), to: pinsFile, kind: .cacheFile, force: true)
+        var seen = Set<String>()
+        return dropped.compactMap { pin in
+            guard seen.insert(pin.path).inserted else { return nil }
+            let copy = cache + "/zoo/" + pin.path
+            let had = FileSystem.exists(copy)
+            if had { FileSystem.removeTree(copy) }
+            return DroppedPin(file: pin.path, sha256: pin.sha256, removedCopy: had ? copy : nil)
+        }
     }
 }
 

@@ -7,13 +7,16 @@ import DiTKitVerify
 
 /// What import did.
 public struct ImportResult: Sendable {
+    /// The primary weights file.
     public var fetch: FetchResult
+    /// The other files fetched to read it (config.json, shards), in fetch order.
+    public var companions: [FetchResult]
     public var conversion: ConversionSummary
     public var verification: VerificationResult
 
     /// `ditkit zoo import --json`.
     public var json: JSONValue {
-        .object([("passed", .bool(verification.passed)), ("fetch", fetch.json), ("conversion", conversion.json), ("verification", verification.json)])
+        .object([("passed", .bool(verification.passed)), ("fetch", fetch.json), ("companions", .array(companions.map(\.json))), ("conversion", conversion.json), ("verification", verification.json)])
     }
 }
 
@@ -22,15 +25,8 @@ public enum ZooImport {
     /// sees every phase: `downloading` (when the cache misses), `converting`, `verifying`.
     public static func run(_ entry: ZooEntry, zoo: Zoo, output: String, dtype: String?, cache: String, mirror: String?, force: Bool,
                            progress: ProgressReporter? = nil) throws -> ImportResult {
-        let fetched = try Fetcher.fetch(entry, cache: cache, mirror: mirror, progress: progress)
-        // Companion files (a diffusers config.json) sit beside the weights.
-        for f in entry.files where !f.primary {
-            // With a mirror, companions are looked up beside the mirrored weights.
-            _ = try Fetcher.fetch(entry, fileName: f.name, cache: cache, mirror: mirror.map { m in
-                guard let slash = m.lastIndex(of: "/") else { return m }
-                return String(m[..<slash]) + "/" + f.name
-            }, progress: progress)
-        }
+        let files = try Fetcher.fetchModel(entry, cache: cache, mirror: mirror, progress: progress)
+        guard let fetched = files.last else { throw ZooError.noFiles(entry.id) }
         let wanted = dtype.flatMap { StorageType(spelling: $0) }
         let recipe = entry.recipes.first { StorageType(spelling: $0.dtype) == wanted } ?? entry.recipes.first ?? ZooRecipe(dtype: dtype ?? "f32")
         var o = ConversionOptions()
@@ -47,6 +43,6 @@ public enum ZooImport {
         hints.imageSize = o.hints.imageSize
         let verification = try Verifier.verify(try LoadedModel.open(output), against: try LoadedModel.open(fetched.path, hints: hints),
                                                progress: progress)
-        return ImportResult(fetch: fetched, conversion: summary, verification: verification)
+        return ImportResult(fetch: fetched, companions: Array(files.dropLast()), conversion: summary, verification: verification)
     }
 }

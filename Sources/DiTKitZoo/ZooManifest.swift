@@ -12,6 +12,10 @@ public enum ZooError: Error, CustomStringConvertible, Sendable {
     case download(String)
     case checksum(file: String, expected: String, got: String)
     case pinMismatch(file: String, pinned: String, got: String)
+    /// A file with no published hash that does not hold what its entry describes (checked before pinning).
+    case structure(file: String, why: String)
+    /// A file name an entry does not have (`zoo unpin ID/FILE`).
+    case unknownFile(entry: String, name: String, known: [String])
 
     public var description: String {
         switch self {
@@ -22,6 +26,8 @@ public enum ZooError: Error, CustomStringConvertible, Sendable {
         case .download(let s): return "download failed: \(s)"
         case let .checksum(f, e, g): return "\(f): SHA-256 mismatch: expected \(e), got \(g); the download was discarded"
         case let .pinMismatch(f, p, g): return "\(f): SHA-256 \(g) differs from the hash recorded on first download (\(p)); the download was discarded"
+        case let .structure(f, why): return "\(f): not what the zoo entry describes: \(why); the file was discarded and no hash was pinned"
+        case let .unknownFile(e, n, known): return "zoo entry '\(e)' has no file '\(n)' (its files: \(known.joined(separator: ", ")))"
         }
     }
 }
@@ -29,7 +35,7 @@ public enum ZooError: Error, CustomStringConvertible, Sendable {
 extension ZooError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
-        case .checksum, .pinMismatch: return .mismatch
+        case .checksum, .pinMismatch, .structure: return .mismatch
         case .download: return .environment
         default: return .refusedInput
         }

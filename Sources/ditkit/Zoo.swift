@@ -16,7 +16,7 @@ struct ZooCommand: ParsableCommand {
         (share/ditkit/Manifests after make install), ./Manifests, else the copy built into ditkit. \
         Downloads go to the cache: $DITKIT_CACHE, else $XDG_CACHE_HOME/ditkit, else ~/.cache/ditkit.
         """,
-        subcommands: [List.self, Show.self, Identify.self, Fetch.self, Import.self])
+        subcommands: [List.self, Show.self, Identify.self, Fetch.self, Import.self, Unpin.self])
 
     struct Location: ParsableArguments {
         @Option(help: "Directory of zoo manifests.")
@@ -146,8 +146,15 @@ struct ZooCommand: ParsableCommand {
             try reportingErrors {
                 let zoo = try location.zoo()
                 let e = try zoo.entry(id)
-                let r = try Fetcher.fetch(e, cache: ZooCache.directory(dir ?? location.cache), mirror: url, progress: TerminalProgress())
-                report(r, json: json)
+                let files = try Fetcher.fetchModel(e, cache: ZooCache.directory(dir ?? location.cache), mirror: url, progress: TerminalProgress())
+                guard let primary = files.last else { return }
+                let companions = files.dropLast()
+                if json {
+                    guard case .object(var m) = primary.json else { return }
+                    m.append(("companions", .array(companions.map(\.json))))
+                    writeOut(JSONWriter.string(.object(m)))
+                }
+                for r in files { report(r, quiet: json) }
             }
         }
     }
@@ -175,10 +182,10 @@ struct ZooCommand: ParsableCommand {
                 let r = try ZooImport.run(e, zoo: zoo, output: out, dtype: dtype, cache: ZooCache.directory(location.cache), mirror: url,
                                           force: force, progress: TerminalProgress())
                 if json {
-                    report(r.fetch, json: false, quiet: true)
+                    for f in r.companions + [r.fetch] { report(f, quiet: true) }
                     writeOut(JSONWriter.string(r.json))
                 } else {
-                    report(r.fetch)
+                    for f in r.companions + [r.fetch] { report(f) }
                     writeOut(ConversionReport.text(r.conversion))
                     writeOut(r.verification.text)
                 }
@@ -188,15 +195,46 @@ struct ZooCommand: ParsableCommand {
     }
 }
 
-/// Prints what fetch did (as JSON, or not at all with `quiet`); trust on first use is said loudly, on stderr.
-func report(_ r: FetchResult, json: Bool = false, quiet: Bool = false) {
-    if json { writeOut(JSONWriter.string(r.json)) } else if !quiet {
+extension ZooCommand {
+    struct Unpin: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drop the trust-on-first-use pins of an entry's files (or of ID/FILE) and their cached copies.",
+            discussion: "The next fetch downloads the file again, checks its structure and pins the hash it sees.")
+        @OptionGroup var location: Location
+        @Argument(help: "Zoo id, or ID/FILE for one of its files.") var name: String
+        @Flag(help: "Print JSON: the pins dropped.") var json = false
+
+        func run() throws {
+            try reportingErrors {
+                let zoo = try location.zoo()
+                let slash = name.firstIndex(of: "/")
+                let e = try zoo.entry(slash.map { String(name[..<$0]) } ?? name)
+                let file = slash.map { String(name[name.index(after: $0)...]) }
+                let dropped = try Fetcher.unpin(e, fileName: file, cache: ZooCache.directory(location.cache))
+                if json {
+                    writeOut(JSONWriter.string(.array(dropped.map { d in
+                        .object([("file", .string(d.file)), ("sha256", .string(d.sha256)), ("removed_copy", d.removedCopy.map { .string($0) } ?? .null)])
+                    })))
+                    return
+                }
+                if dropped.isEmpty { printError("ditkit: nothing pinned for \(name)") }
+                for d in dropped {
+                    writeOut("unpinned \(d.file) (sha256 \(d.sha256))" + (d.removedCopy.map { "; removed the cached copy \($0)" } ?? "") + "\n")
+                }
+            }
+        }
+    }
+}
+
+/// Prints what fetch did (not at all with `quiet`, for --json); trust on first use is said loudly, on stderr.
+func report(_ r: FetchResult, quiet: Bool = false) {
+    if !quiet {
         writeOut("\(r.how) \(r.path): \(humanBytes(r.bytes)), sha256 \(r.sha256) (\(r.verification))\n")
     }
     if r.pinnedNow {
-        printError("""
-        ditkit: WARNING: no SHA-256 is published for this file. TRUST ON FIRST USE: recorded \(r.sha256);
-        ditkit: later fetches must match it. Compare it with a hash from a source you trust.
-        """)
+        // One printError per line: each line is escaped on its own (a newline inside one would be shown as `\n`).
+        printError("ditkit: WARNING: no SHA-256 is published for \(FileSystem.baseName(r.path)). TRUST ON FIRST USE: recorded \(r.sha256)")
+        printError("ditkit: after checking its structure (\(r.structure ?? "unchecked")); later fetches must match it.")
+        printError("ditkit: Compare it with a hash from a source you trust; `ditkit zoo unpin` drops the pin.")
     }
 }

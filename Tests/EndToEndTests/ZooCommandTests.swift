@@ -98,6 +98,61 @@ import DiTKitCore
         #expect(!good.stderr.contains("TRUST ON FIRST USE"))
     }
 
+    @Test func aFileThatIsNotTheEntrysModelIsNeverPinned() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try LoopbackServer(files: ["small-dit.safetensors": Tool.fixture("convert/dit_diffusers/diffusion_pytorch_model.safetensors"),
+                                           "vae.safetensors": Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"),
+                                           "views.pt": Tool.fixture("readers/views.pt")])
+        defer { s.stop() }
+        for (name, why) in [("small-dit.safetensors", "it holds DiT-custom: "), ("vae.safetensors", "it holds a SD VAE"),
+                            ("views.pt", "holds no DiT DiTKit reads: no model DiTKit knows")] {
+            let r = try zoo(["fetch", "test-dit-unpinned", "--url", s.url("range", name)], cache: cache)
+            #expect(r.status == 1, "\(name): \(r.stderr)")
+            #expect(r.stderr.contains("test-dit-unpinned/dit_verify.pt: not what the zoo entry describes: \(why)"), "\(r.stderr)")
+            #expect(r.stderr.contains("812,576 parameters") || name != "small-dit.safetensors", "\(r.stderr)")
+            #expect(!r.stderr.contains("TRUST ON FIRST USE"))
+            #expect(!FileSystem.exists(cache + "/zoo/pins.SHA256SUMS"), "nothing pinned")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: cache + "/zoo/test-dit-unpinned").isEmpty, "nothing left")
+        }
+        // A foreign file already in the cache under the entry's name is not pinned either: it is
+        // replaced by a download, which is checked in turn.
+        try FileSystem.writeFile(cache + "/zoo/test-dit-unpinned/dit_verify.pt", try FileSystem.readFile(Tool.fixture("readers/views.pt")))
+        let s2 = try server()
+        defer { s2.stop() }
+        let r = try zoo(["fetch", "test-dit-unpinned", "--url", s2.url("range", "dit_verify.pt")], cache: cache)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("downloaded"))
+        #expect(r.stderr.contains("after checking its structure (DiT-custom: 32 tensors, 812,576 parameters)"), "\(r.stderr)")
+        #expect(try FileSystem.readFile(cache + "/zoo/test-dit-unpinned/dit_verify.pt") == FileSystem.readFile(dit))
+    }
+
+    @Test func unpinDropsThePinAndTheCachedCopy() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let s = try server()
+        defer { s.stop() }
+        #expect(try zoo(["fetch", "test-dit-unpinned", "--url", s.url("range", "dit_verify.pt")], cache: cache).status == 0)
+        let show = try zoo(["show", "test-dit-unpinned"], cache: cache)
+        #expect(show.stdout.contains("(pinned)"), "a pin is not a published hash: \(show.stdout)")
+        let unknown = try zoo(["unpin", "test-dit-unpinned/other.pt"], cache: cache)
+        #expect(unknown.status == 2 && unknown.stderr.contains("has no file 'other.pt' (its files: dit_verify.pt)"), "\(unknown.stderr)")
+        let r = try zoo(["unpin", "test-dit-unpinned", "--json"], cache: cache)
+        #expect(r.status == 0, "\(r.stderr)")
+        let dropped = try #require(try JSONReader.parse(Array(r.stdout.utf8)).arrayValue)
+        #expect(dropped.count == 1)
+        #expect(dropped.first?["file"]?.stringValue == "test-dit-unpinned/dit_verify.pt")
+        #expect(dropped.first?["removed_copy"]?.stringValue == cache + "/zoo/test-dit-unpinned/dit_verify.pt")
+        let pins = String(decoding: try FileSystem.readFile(cache + "/zoo/pins.SHA256SUMS"), as: UTF8.self)
+        #expect(!pins.contains("test-dit-unpinned"), "\(pins)")
+        #expect(!FileSystem.exists(cache + "/zoo/test-dit-unpinned/dit_verify.pt"))
+        // Nothing pinned any more: unpin again says so and succeeds; the next fetch pins anew.
+        let again = try zoo(["unpin", "test-dit-unpinned"], cache: cache)
+        #expect(again.status == 0 && again.stderr.contains("nothing pinned for test-dit-unpinned"), "\(again.stderr)")
+        let refetch = try zoo(["fetch", "test-dit-unpinned", "--url", s.url("range", "dit_verify.pt")], cache: cache)
+        #expect(refetch.status == 0 && refetch.stderr.contains("TRUST ON FIRST USE"), "\(refetch.stderr)")
+    }
+
     @Test func importConvertsAndVerifiesEndToEnd() throws {
         let cache = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(cache) }
