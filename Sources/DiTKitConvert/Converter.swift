@@ -351,12 +351,15 @@ final class ConversionWork: @unchecked Sendable {
                 if lossyWiden { error = acc.figures }
             case .f16, .bf16:
                 out = OwnedBuffer(uninitializedCount: n * 2)
-                let narrowed = target == .f16 ? Narrowing.toF16(src, out.pointer.assumingMemoryBound(to: UInt16.self))
-                                              : Narrowing.toBF16(src, out.pointer.assumingMemoryBound(to: UInt16.self))
+                // Row by row (rows = first dimension) so that each row's figures are seen too.
+                let rows = t.shape.count >= 2 ? t.shape[0] : 1
+                let narrowed = target == .f16 ? Narrowing.toF16(src, rows: rows, out.pointer.assumingMemoryBound(to: UInt16.self))
+                                              : Narrowing.toBF16(src, rows: rows, out.pointer.assumingMemoryBound(to: UInt16.self))
                 if sourceDType != target || lossyWiden {
-                    // From an F64 source the error has two stages: rounding to float32, then narrowing.
+                    // From an F64 source the error has two stages: rounding to float32, then narrowing
+                    // (the row figures are the narrowing's).
                     var total = narrowed
-                    if lossyWiden { total = acc; total.merge(narrowed) }
+                    if lossyWiden { total = acc; total.merge(narrowed); total.rows = narrowed.rows }
                     error = total.figures
                     if narrowed.overflow > 0 { recordOverflow(i, t.name, narrowed.overflow) }
                 }

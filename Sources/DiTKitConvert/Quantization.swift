@@ -2,16 +2,41 @@
 import DiTKitCore
 import DiTKitFormats
 
+/// Per-row figures of a narrowed matrix (rows = first dimension): the row with the lowest SQNR,
+/// and the rows that lost most of their values (more than half of them non-zero in the source
+/// and stored as 0: an int8 row whose scale an outlier sets, an F16 row below its smallest
+/// subnormal). The whole tensor's figures do not show such a row: the values that set the scale
+/// carry nearly all of the energy.
+struct RowTracker {
+    var worst: WorstRow?
+    var ruinedCount = 0
+    /// The ruined row with the largest share of values stored as 0 (the first among equals).
+    var ruined: (row: Int, flushed: Int, values: Int)?
+
+    mutating func add(row r: Int, values: Int, _ s: NarrowingStats) {
+        if s.sum_sq_err > 0 && s.sum_sq_src > 0 {
+            let db = 10 * log10(s.sum_sq_src / s.sum_sq_err)
+            if worst.map({ db < $0.sqnrDB }) ?? true { worst = WorstRow(row: r, sqnrDB: db) }
+        }
+        let flushed = Int(s.flushed)
+        if values > 0 && 2 * flushed > values {
+            ruinedCount += 1
+            // flushed / values larger than the one kept so far (cross-multiplied: exact).
+            if ruined.map({ flushed * $0.values > $0.flushed * values }) ?? true { ruined = (r, flushed, values) }
+        }
+    }
+
+    var ruinedRows: RuinedRows? {
+        ruined.map { RuinedRows(count: ruinedCount, row: $0.row, flushedToZero: $0.flushed, values: $0.values) }
+    }
+}
+
 /// Accumulates error figures of stored values against source values.
 struct ErrorAccumulator {
     init() {}
 
     init(_ s: NarrowingStats) {
-        sumSquaredError = s.sum_sq_err
-        sumSquaredSource = s.sum_sq_src
-        maxAbs = Double(s.max_abs)
-        overflow = Int(s.overflow)
-        flushed = Int(s.flushed)
+        merge(s)
     }
 
     var sumSquaredError = 0.0
@@ -19,6 +44,16 @@ struct ErrorAccumulator {
     var maxAbs = 0.0
     var overflow = 0
     var flushed = 0
+    /// Per-row figures, for tensors narrowed row by row.
+    var rows: RowTracker?
+
+    mutating func merge(_ s: NarrowingStats) {
+        sumSquaredError += s.sum_sq_err
+        sumSquaredSource += s.sum_sq_src
+        maxAbs = max(maxAbs, Double(s.max_abs))
+        overflow += Int(s.overflow)
+        flushed += Int(s.flushed)
+    }
 
     @inline(__always)
     mutating func add(source s: Float, stored t: Float) {
@@ -43,34 +78,54 @@ struct ErrorAccumulator {
         let err = sumSquaredError.squareRoot(), ref = sumSquaredSource.squareRoot()
         let rel = ref > 0 ? err / ref : (err > 0 ? .infinity : 0)
         let sqnr: Double? = err > 0 && ref > 0 ? 20 * log10(ref / err) : nil
-        return ConversionError(maxAbs: maxAbs, relL2: rel, sqnrDB: sqnr, overflow: overflow, flushedToZero: flushed)
+        return ConversionError(maxAbs: maxAbs, relL2: rel, sqnrDB: sqnr, overflow: overflow, flushedToZero: flushed,
+                               worstRow: rows?.worst, ruinedRows: rows?.ruinedRows)
     }
 }
 
 enum Narrowing {
-    /// float32 -> F16 bits, with error figures.
-    static func toF16(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
-        var s = NarrowingStats.zero
-        if let b = src.baseAddress { Narrow.f16(b, dst, count: src.count, stats: &s) }
-        return ErrorAccumulator(s)
+    /// float32 -> F16 bits, with error figures; with `rows` > 1 (rows of `count / rows` values),
+    /// narrowed row by row and each row's figures tracked.
+    static func toF16(_ src: UnsafeBufferPointer<Float>, rows: Int = 1, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
+        byRows(src, rows: rows) { b, k, n, s in Narrow.f16(b, dst + k, count: n, stats: &s) }
     }
 
-    /// float32 -> BF16 bits (round to nearest even, as torch), with error figures.
-    static func toBF16(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
-        var s = NarrowingStats.zero
-        if let b = src.baseAddress { Narrow.bf16(b, dst, count: src.count, stats: &s) }
-        return ErrorAccumulator(s)
+    /// float32 -> BF16 bits (round to nearest even, as torch), with error figures, by rows as `toF16`.
+    static func toBF16(_ src: UnsafeBufferPointer<Float>, rows: Int = 1, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
+        byRows(src, rows: rows) { b, k, n, s in Narrow.bf16(b, dst + k, count: n, stats: &s) }
     }
 
     /// Symmetric per-row int8: `scale[r] = max|w[r]| / 127`, `q = round_half_even(w / scale)`.
     static func toInt8(_ src: UnsafeBufferPointer<Float>, rows: Int, _ q: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) -> ErrorAccumulator {
-        var s = NarrowingStats.zero
-        let cols = rows == 0 ? 0 : src.count / rows
-        guard let base = src.baseAddress else { return ErrorAccumulator(s) }
-        for r in 0..<rows {
-            scales[r] = Narrow.int8Row(base + r * cols, q + r * cols, count: cols, stats: &s)
+        var r = 0
+        return byRows(src, rows: max(rows, 1), always: true) { b, k, n, s in
+            scales[r] = Narrow.int8Row(b, q + k, count: n, stats: &s)
+            r += 1
         }
-        return ErrorAccumulator(s)
+    }
+
+    /// Runs `narrow(source, offset, count, stats)` over `rows` equal rows of `src` (one call for
+    /// the whole buffer when `rows` is 1, unless `always`), with fresh stats per row.
+    private static func byRows(_ src: UnsafeBufferPointer<Float>, rows: Int, always: Bool = false,
+                               _ narrow: (UnsafePointer<Float>, Int, Int, inout NarrowingStats) -> Void) -> ErrorAccumulator {
+        var acc = ErrorAccumulator()
+        guard let base = src.baseAddress else { return acc }
+        guard rows > 1 || always, rows > 0, src.count % rows == 0 else {
+            var s = NarrowingStats.zero
+            narrow(base, 0, src.count, &s)
+            acc.merge(s)
+            return acc
+        }
+        let cols = src.count / rows
+        var tracker = RowTracker()
+        for r in 0..<rows {
+            var s = NarrowingStats.zero
+            narrow(base + r * cols, r * cols, cols, &s)
+            acc.merge(s)
+            if rows > 1 { tracker.add(row: r, values: cols, s) }
+        }
+        if rows > 1 { acc.rows = tracker }
+        return acc
     }
 
     /// Error figures of float32 rounding (from an F64 source). Non-finite sources are left out of

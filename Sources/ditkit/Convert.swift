@@ -105,10 +105,15 @@ struct Convert: ParsableCommand {
             let results: [Result<ConversionSummary, Error>]
             if sources.count == 1 {
                 results = [Result { try Converter.convert(source: sources[0], output: output, options: o, progress: TerminalProgress()) }]
-                if text, case .success(let s) = results[0] { writeOut(ConversionReport.text(s)) }
+                if case .success(let s) = results[0] {
+                    if text { writeOut(ConversionReport.text(s)) }
+                    for w in ConversionReport.warnings(s) { printError(w) }
+                }
             } else {
                 results = try Converter.convertMany(sources: sources, directory: output, options: o, jobs: jobs) { _, r in
-                    if text, case .success(let s) = r { writeOut(ConversionReport.text(s)) }
+                    guard case .success(let s) = r else { return }
+                    if text { writeOut(ConversionReport.text(s)) }
+                    for w in ConversionReport.warnings(s) { printError(w) }
                 }
             }
             if json {
@@ -142,11 +147,34 @@ enum ConversionReport {
             let maxRel = s.lossy.map(\.error.relL2).max() ?? 0
             let flushed = s.lossy.reduce(0) { $0 + $1.error.flushedToZero }
             out += "  lossy tensors: \(s.lossy.count); worst SQNR \(worst.map { "\(fixed($0.1, 1)) dB (\(TerminalText.escaped($0.0)))" } ?? "n/a"); max relative L2 \(scientific(maxRel)); values flushed to zero: \(flushed)\n"
+            // The whole-tensor figure averages over rows; the worst single row is said too.
+            let rows = s.lossy.compactMap { e in e.error.worstRow.map { (e.name, $0) } }
+            if let w = rows.min(by: { $0.1.sqnrDB < $1.1.sqnrDB }) {
+                out += "  worst row: \(fixed(w.1.sqnrDB, 1)) dB (\(TerminalText.escaped(w.0)) row \(w.1.row))\n"
+            }
+            let ruined = s.lossy.filter { $0.error.ruinedRows != nil }
+            if !ruined.isEmpty {
+                let count = ruined.reduce(0) { $0 + ($1.error.ruinedRows?.count ?? 0) }
+                out += "  rows that lost most of their values: \(count) in \(ruined.count) tensor\(ruined.count == 1 ? "" : "s") (see the warnings)\n"
+            }
         }
         if !s.nonFinite.isEmpty {
             let total = s.nonFinite.reduce(0) { $0 + $1.count }
             out += "  NaN or infinite source values kept: \(total) in " + s.nonFinite.map { "\($0.name) (\($0.count))" }.joined(separator: ", ") + "\n"
         }
         return out
+    }
+
+    /// One warning per tensor with rows that lost most of their values (printed on stderr).
+    static func warnings(_ s: ConversionSummary) -> [String] {
+        s.lossy.compactMap { e in
+            guard let r = e.error.ruinedRows else { return nil }
+            let name = TerminalText.escaped(e.name)
+            let whole = e.error.sqnrDB.map { "its SQNR (\(fixed($0, 1)) dB) does not show it" } ?? "the whole tensor's figures do not show it"
+            let why = s.dtype == .int8 ? ": an outlier sets the row's int8 scale" : (s.dtype == .f32 ? "" : ": they are below the smallest \(s.dtype.floatDType.name) value")
+            return "ditkit: WARNING: \(name): \(r.count) row\(r.count == 1 ? "" : "s") lost most of \(r.count == 1 ? "its" : "their") values "
+                + "(row \(r.row): \(grouped(r.flushedToZero)) of its \(grouped(r.values)) values stored as 0\(why)); "
+                + "\(whole); keep it in float32 with --keep '\(name)'"
+        }
     }
 }

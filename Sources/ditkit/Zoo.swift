@@ -187,6 +187,7 @@ struct ZooCommand: ParsableCommand {
                 } else {
                     for f in r.companions + [r.fetch] { report(f) }
                     writeOut(ConversionReport.text(r.conversion))
+                    for w in ConversionReport.warnings(r.conversion) { printError(w) }
                     writeOut(r.verification.text)
                 }
                 if !r.verification.passed { throw Exit.mismatch }

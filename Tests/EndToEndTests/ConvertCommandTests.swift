@@ -65,6 +65,41 @@ let python = ProcessInfo.processInfo.environment["DITKIT_PYTHON"]
         try FileSystem.writeFile(path, bytes)
     }
 
+    @Test func aRowRuinedByAnOutlierIsReportedAndWarnedAbout() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        // Five values of 1e6 at the start of row 0 (32 rows of 288): its int8 scale becomes 1e6/127, so
+        // the other 283 values of the row are stored as 0, while the tensor's SQNR stays high (the
+        // outliers, kept exactly, carry nearly all of its energy).
+        let tensor = "encoder.down_blocks.0.resnets.0.conv1.weight"
+        let source = dir + "/vae.safetensors"
+        try safetensors(Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"), poking: tensor,
+                        with: [Float](repeating: 1e6, count: 5), into: source)
+        let r = try Tool.run(["convert", source, "-o", dir + "/x.ditkit", "--dtype", "int8"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("ditkit: WARNING: \(tensor): 1 row lost most of its values (row 0: 283 of its 288 values stored as 0: an outlier sets the row's int8 scale)"), "\(r.stderr)")
+        #expect(r.stderr.contains("--keep '\(tensor)'"))
+        #expect(r.stdout.contains("rows that lost most of their values: 1 in 1 tensor"), "\(r.stdout)")
+        let manifest = try JSONReader.parse(try FileSystem.readFile(dir + "/x.ditkit/manifest.json"))
+        let e = try #require(manifest["tensors"]?.arrayValue?.first { $0["name"]?.stringValue == tensor }?["error"])
+        #expect(e["ruined_rows"] == .object([("count", .int(1)), ("row", .int(0)), ("flushed_to_zero", .int(283)), ("values", .int(288))]), "\(e)")
+        #expect((e["sqnr_db"]?.doubleValue ?? 0) > 60, "the whole tensor looks fine: \(e)")
+        // Every row is measured: the worst is a real row of the tensor, and reported.
+        let worst = try #require(e["worst_row"])
+        #expect((0..<32).contains(worst["row"]?.intValue ?? -1))
+        #expect(r.stdout.contains("worst row: "), "\(r.stdout)")
+        // The bundle reads back, and the same source untouched gives no warning.
+        #expect(try Tool.run(["check", dir + "/x.ditkit"]).status == 0)
+        let clean = try Tool.run(["convert", Tool.fixture("verify/vae_verify/diffusion_pytorch_model.safetensors"), "-o", dir + "/y.ditkit", "--dtype", "int8", "--json"])
+        #expect(clean.status == 0 && !clean.stderr.contains("WARNING"), "\(clean.stderr)")
+        let cleanManifest = try JSONReader.parse(try FileSystem.readFile(dir + "/y.ditkit/manifest.json"))
+        let ce = try #require(cleanManifest["tensors"]?.arrayValue?.first { $0["name"]?.stringValue == tensor }?["error"])
+        #expect(ce["ruined_rows"] == nil && ce["worst_row"] != nil, "\(ce)")
+        // Kept in float32 as the warning says: no warning.
+        let kept = try Tool.run(["convert", source, "-o", dir + "/z.ditkit", "--dtype", "int8", "--keep", tensor])
+        #expect(kept.status == 0 && !kept.stderr.contains("WARNING"), "\(kept.stderr)")
+    }
+
     @Test func nonFiniteSourceValuesAreRefusedOrRecordedInAValidManifest() throws {
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }

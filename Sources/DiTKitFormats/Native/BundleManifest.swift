@@ -37,6 +37,35 @@ public struct StoredRecord: Sendable, Equatable {
     }
 }
 
+/// The worst row of a lossy tensor of rank 2 or more (rows = first dimension), by SQNR.
+public struct WorstRow: Sendable, Equatable {
+    public var row: Int
+    public var sqnrDB: Double
+    public init(row: Int, sqnrDB: Double) {
+        self.row = row
+        self.sqnrDB = sqnrDB
+    }
+}
+
+/// Rows that lost most of their values: more than half of the row's values were non-zero in the
+/// source and are stored as 0 (an int8 row whose scale an outlier sets; an F16 row below its
+/// smallest subnormal). The whole tensor's SQNR does not show them: the values that set the scale
+/// carry nearly all the energy.
+public struct RuinedRows: Sendable, Equatable {
+    /// How many rows are ruined.
+    public var count: Int
+    /// The ruined row with the largest share of values stored as 0, that share, and the row length.
+    public var row: Int
+    public var flushedToZero: Int
+    public var values: Int
+    public init(count: Int, row: Int, flushedToZero: Int, values: Int) {
+        self.count = count
+        self.row = row
+        self.flushedToZero = flushedToZero
+        self.values = values
+    }
+}
+
 /// Per-tensor error figures of a lossy conversion.
 public struct ConversionError: Sendable, Equatable {
     public var maxAbs: Double
@@ -45,13 +74,20 @@ public struct ConversionError: Sendable, Equatable {
     public var sqnrDB: Double?
     public var overflow: Int
     public var flushedToZero: Int
+    /// For tensors of rank 2 or more with an inexact row: the row with the lowest SQNR.
+    public var worstRow: WorstRow?
+    /// Rows that lost most of their values, when there are any.
+    public var ruinedRows: RuinedRows?
 
-    public init(maxAbs: Double, relL2: Double, sqnrDB: Double?, overflow: Int, flushedToZero: Int) {
+    public init(maxAbs: Double, relL2: Double, sqnrDB: Double?, overflow: Int, flushedToZero: Int,
+                worstRow: WorstRow? = nil, ruinedRows: RuinedRows? = nil) {
         self.maxAbs = maxAbs
         self.relL2 = relL2
         self.sqnrDB = sqnrDB
         self.overflow = overflow
         self.flushedToZero = flushedToZero
+        self.worstRow = worstRow
+        self.ruinedRows = ruinedRows
     }
 
     /// The figures as the manifest records them (FORMAT.md, `tensors[i].error`).
@@ -59,6 +95,11 @@ public struct ConversionError: Sendable, Equatable {
         var m: [(String, JSONValue)] = [("max_abs", .double(maxAbs)), ("rel_l2", .double(relL2))]
         if let s = sqnrDB { m.append(("sqnr_db", .double(s))) }
         m += [("overflow", .int(overflow)), ("flushed_to_zero", .int(flushedToZero))]
+        if let w = worstRow { m.append(("worst_row", .object([("row", .int(w.row)), ("sqnr_db", .double(w.sqnrDB))]))) }
+        if let r = ruinedRows {
+            m.append(("ruined_rows", .object([("count", .int(r.count)), ("row", .int(r.row)),
+                                              ("flushed_to_zero", .int(r.flushedToZero)), ("values", .int(r.values))])))
+        }
         return .object(m)
     }
 
@@ -67,7 +108,22 @@ public struct ConversionError: Sendable, Equatable {
               let o = json["overflow"]?.intValue, let f = json["flushed_to_zero"]?.intValue else {
             throw BundleError.manifest("error figures need max_abs, rel_l2, overflow, flushed_to_zero")
         }
-        self.init(maxAbs: m, relL2: r, sqnrDB: json["sqnr_db"]?.doubleValue, overflow: o, flushedToZero: f)
+        var worst: WorstRow?
+        if let w = json["worst_row"] {
+            guard let row = w["row"]?.intValue, row >= 0, let db = w["sqnr_db"]?.doubleValue else {
+                throw BundleError.manifest("error figure worst_row needs row and sqnr_db")
+            }
+            worst = WorstRow(row: row, sqnrDB: db)
+        }
+        var ruined: RuinedRows?
+        if let x = json["ruined_rows"] {
+            guard let c = x["count"]?.intValue, c > 0, let row = x["row"]?.intValue, row >= 0,
+                  let fz = x["flushed_to_zero"]?.intValue, fz >= 0, let n = x["values"]?.intValue, n >= fz else {
+                throw BundleError.manifest("error figure ruined_rows needs count, row, flushed_to_zero and values")
+            }
+            ruined = RuinedRows(count: c, row: row, flushedToZero: fz, values: n)
+        }
+        self.init(maxAbs: m, relL2: r, sqnrDB: json["sqnr_db"]?.doubleValue, overflow: o, flushedToZero: f, worstRow: worst, ruinedRows: ruined)
     }
 }
 
