@@ -14,12 +14,49 @@ public enum TensorHashing {
 
 /// Builds the inspect listing.
 public enum ContainerListing {
-    /// `{"format", "tensors": [{"name","dtype","shape"[,"sha256"]}], "objects": {...}, "metadata": {...}}`.
+    /// One listed tensor: a container entry (by index), with the per-row scale vector a bundle
+    /// stores beside an I8 tensor folded into it (a scale is part of its tensor, not a tensor).
+    struct Listed {
+        var index: Int
+        var entry: TensorEntry
+        var scale: (index: Int, entry: TensorEntry)?
+        var bytes: Int { entry.byteCount + (scale?.entry.byteCount ?? 0) }
+    }
+
+    /// The tensors to list, in container order; for a bundle, each I8 tensor's `.scale` entry is
+    /// folded into its tensor.
+    static func listed(_ c: any TensorContainer) -> [Listed] {
+        let scaled = Set((c as? NativeBundle)?.manifest.tensors.filter { $0.scale != nil }.map { $0.name + ".scale" } ?? [])
+        var out: [Listed] = []
+        var position: [String: Int] = [:]
+        var scales: [(String, Int, TensorEntry)] = []
+        for (k, t) in c.tensors.enumerated() {
+            if scaled.contains(t.name) {
+                scales.append((String(t.name.dropLast(".scale".count)), k, t))
+            } else {
+                position[t.name] = out.count
+                out.append(Listed(index: k, entry: t))
+            }
+        }
+        for (owner, k, t) in scales {
+            if let p = position[owner] { out[p].scale = (k, t) } else { out.append(Listed(index: k, entry: t)) }
+        }
+        return out
+    }
+
+    /// `{"format", "tensors": [{"name","dtype","shape"[,"sha256"][,"scale"]}], "objects": {...}, "metadata": {...}}`.
+    /// A bundle's I8 tensor carries its per-row scales as `"scale": {"dtype", "shape"[, "sha256"]}`.
     public static func json(_ c: any TensorContainer, hashes: [String]?) -> JSONValue {
         var tensors: [JSONValue] = []
-        for (k, t) in c.tensors.enumerated() {
+        for l in listed(c) {
+            let t = l.entry
             var m: [(String, JSONValue)] = [("name", .string(t.name)), ("dtype", .string(t.dtype.name)), ("shape", .array(t.shape.map { .int($0) }))]
-            if let hashes { m.append(("sha256", .string(hashes[k]))) }
+            if let hashes { m.append(("sha256", .string(hashes[l.index]))) }
+            if let s = l.scale {
+                var sm: [(String, JSONValue)] = [("dtype", .string(s.entry.dtype.name)), ("shape", .array(s.entry.shape.map { .int($0) }))]
+                if let hashes { sm.append(("sha256", .string(hashes[s.index]))) }
+                m.append(("scale", .object(sm)))
+            }
             tensors.append(.object(m))
         }
         return .object([
@@ -41,22 +78,30 @@ public enum ContainerListing {
     /// `valueWidth` characters, so one huge or hostile name can neither widen every row nor drive
     /// the terminal.
     public static func table(_ c: any TensorContainer, hashes: [String]?) -> String {
-        let rows = c.tensors.enumerated().map { (k, t) -> [String] in
-            var r = [t.name, t.dtype.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", grouped(t.elementCount), grouped(t.byteCount)]
-            if let hashes { r.append(hashes[k]) }
+        let list = listed(c)
+        let rows = list.map { l -> [String] in
+            let t = l.entry
+            var r = [t.name, t.dtype.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", grouped(t.elementCount), grouped(l.bytes)]
+            if let hashes { r.append(hashes[l.index]) }
             return r
         }
         var header = ["name", "dtype", "shape", "parameters", "bytes"]
         if hashes != nil { header.append("sha256") }
         let rightAligned: Set<Int> = [3, 4]
-        var out = "\(TerminalText.escaped(c.path)): \(c.format.rawValue), \(c.tensors.count) tensors\n\n"
+        var out = "\(TerminalText.escaped(c.path)): \(c.format.rawValue), \(list.count) tensor\(list.count == 1 ? "" : "s")\n\n"
         out += renderTable(header: header, rows: rows, rightAligned: rightAligned)
-        let params = c.tensors.reduce(0) { $0 + $1.elementCount }
-        let bytes = c.tensors.reduce(0) { $0 + $1.byteCount }
+        let params = list.reduce(0) { $0 + $1.entry.elementCount }
+        let bytes = list.reduce(0) { $0 + $1.bytes }
         var byType: [DType: Int] = [:]
-        for t in c.tensors { byType[t.dtype, default: 0] += 1 }
+        for l in list { byType[l.entry.dtype, default: 0] += 1 }
         let types = byType.sorted { $0.key.name < $1.key.name }.map { "\($0.value) \($0.key.name)" }.joined(separator: ", ")
-        out += "\ntotal: \(c.tensors.count) tensors (\(types.isEmpty ? "none" : types)), \(grouped(params)) parameters, \(grouped(bytes)) bytes\n"
+        out += "\ntotal: \(list.count) tensor\(list.count == 1 ? "" : "s") (\(types.isEmpty ? "none" : types)), \(grouped(params)) parameters, \(grouped(bytes)) bytes\n"
+        let scaled = list.filter { $0.scale != nil }.count
+        if scaled > 0 {
+            out += "(\(scaled) I8 tensor\(scaled == 1 ? "" : "s") with \(scaled == 1 ? "its" : "their") per-row F32 scales: their bytes include the scales"
+            out += hashes == nil ? ")\n" : "; the sha256 is the I8 values')\n"
+        }
+        if c is NativeBundle { out += "(provenance, dtype policy and error figures: ditkit show \(TerminalText.escaped(c.path)))\n" }
         func pairs(_ items: [(String, String)]) {
             let shown = items.map { (TerminalText.elided($0.0, width: nameWidth), TerminalText.elided($0.1, width: valueWidth)) }
             let w = shown.map(\.0.count).max() ?? 0

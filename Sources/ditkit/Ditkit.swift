@@ -24,6 +24,6 @@ struct Ditkit: ParsableCommand {
         unsupported), 64 usage error, 74 output could not be written.
         """,
         version: DiTKitVersion.string,
-        subcommands: [Inspect.self, Convert.self, Check.self, Verify.self, Sample.self, Export.self, Pack.self, Unpack.self, ZooCommand.self, HDF5SnapshotCommand.self]
+        subcommands: [Inspect.self, Show.self, Convert.self, Check.self, Verify.self, Sample.self, Export.self, Pack.self, Unpack.self, ZooCommand.self, HDF5SnapshotCommand.self]
     )
 }

@@ -22,6 +22,7 @@ import DiTKitCore
             ["convert", dit, "-o", dir + "/c.ditkit", "--dtype", "int8", "--json"],
             ["convert", dit, vae, "-o", dir + "/many", "--json"],
             ["check", bundle, "--json"],
+            ["show", bundle, "--json"],
             ["export", bundle, "--to", "gguf", "-o", dir + "/m.gguf", "--json"],
             ["pack", bundle, "-o", dir + "/m.ditkit.zst", "--json"],
             ["unpack", dir + "/m.ditkit.zst", "-o", dir + "/restored", "--json"],
