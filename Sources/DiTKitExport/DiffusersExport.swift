@@ -39,8 +39,14 @@ public enum DiffusersExport {
             try SafetensorsWriter.write(items, metadata: SafetensorsExport.metadata(bundle, naming: "diffusers", dequantize: true), to: file)
             try file.close()
         }
-        return ExportSummary(path: output, format: "diffusers", tensors: items.count,
-                             bytes: FileSystem.fileSize(output + "/" + weightsFile) ?? 0,
-                             notes: try ExportTensors.scheme(c, "diffusers")?.notes ?? [])
+        let bytes = FileSystem.fileSize(output + "/" + weightsFile) ?? 0
+        var notes = try ExportTensors.scheme(c, "diffusers")?.notes ?? []
+        let quantized = bundle.manifest.tensors.filter { $0.stored.dtype == .i8 || $0.stored.dtype.block != nil }
+        if !quantized.isEmpty {
+            let types = Set(quantized.map(\.stored.dtype.name)).sorted().joined(separator: " and ")
+            notes.append("dequantized the bundle's \(quantized.count) \(types) tensor\(quantized.count == 1 ? "" : "s") to F32 (diffusers loads float weights only): "
+                         + "\(NumberFormat.bytes(bundle.manifest.weightsBytes)) of bundle weights became a \(NumberFormat.bytes(bytes)) file")
+        }
+        return ExportSummary(path: output, format: "diffusers", tensors: items.count, bytes: bytes, notes: notes)
     }
 }

@@ -101,6 +101,29 @@ public enum GGUFExport {
             try GGUFWriter.write(metadata: metadata(bundle, c, quantized: quantized), tensors: tensors, to: file)
             try file.close()
         }
-        return ExportSummary(path: output, format: "gguf", tensors: tensors.count, bytes: FileSystem.fileSize(output) ?? 0)
+        let bytes = FileSystem.fileSize(output) ?? 0
+        return ExportSummary(path: output, format: "gguf", tensors: tensors.count, bytes: bytes,
+                             notes: int8Note(stored: bundle.manifest.tensors.map(\.stored.dtype), written: tensors.map(\.type),
+                                             bundleBytes: bundle.manifest.weightsBytes, fileBytes: bytes, target: target).map { [$0] } ?? [])
+    }
+
+    /// What became of a bundle's I8 tensors, said once: GGUF has no per-row int8 type, so each is
+    /// re-quantized to Q8_0 (2-D, rows a multiple of 32) or dequantized; nil without I8 tensors.
+    static func int8Note(stored: [DType], written: [DType], bundleBytes: Int, fileBytes: Int, target: GGUFTarget) -> String? {
+        var became: [DType: Int] = [:]
+        for (s, w) in zip(stored, written) where s == .i8 { became[w, default: 0] += 1 }
+        let total = became.values.reduce(0, +)
+        guard total > 0 else { return nil }
+        let parts = became.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key.name < $1.key.name) }.map { type, n in
+            "\(n) \(type == .q8_0 ? "re-quantized to Q8_0 (blocks of 32)" : "dequantized to \(type.name)")"
+        }
+        var note = "the bundle's \(total) I8 tensor\(total == 1 ? "" : "s") (GGUF has no per-row int8 type): " + parts.joined(separator: ", ")
+        let dequantized = became.filter { $0.key != .q8_0 }.values.reduce(0, +)
+        if dequantized > 0 && target == .auto {
+            note += "; Q8_0 takes only 2-D tensors with rows of a multiple of 32 values (convolution kernels are 4-D)"
+        }
+        note += "; \(NumberFormat.bytes(bundleBytes)) of bundle weights became a \(NumberFormat.bytes(fileBytes)) file"
+        if became[.f32] != nil && target == .auto { note += " (--gguf-type f16 writes the dequantized ones as F16)" }
+        return note
     }
 }

@@ -178,6 +178,47 @@ import DiTKitCore
         }
     }
 
+    @Test func anInt8BundleExportedToGGUFOrDiffusersSaysWhatBecameOfItsInt8Tensors() throws {
+        let (dir, b) = try bundle("verify/vae_verify/diffusion_pytorch_model.safetensors", ["--dtype", "int8"])
+        defer { FileSystem.removeTree(dir) }
+        let manifest = try JSONReader.parse(try FileSystem.readFile(b + "/manifest.json"))
+        let int8 = (manifest["tensors"]?.arrayValue ?? []).filter { $0["dtype"]?.stringValue == "I8" }
+        // Q8_0 takes 2-D tensors whose rows are a multiple of 32; the rest (conv kernels) become F32.
+        let q8 = int8.filter { t in
+            let shape = t["shape"]?.arrayValue?.compactMap(\.intValue) ?? []
+            return shape.count == 2 && shape[1] % 32 == 0
+        }
+        #expect(!q8.isEmpty && q8.count < int8.count, "the fixture has both kinds")
+        let r = try Tool.run(["export", b, "--to", "gguf", "-o", dir + "/m.gguf"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let notes = r.stderr.split(separator: "\n").filter { $0.hasPrefix("ditkit: note: ") }
+        #expect(notes.count == 1, "one note: \(r.stderr)")
+        #expect(r.stderr.contains("the bundle's \(int8.count) I8 tensors (GGUF has no per-row int8 type): \(int8.count - q8.count) dequantized to F32, \(q8.count) re-quantized to Q8_0"), "\(r.stderr)")
+        #expect(r.stderr.contains("--gguf-type f16"))
+        // What the note says is what the file holds.
+        let listed = try JSONReader.parse(try Tool.run(["inspect", "--json", dir + "/m.gguf"]).stdout)["tensors"]?.arrayValue ?? []
+        for t in int8 {
+            let row = listed.first { $0["name"] == t["name"] }
+            let wanted = q8.contains { $0["name"] == t["name"] } ? "Q8_0" : "F32"
+            #expect(row?["dtype"]?.stringValue == wanted, "\(t["name"] ?? .null)")
+        }
+        // --json keeps stdout JSON and carries the note.
+        let j = try Tool.run(["export", b, "--to", "gguf", "-o", dir + "/j.gguf", "--json"])
+        #expect(try JSONReader.parse(j.stdout)["notes"]?.arrayValue?.count == 1)
+        let half = try Tool.run(["export", b, "--to", "gguf", "-o", dir + "/h.gguf", "--gguf-type", "f16"])
+        #expect(half.stderr.contains("\(int8.count) dequantized to F16") && !half.stderr.contains("--gguf-type f16 writes"), "\(half.stderr)")
+        let d = try Tool.run(["export", b, "--to", "diffusers", "-o", dir + "/vae"])
+        #expect(d.status == 0, "\(d.stderr)")
+        #expect(d.stderr.contains("ditkit: note: dequantized the bundle's \(int8.count) I8 tensors to F32 (diffusers loads float weights only)"), "\(d.stderr)")
+        // A float bundle has nothing to say.
+        let (dir2, f16) = try bundle("verify/vae_verify/diffusion_pytorch_model.safetensors", ["--dtype", "f16"])
+        defer { FileSystem.removeTree(dir2) }
+        for to in ["gguf", "diffusers"] {
+            let q = try Tool.run(["export", f16, "--to", to, "-o", dir2 + "/out-" + to])
+            #expect(q.status == 0 && !q.stderr.contains("I8"), "\(to): \(q.stderr)")
+        }
+    }
+
     @Test func packRoundTripsAndRefusesDamage() throws {
         let (dir, b) = try bundle("verify/dit_verify.pt", ["--dtype", "f16"])
         defer { FileSystem.removeTree(dir) }
