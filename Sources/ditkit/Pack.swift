@@ -31,15 +31,18 @@ struct Unpack: ParsableCommand {
         abstract: "Restore a bundle from a pack; every checksum is verified before it is renamed into place.")
 
     @Argument(help: "The .ditkit.zst pack.") var pack: String
-    @Option(name: .shortAndLong, help: "Directory to restore NAME.ditkit into.") var output: String
+    @Option(name: .shortAndLong, help: "Directory to restore the bundle into, under the name it was packed with.") var output: String
     @Flag(help: "Replace an existing bundle.") var force = false
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func run() throws {
         try reportingErrors {
+            // The bundle keeps the name it was packed under (recorded in the pack); a pack without
+            // a usable one is named after the pack file.
             var name = FileSystem.baseName(pack)
             if name.hasSuffix(".zst") { name.removeLast(4) }
             if !name.hasSuffix(".ditkit") { name += ".ditkit" }
+            if let inside = try BundlePack.bundleName(pack: pack) { name = inside }
             try FileSystem.makeDirectories(output)
             let s = try BundlePack.unpack(pack: pack, into: output + "/" + name, force: force, progress: TerminalProgress())
             writeOut(json ? JSONWriter.string(s.json) : "restored \(s.path): \(humanBytes(s.bytesOut)), every checksum verified (\(fixed(s.seconds, 2)) s)\n")

@@ -51,7 +51,7 @@ import DiTKitCore
         // Unpack: the restored bundle is either absent or complete and verified.
         for k in 0..<8 {
             try interrupt(["unpack", dir + "/ref-m.ditkit.zst", "-o", dir + "/restore", "--force"], after: useconds_t(4_000 * k), signal: SIGKILL)
-            let restored = dir + "/restore/ref-m.ditkit"
+            let restored = dir + "/restore/m.ditkit"   // the name it was packed under
             if FileSystem.exists(restored) {
                 #expect(try Tool.run(["check", restored]).status == 0)
             }

@@ -159,6 +159,33 @@ public enum BundlePack {
 
     /// Unpacks `pack` into `directory/NAME.ditkit` (or exactly `output` when given), checking every
     /// checksum before renaming the bundle into place. Returns the bundle path.
+    /// The name of the bundle a pack holds (`pack` records it as the tar's first entry, the
+    /// bundle's directory), read from the start of the stream; nil when the stream does not begin
+    /// with a name that is safe as one path component (no `/`, not `.`/`..`, not hidden, no control
+    /// characters, at most 255 bytes). Only the first 512 decompressed bytes are produced. Throws
+    /// `PackError.zstd` when even they cannot be decompressed.
+    public static func bundleName(pack path: String) throws -> String? {
+        let source = try FileError.wrapping(path) { try MappedFile(path: path) }
+        struct Enough: Error {}
+        var head: [UInt8] = []
+        do {
+            try ZstdReader.decompress(source.bytes) { chunk in
+                head += chunk.prefix(512 - head.count)
+                if head.count == 512 { throw Enough() }
+            }
+        } catch is Enough {
+        } catch {
+            if head.count < 512 { throw FileError(path: path, error) }
+        }
+        guard head.count == 512 else { return nil }
+        let raw = head[0..<100].prefix { $0 != 0 }
+        guard let text = String(bytes: raw, encoding: .utf8) else { return nil }
+        let name = String(text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        guard !name.isEmpty, name.utf8.count <= 255, !name.hasPrefix("."), !name.contains("/"),
+              name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else { return nil }
+        return name
+    }
+
     public static func unpack(pack path: String, into output: String, force: Bool = false, progress: ProgressReporter? = nil) throws -> PackSummary {
         let start = ContinuousClock.now
         let source = try FileError.wrapping(path) { try MappedFile(path: path) }
