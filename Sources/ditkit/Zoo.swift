@@ -118,15 +118,27 @@ struct ZooCommand: ParsableCommand {
                 hints.imageSize = imageSize
                 let r = try zoo.identify(file, checksums: try location.checksumLines(zoo), hints: hints)
                 if json { writeOut(JSONWriter.string(r.json)); return }
-                var out = "\(file)\n  sha256: \(r.sha256)\n"
-                if r.hashMatches.isEmpty { out += "  hash: not a known file\n" }
-                for m in r.hashMatches { out += "  hash: identical to \(m.path) (\(m.source))\n" }
+                var out = "\(file)\n"
+                if let sha = r.sha256 { out += "  sha256: \(sha)\n" }
+                if let sha = r.sourceSHA256 {
+                    out += "  a bundle converted from a file with sha256 \(sha)" + (r.zooEntry.map { " (zoo import of \($0))" } ?? "") + "\n"
+                }
+                let hashed = r.sourceSHA256 != nil ? "its source is identical to" : "identical to"
+                if r.hashMatches.isEmpty { out += r.sha256 == nil && r.sourceSHA256 == nil ? "" : "  hash: not a known file\n" }
+                for m in r.hashMatches { out += "  hash: \(hashed) \(m.path) (\(m.source))\n" }
                 if let d = r.detected {
                     out += "  structure: \(d.variant) (\(d.family.name)), \(r.sourceNaming ?? "") naming" + ((r.subtree ?? "").isEmpty ? "" : ", subtree \(TerminalText.quoted(r.subtree!))") + "\n"
                     out += "    \(d.family.summary(d))\n"
                 }
                 if let c = r.closest {
-                    out += c.exact ? "  architecture: matches \(c.entry) exactly\n" : "  closest architecture: \(c.entry); differs: \(c.differences.map { TerminalText.escaped($0) }.joined(separator: "; "))\n"
+                    let all = [c.entry] + r.alsoClosest
+                    let names = all.joined(separator: ", ")
+                    if c.exact {
+                        out += "  architecture: matches \(names) exactly"
+                        out += all.count > 1 ? " (the same architecture: only a hash tells them apart)\n" : "\n"
+                    } else {
+                        out += "  closest architecture: \(names); differs: \(c.differences.map { TerminalText.escaped($0) }.joined(separator: "; "))\n"
+                    }
                 }
                 if let e = r.structureError { out += "  structure: not a model DiTKit reads: \(e)\n" }
                 writeOut(out)

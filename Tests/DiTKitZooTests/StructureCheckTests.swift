@@ -94,6 +94,21 @@ import DiTKitModels
         #expect(try entry.checkStructure(of: file, at: try sparseCheckpoint(vae, in: dir)) == "\(vae.variant): 248 tensors, 83,653,863 parameters")
     }
 
+    @Test func identifyNamesEveryReleaseOfTheArchitecture() throws {
+        let dir = try directory()
+        defer { FileSystem.removeTree(dir) }
+        let vae = try #require(try zoo.entry("sd-vae-ft-mse").configuration())
+        let r = try zoo.identify(try sparseCheckpoint(vae, in: dir), checksums: [])
+        let c = try #require(r.closest)
+        #expect(c.exact)
+        // Four releases share the SD VAE's architecture (SDXL's differs in its scaling factor): all
+        // are named, not an arbitrary one.
+        #expect([c.entry] + r.alsoClosest == ["sd-vae-ft-ema", "sd-vae-ft-mse", "vae-ft-ema-560000-ema-pruned", "vae-ft-mse-840000-ema-pruned"])
+        // The architecture entry comes before its releases.
+        let xl = try zoo.identify(try sparseCheckpoint(try architecture("DiT-XL/2", 256), in: dir), checksums: [])
+        #expect(xl.closest.map { [$0.entry] } .map { $0 + xl.alsoClosest } == ["dit-xl-2", "dit-xl-2-256x256"])
+    }
+
     @Test func modelFilesLeaveOutAlternativeFormats() throws {
         #expect(Fetcher.modelFiles(try zoo.entry("sd-vae-ft-mse")).map(\.name) == ["config.json", "diffusion_pytorch_model.safetensors"])
         #expect(Fetcher.modelFiles(try zoo.entry("sd3-5-large-diffusers")).map(\.name) == [

@@ -186,6 +186,24 @@ import DiTKitCore
         #expect(notModel.stdout.contains("not a model DiTKit reads"))
     }
 
+    @Test func identifyOnABundleNamesItsSourceAndAFolderItsWeights() throws {
+        let cache = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(cache) }
+        let b = cache + "/dit.ditkit"
+        #expect(try Tool.run(["convert", dit, "-o", b, "--dtype", "f16"]).status == 0)
+        let r = try zoo(["identify", b], cache: cache)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stdout.contains("sha256: \n") && !r.stdout.hasSuffix("sha256:"), "no empty hash: \(r.stdout)")
+        #expect(r.stdout.contains("a bundle converted from a file with sha256 e16832df6f347677611fde01415a05cb3c1669e6a74433e23ce9dfa06286edfd"), "\(r.stdout)")
+        #expect(r.stdout.contains("hash: its source is identical to test-dit/dit_verify.pt (checksums)"), "\(r.stdout)")
+        let j = try JSONReader.parse(try zoo(["identify", b, "--json"], cache: cache).stdout)
+        #expect(j["sha256"] == .null && j["source_sha256"]?.stringValue == "e16832df6f347677611fde01415a05cb3c1669e6a74433e23ce9dfa06286edfd")
+        // A diffusers model folder is hashed by its weights file.
+        let folder = Tool.fixture("verify/vae_verify")
+        let f = try JSONReader.parse(try zoo(["identify", folder, "--json"], cache: cache).stdout)
+        #expect(f["hash_matches"]?.arrayValue?.first?["file"]?.stringValue == "test-vae/diffusion_pytorch_model.safetensors", "\(f)")
+    }
+
     @Test func identifyReadsDiffusersDiTWeights() throws {
         // With config.json beside the weights (as convert reads them) ...
         let withConfig = try Tool.run(["zoo", "identify", "--json", Tool.fixture("convert/dit_diffusers/diffusion_pytorch_model.safetensors")])
