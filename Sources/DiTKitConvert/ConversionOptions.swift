@@ -61,7 +61,7 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case let .overflow(list, dtype):
-            let items = list.map { "\($0.name) (\($0.count) values)" }.joined(separator: ", ")
+            let items = list.map { "\($0.name) (\(NumberFormat.counted($0.count, "value")))" }.joined(separator: ", ")
             return "\(list.count) tensor\(list.count == 1 ? "" : "s") would overflow to infinity in \(dtype): \(items); keep them in float32 with --keep PATTERN"
         case .nonFinite(let list):
             let items = list.map { "\($0.name) (\($0.count) value\($0.count == 1 ? "" : "s"))" }.joined(separator: ", ")

@@ -431,7 +431,7 @@ extension Converter {
         var perJob = options
         perJob.threads = max(1, options.threads / jobs)
         return parallelMap(sources.count, workers: jobs) { k in
-            let r = Result { try convert(source: sources[k], output: directory + "/" + names[k], options: perJob) }
+            let r = Result { try convert(source: sources[k], output: FileSystem.join(directory, names[k]), options: perJob) }
             finished?(k, r)
             return r
         }

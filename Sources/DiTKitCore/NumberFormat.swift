@@ -30,6 +30,12 @@ public enum NumberFormat {
         return fixed(m, digits) + "e" + (e < 0 ? "-" : "+") + (abs(e) < 10 ? "0" : "") + String(abs(e))
     }
 
+    /// `n` and a noun in the right number: `1 image`, `2 images`, `1 pass` / `2 passes` (give the
+    /// plural when it is not the singular plus `s`).
+    public static func counted(_ n: Int, _ singular: String, _ plural: String? = nil) -> String {
+        "\(n) " + (n == 1 ? singular : plural ?? singular + "s")
+    }
+
     /// A byte count for people, in powers of 1000 (`2.70 GB`, `512 B`).
     public static func bytes(_ n: Int) -> String {
         let units = ["B", "kB", "MB", "GB", "TB"]

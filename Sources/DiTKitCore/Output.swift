@@ -101,6 +101,14 @@ public enum FileSystem {
         return d.isEmpty ? "/" : d
     }
 
+    /// `directory/name` without a doubled slash when `directory` ends with one (`models/` + `a.ditkit`
+    /// is `models/a.ditkit`): paths built from what the user typed are printed as they should read.
+    public static func join(_ directory: String, _ name: String) -> String {
+        var d = directory
+        while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
+        return d == "/" ? "/" + name : d + "/" + name
+    }
+
     /// Last path component.
     public static func baseName(_ path: String) -> String {
         var p = path

@@ -134,7 +134,7 @@ public enum Checkpoint {
                 if let weights = DiffusersFolder.weights(in: path) { return try open(weights) }
                 let parts = DiffusersFolder.components(of: path)
                 if !parts.isEmpty {
-                    throw CheckpointError.unrecognised("a diffusers pipeline folder: give one of its models (\(parts.map { path + "/" + $0 }.joined(separator: ", ")))")
+                    throw CheckpointError.unrecognised("a diffusers pipeline folder: give one of its models (\(parts.map { FileSystem.join(path, $0) }.joined(separator: ", ")))")
                 }
                 return try NativeBundle(path: path)
             }

@@ -31,7 +31,7 @@ public struct LoadedModel: Sendable {
         let wantsAutoencoder = ModelDetector.requestedFamily(hints.model)?.role == .autoencoder
         let preferred = wantsAutoencoder ? ["vae"] : ["transformer", "unet"]
         guard let pick = preferred.first(where: parts.contains) else { return path }
-        return path + "/" + pick
+        return FileSystem.join(path, pick)
     }
 
     /// Opens `path`. Throws `FileError` wrapping format or model errors.

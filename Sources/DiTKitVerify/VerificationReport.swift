@@ -5,7 +5,7 @@ extension VerificationResult {
     /// A table of every compared layer and the final verdict line.
     public var text: String {
         func sci(_ v: Double) -> String { NumberFormat.scientific(v, 2) }
-        var out = "\(model): \(layers.count) layers compared, profile \(profile.name) (rel L2 <= \(sci(profile.maxRelL2)))\n"
+        var out = "\(model): \(NumberFormat.counted(layers.count, "layer")) compared, profile \(profile.name) (rel L2 <= \(sci(profile.maxRelL2)))\n"
         if let b = baseline?.label { out += "\(b.0): \(b.1)\n" }
         out += "\n"
         let header = ["layer", "max_abs", "mean_abs", "rel_l2", "cosine", "sqnr_db", "threshold", "result"]

@@ -32,7 +32,7 @@ public enum Checksums {
         guard FileSystem.isDirectory(directory) else { return [] }
         var out: [ChecksumLine] = []
         for name in FileSystem.listDirectory(directory) where name.hasSuffix(".SHA256SUMS") {
-            let p = directory + "/" + name
+            let p = FileSystem.join(directory, name)
             out += try parse(String(decoding: try FileSystem.readFile(p), as: UTF8.self), file: p)
         }
         return out

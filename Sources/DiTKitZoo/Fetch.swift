@@ -9,11 +9,18 @@ import FoundationNetworking
 /// The local cache: `$DITKIT_CACHE`, else `$XDG_CACHE_HOME/ditkit`, else `~/.cache/ditkit`.
 public enum ZooCache {
     public static func directory(_ explicit: String? = nil) -> String {
-        if let e = explicit { return e }
+        // Without a trailing slash, so that paths built from it print without `//`.
+        if let e = explicit { return trimmed(e) }
         let env = ProcessInfo.processInfo.environment
-        if let d = env["DITKIT_CACHE"] { return d }
-        if let x = env["XDG_CACHE_HOME"] { return x + "/ditkit" }
-        return (env["HOME"] ?? ".") + "/.cache/ditkit"
+        if let d = env["DITKIT_CACHE"] { return trimmed(d) }
+        if let x = env["XDG_CACHE_HOME"] { return FileSystem.join(x, "ditkit") }
+        return FileSystem.join(env["HOME"] ?? ".", ".cache/ditkit")
+    }
+
+    static func trimmed(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        return p
     }
 
     /// Trust-on-first-use pins recorded by fetch.

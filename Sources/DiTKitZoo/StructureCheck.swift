@@ -39,7 +39,7 @@ extension ZooEntry {
             do { container = try Checkpoint.open(path) } catch { throw refuse("not a checkpoint DiTKit reads: \(Self.reason(error))") }
             if isShard(file) {
                 guard !container.tensors.isEmpty else { throw refuse("a shard with no tensors") }
-                return "a shard of \(grouped(container.tensors.count)) tensors"
+                return "a shard of \(NumberFormat.counted(container.tensors.count, "tensor"))"
             }
         }
         var hints = DetectionHints()

@@ -176,7 +176,7 @@ public struct Zoo: Sendable {
     public init(directory: String) throws {
         var files: [(name: String, bytes: [UInt8])] = []
         for name in try Zoo.listJSON(directory) where name != "schema.json" {
-            files.append((name, try FileSystem.readFile(directory + "/" + name)))
+            files.append((name, try FileSystem.readFile(FileSystem.join(directory, name))))
         }
         try self.init(files: files, directory: directory)
     }
@@ -191,7 +191,7 @@ public struct Zoo: Sendable {
         let origin = directory ?? Zoo.builtinOrigin + "/Manifests"
         var list: [ZooEntry] = []
         for (name, bytes) in files {
-            let p = origin + "/" + name
+            let p = FileSystem.join(origin, name)
             let json: JSONValue
             do { json = try JSONReader.parse(bytes) } catch { throw ZooError.manifest(p, "\(error)") }
             list.append(try ZooEntry(json: json, path: p))

@@ -27,7 +27,7 @@ struct Check: ParsableCommand {
                 return
             }
             if problems.isEmpty {
-                writeOut("\(bundle): OK (\(b.manifest.tensors.count) tensors, \(humanBytes(b.manifest.weightsBytes)))\n")
+                writeOut("\(bundle): OK (\(NumberFormat.counted(b.manifest.tensors.count, "tensor")), \(humanBytes(b.manifest.weightsBytes)))\n")
                 return
             }
             for p in problems { writeOut("\(bundle): MISMATCH \(p)\n") }

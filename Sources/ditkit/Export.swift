@@ -62,7 +62,7 @@ struct Export: ParsableCommand {
             case .hdf5:
                 s = try HDF5Export.export(b, to: output, force: force)
             }
-            writeOut(json ? JSONWriter.string(s.json) : "wrote \(s.path): \(s.format), \(s.tensors) tensors, \(humanBytes(s.bytes))\n")
+            writeOut(json ? JSONWriter.string(s.json) : "wrote \(s.path): \(s.format), \(NumberFormat.counted(s.tensors, "tensor")), \(humanBytes(s.bytes))\n")
             for note in s.notes { printError("ditkit: note: \(note)") }
         }
     }

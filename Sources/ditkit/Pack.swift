@@ -44,7 +44,7 @@ struct Unpack: ParsableCommand {
             if !name.hasSuffix(".ditkit") { name += ".ditkit" }
             if let inside = try BundlePack.bundleName(pack: pack) { name = inside }
             try FileSystem.makeDirectories(output)
-            let s = try BundlePack.unpack(pack: pack, into: output + "/" + name, force: force, progress: TerminalProgress())
+            let s = try BundlePack.unpack(pack: pack, into: FileSystem.join(output, name), force: force, progress: TerminalProgress())
             writeOut(json ? JSONWriter.string(s.json) : "restored \(s.path): \(humanBytes(s.bytesOut)), every checksum verified (\(fixed(s.seconds, 2)) s)\n")
         }
     }

@@ -82,7 +82,7 @@ struct Sample: ParsableCommand {
                 writeOut(JSONWriter.string(.object(members)))
                 return
             }
-            writeOut("wrote \(output): \(r.images.count) image\(r.images.count == 1 ? "" : "s") (\(r.sampler))\n")
+            writeOut("wrote \(output): \(NumberFormat.counted(r.images.count, "image")) (\(r.sampler))\n")
         }
     }
 }

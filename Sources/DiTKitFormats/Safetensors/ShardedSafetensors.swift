@@ -110,11 +110,11 @@ public enum DiffusersFolder {
 
     /// The weights file (or shard index) of the model folder `dir`, if it is one.
     public static func weights(in dir: String) -> String? {
-        weightNames.map { dir + "/" + $0 }.first { FileSystem.exists($0) && !FileSystem.isDirectory($0) }
+        weightNames.map { FileSystem.join(dir, $0) }.first { FileSystem.exists($0) && !FileSystem.isDirectory($0) }
     }
 
     /// The model folders of a diffusers pipeline folder (`transformer`, `vae`, …: subfolders with weights).
     public static func components(of dir: String) -> [String] {
-        FileSystem.listDirectory(dir).sorted().filter { FileSystem.isDirectory(dir + "/" + $0) && weights(in: dir + "/" + $0) != nil }
+        FileSystem.listDirectory(dir).sorted().filter { FileSystem.isDirectory(FileSystem.join(dir, $0)) && weights(in: FileSystem.join(dir, $0)) != nil }
     }
 }

@@ -66,10 +66,10 @@ public struct SamplerSummary: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         var parts: [String]
         switch method {
-        case "ddpm": parts = ["DDPM \(steps) steps"]
-        case "ddim": parts = ["DDIM \(steps) steps"]
-        case "flow-euler": parts = ["flow matching", "\(steps) Euler steps"]
-        default: parts = ["\(method) \(steps) steps"]
+        case "ddpm": parts = ["DDPM " + NumberFormat.counted(steps, "step")]
+        case "ddim": parts = ["DDIM " + NumberFormat.counted(steps, "step")]
+        case "flow-euler": parts = ["flow matching", NumberFormat.counted(steps, "Euler step")]
+        default: parts = ["\(method) " + NumberFormat.counted(steps, "step")]
         }
         if !schedule.isEmpty { parts.append(schedule) }
         if let cfgScale { parts.append(cfgScale > 1 ? "cfg \(cfgScale)" : "no guidance") }
