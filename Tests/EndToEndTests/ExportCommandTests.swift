@@ -152,6 +152,9 @@ import DiTKitCore
             let h = try JSONReader.parse(try runPython([Tool.root + "/Tests/EndToEndTests/python/read_exports.py", "hdf5", dir + "/m.h5"]))
             let numpy = try JSONReader.parse(try runPython([Tool.root + "/Tests/EndToEndTests/python/read_exports.py", "ditkit", b]))
             #expect(h["attrs"]?["format"]?.stringValue == "ditkit-hdf5")
+            // Text attributes are strings to h5py, not bytes.
+            for (k, t) in h["attr_types"]?.objectValue ?? [] { #expect(t == .string("str"), "\(k): \(t)") }
+            #expect(h["dataset_attr_types"] == .array([.string("str")]), "\(h["dataset_attr_types"] ?? .null)")
             let manifest = try JSONReader.parse(h["attrs"]?["manifest"]?.stringValue ?? "")
             #expect(manifest["dtype_policy"]?["dtype"]?.stringValue == dtype)
             for (name, t) in numpy["tensors"]?.objectValue ?? [] {

@@ -241,20 +241,25 @@ public final class HDF5File: @unchecked Sendable {
         try write(p, shape: shape, type: t, bytes.baseAddress)
     }
 
-    /// Sets a fixed-length string attribute on an object (the root by default).
+    /// Sets a string attribute on an object (the root by default): a variable-length UTF-8
+    /// string, which h5py reads as `str` (a fixed-length one reads as `bytes`) and h5dump shows as
+    /// text. Throws `HDF5Error.write`; a value holding NUL is refused (C strings end there).
     public func setAttribute(_ name: String, _ value: String, on object: String = "/") throws {
+        guard !value.utf8.contains(0) else { throw HDF5Error.write("attribute \(name) holds a NUL byte") }
         let type = H5Tcopy(ditkit_h5t_c_s1())
         defer { H5Tclose(type) }
-        let bytes = Array(value.utf8)
-        H5Tset_size(type, max(1, bytes.count))
+        H5Tset_size(type, ditkit_h5t_variable())
         H5Tset_cset(type, H5T_CSET_UTF8)
         let space = H5Screate(H5S_SCALAR)
         defer { H5Sclose(space) }
         let a = H5Acreate_by_name(id, object, name, type, space, h5Default, h5Default, h5Default)
         guard a >= 0 else { throw HDF5Error.write("cannot create attribute \(name) on \(object)") }
         defer { H5Aclose(a) }
-        let data = bytes.isEmpty ? [UInt8(0)] : bytes
-        guard data.withUnsafeBytes({ H5Awrite(a, type, $0.baseAddress) }) >= 0 else { throw HDF5Error.write("cannot write attribute \(name)") }
+        let written = value.withCString { c -> herr_t in
+            var pointer: UnsafePointer<CChar>? = c
+            return withUnsafePointer(to: &pointer) { H5Awrite(a, type, $0) }
+        }
+        guard written >= 0 else { throw HDF5Error.write("cannot write attribute \(name)") }
     }
 
     /// Flushes everything to the file.

@@ -59,7 +59,10 @@ def main():
         datasets = {}
         f.visititems(lambda name, obj: datasets.__setitem__(name, {"dtype": str(obj.dtype), "shape": list(obj.shape), "sha256": digest(obj[()]),
                                                                   "stored_dtype": text(obj.attrs.get("stored_dtype", ""))}) if isinstance(obj, h5py.Dataset) else None)
-        out = {"datasets": datasets, "attrs": {k: (v if isinstance(v, str) else v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}}
+        out = {"datasets": datasets, "attrs": {k: (v if isinstance(v, str) else v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()},
+               # what h5py hands a reader: `str` for text attributes, not `bytes`
+               "attr_types": {k: type(v).__name__ for k, v in f.attrs.items()},
+               "dataset_attr_types": sorted({type(v).__name__ for name in datasets for v in f[name].attrs.values()})}
     elif kind == "ditkit":
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
         from read_ditkit import read_ditkit
