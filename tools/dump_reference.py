@@ -28,13 +28,24 @@ Command line (the model is built from a checkpoint):
     python tools/dump_reference.py dit DiT-XL-2-256x256.pt -o ref.h5 --model DiT-XL/2 [--dit-repo PATH]
     python tools/dump_reference.py vae-decode path/to/sd-vae-ft-ema -o ref.h5 --size 256
     python tools/dump_reference.py vae-encode path/to/sd-vae-ft-ema -o ref.h5 --size 256
+    python tools/dump_reference.py vae-decode vae-ft-mse-840000-ema-pruned.ckpt -o ref.h5 [--vae-config DIR]
 
 With --dit-repo pointing at a clone of facebookresearch/DiT, its own models.py is used; otherwise
 tools/dit_reference.py (written to the same semantics, on timm's modules).
+
+Nothing is downloaded: a diffusers VAE folder carries its config.json, and a single-file VAE is read
+with --vae-config (a folder holding config.json, or the file itself) or, without it, the SD VAE's
+configuration (sd-vae-kl-f8, scaling 0.18215). A checkpoint that does not fit the model asked for
+stops with one line saying what differs, not a traceback.
 """
 import argparse
+import json
 import os
 import sys
+import tempfile
+
+# Never reach for the Hugging Face Hub: every configuration is local (see above).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import h5py
 import numpy as np
@@ -164,7 +175,61 @@ def dump_vae_encode(vae, image, path, model_name="sd-vae"):
     _write(path, model_name, {"image": image.float().numpy()}, outputs, moments.float().numpy())
 
 
+class Refused(Exception):
+    """Input that does not fit: printed as one line, exit 2."""
+
+
+# The SD VAE (sd-vae-kl-f8) as diffusers' AutoencoderKL configures it: what a single-file VAE is
+# read with unless --vae-config says otherwise.
+SD_VAE_CONFIG = {
+    "_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "act_fn": "silu",
+    "latent_channels": 4, "norm_num_groups": 32, "sample_size": 256, "scaling_factor": 0.18215,
+}
+
+
+def _fit(model, sd, what):
+    """Raises Refused naming what differs when the state dict `sd` does not load into `model`."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if shapes:
+        # The position embedding tells the image size: name it first when it differs.
+        k = next((n for n in ("pos_embed", "x_embedder.proj.weight") if n in shapes), shapes[0])
+        parts.append("%d of another shape (%s: file %s, model %s)" % (len(shapes), k, list(have[k]), list(want[k])))
+    if missing:
+        parts.append("%d missing (%s%s)" % (len(missing), missing[0], ", ..." if len(missing) > 1 else ""))
+    if unexpected:
+        parts.append("%d unexpected (%s%s)" % (len(unexpected), unexpected[0], ", ..." if len(unexpected) > 1 else ""))
+    raise Refused("the weights do not fit %s: %s" % (what, "; ".join(parts)))
+
+
+def _dit_hint(sd):
+    """What a DiT state dict looks like (hidden size, depth, patch, image size), for messages."""
+    try:
+        hidden, _, patch, _ = sd["x_embedder.proj.weight"].shape
+        depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+        tokens = sd["pos_embed"].shape[1]
+        size = int(round(tokens ** 0.5)) * patch * 8
+        return "the file holds a DiT of hidden size %d, depth %d, patch %d at %d px" % (hidden, depth, patch, size)
+    except (KeyError, AttributeError, ValueError, IndexError):
+        return "the file holds no DiT state dict DiTKit recognises"
+
+
 def _load_dit(checkpoint, model_name, image_size, repo):
+    sizes = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
+    try:
+        size, patch = model_name.split("-")[1].split("/")
+        depth, hidden, heads = sizes[size]
+        patch = int(patch)
+    except (IndexError, KeyError, ValueError):
+        raise Refused("--model %s is not a DiT name (DiT-S/2 ... DiT-XL/8)" % model_name)
     if repo:
         sys.path.insert(0, repo)
         from models import DiT_models  # the official repository's own code
@@ -172,15 +237,50 @@ def _load_dit(checkpoint, model_name, image_size, repo):
     else:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from dit_reference import DiT
-        sizes = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
-        size, patch = model_name.split("-")[1].split("/")
-        depth, hidden, heads = sizes[size]
-        model = DiT(input_size=image_size // 8, patch_size=int(patch), hidden_size=hidden, depth=depth, num_heads=heads)
-    sd = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if "ema" in sd:
+        model = DiT(input_size=image_size // 8, patch_size=patch, hidden_size=hidden, depth=depth, num_heads=heads)
+    try:
+        sd = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch's own message, on one line
+        raise Refused("cannot read the checkpoint: %s" % str(e).strip().splitlines()[0])
+    if isinstance(sd, dict) and "ema" in sd:
         sd = sd["ema"]
+    if not isinstance(sd, dict):
+        raise Refused("not a state dict (a %s)" % type(sd).__name__)
+    try:
+        _fit(model, sd, "%s at %d px" % (model_name, image_size))
+    except Refused as e:
+        raise Refused("%s; %s: check --model and --image-size" % (e, _dit_hint(sd)))
     model.load_state_dict(sd)
     return model
+
+
+def _load_vae(checkpoint, config):
+    """A diffusers AutoencoderKL from a folder (its own config.json) or a single file (read with
+    `config`: a folder or config.json, else SD_VAE_CONFIG), without any download."""
+    from diffusers import AutoencoderKL
+    if os.path.isdir(checkpoint):
+        if not os.path.exists(os.path.join(checkpoint, "config.json")):
+            raise Refused("%s has no config.json (a diffusers VAE folder has one)" % checkpoint)
+        return AutoencoderKL.from_pretrained(checkpoint, local_files_only=True)
+    with tempfile.TemporaryDirectory() as folder:
+        if config is None:
+            cfg = SD_VAE_CONFIG
+        else:
+            path = os.path.join(config, "config.json") if os.path.isdir(config) else config
+            try:
+                with open(path) as f:
+                    cfg = json.load(f)
+            except (OSError, ValueError) as e:
+                raise Refused("--vae-config %s: %s" % (config, e))
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        try:
+            return AutoencoderKL.from_single_file(checkpoint, config=folder, local_files_only=True)
+        except Exception as e:  # diffusers' message (shape mismatch, unreadable file), on one line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first.split(". If you want")[0]   # diffusers' advice to load random weights instead
+            which = "--vae-config %s" % config if config else "the SD VAE configuration (pass --vae-config for another)"
+            raise Refused("the weights do not load with %s: %s" % (which, first))
 
 
 def main():
@@ -195,7 +295,16 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dit-repo", help="path to a clone of facebookresearch/DiT")
     ap.add_argument("--coarse", action="store_true", help="DiT: block outputs only (no attn/mlp/adaLN)")
+    ap.add_argument("--vae-config", help="single-file VAE: a folder holding config.json, or the file (default: the SD VAE's)")
     a = ap.parse_args()
+    try:
+        run(a)
+    except Refused as e:
+        print("dump_reference.py: %s: %s" % (a.checkpoint, e), file=sys.stderr)
+        sys.exit(2)
+
+
+def run(a):
     g = torch.Generator().manual_seed(a.seed)
     if a.kind == "dit":
         model = _load_dit(a.checkpoint, a.model, a.image_size, a.dit_repo)
@@ -206,8 +315,7 @@ def main():
         y[-1] = 1000
         dump_dit(model, x, t, y, a.output, a.model, fine=not a.coarse)
     else:
-        from diffusers import AutoencoderKL
-        vae = AutoencoderKL.from_pretrained(a.checkpoint) if os.path.isdir(a.checkpoint) else AutoencoderKL.from_single_file(a.checkpoint)
+        vae = _load_vae(a.checkpoint, a.vae_config)
         if a.kind == "vae-decode":
             z = torch.randn(a.batch, vae.config.latent_channels, a.size // 8, a.size // 8, generator=g)
             dump_vae_decode(vae, z, a.output)
