@@ -18,8 +18,14 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ditkit-consumer.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 # The working tree as it is (committed or not), as a tagged repository.
+# A tree that is not a git checkout (CI runs in a plain copy) is copied without build products.
 mkdir "$work/DiTKit"
-(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^Tests/Fixtures/' | xargs -0 cp --parents -t "$work/DiTKit")
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^Tests/Fixtures/' | xargs -0 cp --parents -t "$work/DiTKit")
+else
+    (cd "$root" && find . \( -path ./.build -o -path ./.git -o -path ./.swiftpm -o -path ./Tests/Fixtures \) -prune \
+        -o -type f -print0 | xargs -0 cp --parents -t "$work/DiTKit")
+fi
 git -C "$work/DiTKit" init -q
 git -C "$work/DiTKit" add -A
 git -C "$work/DiTKit" -c user.name=ditkit -c user.email=ditkit@localhost commit -q -m snapshot
