@@ -6,32 +6,86 @@ import DiTKitModels
 /// The storage type of a bundle.
 public enum StorageType: String, Sendable, CaseIterable {
     case f32, f16, bf16, int8
+    /// ggml block types: the family's policy (`BlockPolicy`) chooses the tensors they hold; the
+    /// others keep their source type losslessly.
+    case q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k
+    /// Every tensor in its source type, losslessly: F32, F16, BF16 and block types as stored
+    /// (a GGUF file's blocks verbatim), float8 as F16, F64 as F32.
+    case source
 
     /// A storage type from any usual spelling, case-insensitive: `f32`/`fp32`/`float32`/`float`,
-    /// `f16`/`fp16`/`float16`/`half`, `bf16`/`bfloat16`, `int8`/`i8` (so the `F16` DiTKit prints works too).
+    /// `f16`/`fp16`/`float16`/`half`, `bf16`/`bfloat16`, `int8`/`i8`, the block types as ggml
+    /// spells them (`q4_k`, `Q4_K`), `source` (so the `F16` or `Q4_K` DiTKit prints works too).
     public init?(spelling: String) {
         switch spelling.lowercased() {
         case "f32", "fp32", "float32", "float": self = .f32
         case "f16", "fp16", "float16", "half": self = .f16
         case "bf16", "bfloat16": self = .bf16
         case "int8", "i8": self = .int8
+        default:
+            guard let t = StorageType(rawValue: spelling.lowercased()) else { return nil }
+            self = t
+        }
+    }
+
+    /// The ggml block type of a block storage type; nil for the others.
+    public var blockType: DType? {
+        switch self {
+        case .q8_0: return .q8_0
+        case .q4_0: return .q4_0
+        case .q4_1: return .q4_1
+        case .q5_0: return .q5_0
+        case .q5_1: return .q5_1
+        case .q2_k: return .q2_K
+        case .q3_k: return .q3_K
+        case .q4_k: return .q4_K
+        case .q5_k: return .q5_K
+        case .q6_k: return .q6_K
         default: return nil
         }
     }
 
-    /// The dtype float tensors get (int8 bundles keep non-quantized tensors in F32).
-    public var floatDType: DType {
+    /// The storage type that stores `type` (a block type).
+    public init?(blockType type: DType) {
+        guard let s = StorageType.allCases.first(where: { $0.blockType == type }) else { return nil }
+        self = s
+    }
+
+    /// The dtype float tensors get (int8 bundles keep non-quantized tensors in F32); nil when it
+    /// depends on the tensor (block types and `source` keep each tensor's source type).
+    public var floatDType: DType? {
         switch self {
         case .f32, .int8: return .f32
         case .f16: return .f16
         case .bf16: return .bf16
+        default: return nil
+        }
+    }
+}
+
+/// The type a tensor keeps when it is not quantized into a block type (or with `--dtype source`):
+/// its source type when a bundle can hold it losslessly, else the nearest lossless one.
+public enum LosslessKeep {
+    /// F32, F16, BF16 and block types stay; float8 becomes F16 (every finite float8 value is a
+    /// float16 value); F64 becomes F32 (rounded, measured); anything else F32. Parts of mixed types
+    /// become F32. A block type stays only when the tensor's last dimension is the source's (its
+    /// blocks still run along rows of the same length).
+    public static func dtype(sources: [TensorEntry], shape: [Int]) -> DType {
+        guard let first = sources.first, sources.allSatisfy({ $0.dtype == first.dtype }) else { return .f32 }
+        switch first.dtype {
+        case .f32, .f16, .bf16: return first.dtype
+        case .f8e4m3, .f8e5m2: return .f16
+        case let d where d.block != nil:
+            return sources.allSatisfy({ $0.shape.last == shape.last }) && (try? d.byteCount(shape: shape)) != nil ? d : .f32
+        default: return .f32
         }
     }
 }
 
 /// Options of one conversion.
 public struct ConversionOptions: Sendable {
-    public var dtype: StorageType = .f32
+    /// The storage type; nil: `source` for a source holding block types (a GGUF file), else `f32`.
+    public var dtype: StorageType?
     public var hints = DetectionHints()
     /// Glob patterns (`*`, `?`) of canonical tensor names to keep in F32.
     public var keep: [String] = []
@@ -107,6 +161,7 @@ extension ConversionSummary {
             ("seconds", .double(seconds)),
             ("lossy", .array(lossy.map { .object([("name", .string($0.name)), ("error", $0.error.json)]) })),
             ("nonfinite", .array(nonFinite.map { .object([("name", .string($0.name)), ("count", .int($0.count))]) })),
+            ("kept", .array(kept.map { .object([("name", .string($0.name)), ("dtype", .string($0.dtype.name)), ("reason", .string($0.reason))]) })),
         ])
     }
 }
@@ -132,4 +187,6 @@ public struct ConversionSummary: Sendable {
     public var lossy: [(name: String, error: ConversionError)]
     /// Tensors whose source holds NaN or infinite values (kept with `allowNonfinite`), canonical order.
     public var nonFinite: [(name: String, count: Int)] = []
+    /// Block storage types: the tensors not stored in the requested type, and why.
+    public var kept: [StorageDecision] = []
 }

@@ -22,6 +22,7 @@ public enum Converter {
         if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: source) }
         if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
         let plan = try FileError.wrapping(source) { try ModelDetector.plan(container, hints: hints) }
+        let dtype = options.dtype ?? (container.tensors.contains { $0.dtype.block != nil } ? .source : .f32)
 
         // Stored dtype of every tensor, then the layout. Every --keep pattern must keep something.
         let config = plan.configuration
@@ -30,11 +31,9 @@ public enum Converter {
             let example = plan.tensors.first { $0.name.contains(".") && $0.shape.count > 1 }?.name ?? plan.tensors.first?.name ?? ""
             throw FileError(path: source, ConvertError.keepMatchesNothing(unmatched, model: config.variant, example: example))
         }
-        let stored: [DType] = plan.tensors.map { t in
-            if options.keep.contains(where: { globMatch($0, t.name) }) { return .f32 }
-            if options.dtype == .int8 { return config.quantizesByDefault(t.name, shape: t.shape) ? .i8 : .f32 }
-            return options.dtype.floatDType
-        }
+        let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let storage = StoragePlan.make(plan: plan, container: container, index: index, dtype: dtype, options: options)
+        let stored = storage.dtypes
         var sizes: [Int] = []
         for (t, d) in zip(plan.tensors, stored) {
             sizes.append(try d.byteCount(shape: t.shape))
@@ -48,7 +47,6 @@ public enum Converter {
             for d in stored {
                 if d == .i8 { recordOffsets.append((offsets[k], offsets[k + 1])); k += 2 } else { recordOffsets.append((offsets[k], nil)); k += 1 }
             }
-            let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
             let work = ConversionWork(container: container, index: index, plan: plan, stored: stored, offsets: recordOffsets,
                                       writer: writer, progress: progress, tokens: config, allowNonFinite: options.allowNonfinite)
             let totalBytes = plan.tensors.flatMap(\.recipe.sources).compactMap { index[$0] }.reduce(0) { $0 + container.tensors[$1].byteCount }
@@ -60,24 +58,24 @@ public enum Converter {
             let nonFinite = work.nonFinite()
             if !nonFinite.isEmpty && !options.allowNonfinite { throw FileError(path: source, ConvertError.nonFinite(nonFinite)) }
             let overflows = work.overflows()
-            if !overflows.isEmpty { throw FileError(path: source, ConvertError.overflow(overflows, dtype: options.dtype.floatDType.name)) }
+            if !overflows.isEmpty { throw FileError(path: source, ConvertError.overflow(overflows, dtype: dtype.floatDType?.name ?? dtype.blockType?.name ?? "F32")) }
 
             let manifest = BundleManifest(
                 alignment: options.alignment, family: config.family.name, variant: config.variant, config: config.json,
                 naming: config.canonicalNaming, provenance: provenance(container: container, plan: plan, sha256: fileHash,
                                                                       shards: Array(zip(shards, hashes)), zoo: options.zooEntry),
-                dtypePolicy: policy(options, config), weightsBytes: total, tensors: work.records())
+                dtypePolicy: policy(dtype, options, config, storage), weightsBytes: total, tensors: work.records())
             try writer.finish(manifest)
             let params = plan.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
             var counts: [DType: Int] = [:]
             for d in stored { counts[d, default: 0] += 1 }
             let lossy = manifest.tensors.compactMap { t in t.error.map { (t.name, $0) } }
             return ConversionSummary(sourcePath: source, output: output, variant: config.variant, family: config.family.name, sourceNaming: plan.sourceNaming,
-                                     subtree: plan.subtree, dtype: options.dtype, tensors: plan.tensors.count, parameters: params,
+                                     subtree: plan.subtree, dtype: dtype, tensors: plan.tensors.count, parameters: params,
                                      bytesIn: (shards.isEmpty ? [container.path] : shards).reduce(0) { $0 + (FileSystem.fileSize($1) ?? 0) }, bytesOut: total,
                                      seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),
                                      storedTypes: counts.sorted { $0.key.name < $1.key.name }.map { ($0.key, $0.value) }, lossy: lossy,
-                                     nonFinite: nonFinite)
+                                     nonFinite: nonFinite, kept: storage.decisions)
         } catch {
             writer.discard()
             if error is ModelError || error is ConvertError || error is CheckpointError { throw FileError(path: source, error) }
@@ -103,10 +101,14 @@ public enum Converter {
         return .object(m)
     }
 
-    static func policy(_ o: ConversionOptions, _ config: ModelConfiguration) -> JSONValue {
-        var m: [(String, JSONValue)] = [("dtype", .string(o.dtype.rawValue)), ("float_dtype", .string(o.dtype.floatDType.name)),
-                                        ("rounding", .string("nearest-even"))]
-        if o.dtype == .int8 {
+    static func policy(_ dtype: StorageType, _ o: ConversionOptions, _ config: ModelConfiguration, _ storage: StoragePlan) -> JSONValue {
+        var m: [(String, JSONValue)] = [("dtype", .string(dtype.rawValue))]
+        if let f = dtype.floatDType { m.append(("float_dtype", .string(f.name))) }
+        m.append(("rounding", .string("nearest-even")))
+        if let type = dtype.blockType {
+            m.append(("blocks", StoragePlan.json(type, policy: config.blockPolicy, decisions: storage.decisions)))
+        }
+        if dtype == .int8 {
             m.append(("int8", .object([("scheme", .string("symmetric-per-output-channel")), ("axis", .int(0)), ("scale_dtype", .string("F32")),
                                        ("rounding", .string("nearest-even")), ("quantized", .string(config.int8PolicyDescription))])))
         }
@@ -283,15 +285,15 @@ final class ConversionWork: @unchecked Sendable {
             n + withExtendedLifetime(p.bytes) { p.bytes.buffer.baseAddress.map { NonFinite.count($0, dtype: p.entry.dtype, count: p.entry.elementCount) } ?? 0 }
         }
         if nonFinite > 0 {
-            // Neither int8 nor the block types can store them.
-            if (target == .i8 || target.block != nil) && allowNonFinite {
+            // Neither int8 nor the block types can store them (blocks copied verbatim keep what they hold).
+            if (target == .i8 || (target.block != nil && !sameType)) && allowNonFinite {
                 throw ConvertError.nonFiniteInt8(name: t.name, count: nonFinite, dtype: target.name)
             }
             pthread_mutex_lock(&mutex)
             nonFiniteList.append((i, t.name, nonFinite))
             pthread_mutex_unlock(&mutex)
             // The conversion will be refused: no quantizer needs to see these values.
-            if target == .i8 || target.block != nil { return }
+            if target == .i8 || (target.block != nil && !sameType) { return }
         }
 
         var storedHash: String
@@ -376,6 +378,8 @@ final class ConversionWork: @unchecked Sendable {
                 let q = try BlockConversion.quantize(src, shape: t.shape, to: d)
                 out = q.bytes
                 error = q.error
+                // A block scale is float16: values past its range give infinite scales.
+                if q.error.overflow > 0 { recordOverflow(i, t.name, q.error.overflow) }
             default:
                 throw CheckpointError.inconsistent("cannot store \(t.name) as \(target)")
             }

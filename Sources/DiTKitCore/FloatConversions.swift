@@ -76,8 +76,23 @@ public enum Narrow {
 /// Counting NaN and infinite values.
 public enum NonFinite {
     /// NaN and ±inf values among `count` little-endian elements of `dtype` at `src` (any
-    /// alignment); 0 for types that have none (integers, 8-bit floats carried as raw bytes).
+    /// alignment); 0 for types that have none (integers, 8-bit floats carried as raw bytes). Block
+    /// types are dequantized to count them (`count` a multiple of the block size).
     public static func count(_ src: UnsafeRawPointer, dtype: DType, count: Int) -> Int {
+        if let b = dtype.block {
+            // Blocks (whole blocks only) are dequantized a chunk at a time and their values counted.
+            let chunk = 64 * b.elements
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { buffer.deallocate() }
+            var bad = 0, done = 0
+            while done + b.elements <= count {
+                let n = min(chunk, (count - done) / b.elements * b.elements)
+                BlockQuantizer.dequantize(dtype, src + done / b.elements * b.bytes, count: n, into: buffer)
+                bad += BlockQuantizer.countNonFinite(buffer, count: n)
+                done += n
+            }
+            return bad
+        }
         switch dtype {
         case .f32: return ditkit_count_nonfinite_f32(src, count)
         case .f64: return ditkit_count_nonfinite_f64(src, count)

@@ -10,7 +10,8 @@ public struct LoadedModel: Sendable {
     public let weights: any WeightStore
     /// The model's family.
     public var family: any ModelFamily { configuration.family }
-    /// The stored dtype policy of a bundle (`f32`, `f16`, `bf16`, `int8`); `f32` for other sources.
+    /// The stored dtype policy of a bundle (`f32`, `f16`, `bf16`, `int8`, `q4_k`, …); for other
+    /// sources and `source` bundles, the least precise type they hold (`storageName(of:)`).
     public let storage: String
     public let container: any TensorContainer
 
@@ -34,6 +35,15 @@ public struct LoadedModel: Sendable {
         return FileSystem.join(path, pick)
     }
 
+    /// The storage name of a model holding `types`: the least precise block type (`q4_k`), else
+    /// `bf16`, `f16` or `f32` (the names of the tolerance profiles).
+    public static func storageName(of types: Set<DType>) -> String {
+        if let b = types.compactMap({ d in d.block.map { (d, $0.bitsPerValue) } }).min(by: { ($0.1, $0.0.name) < ($1.1, $1.0.name) }) {
+            return b.0.name.lowercased()
+        }
+        return types.contains(.bf16) ? "bf16" : (types.contains(.f16) ? "f16" : "f32")
+    }
+
     /// Opens `path`. Throws `FileError` wrapping format or model errors.
     public static func open(_ path: String, hints: DetectionHints = DetectionHints()) throws -> LoadedModel {
         let path = resolve(path, hints: hints)
@@ -41,15 +51,16 @@ public struct LoadedModel: Sendable {
         return try FileError.wrapping(path) {
             if let bundle = container as? NativeBundle {
                 let config = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
-                return LoadedModel(path: path, configuration: config, weights: BundleWeights(bundle),
-                                   storage: bundle.manifest.dtypePolicy["dtype"]?.stringValue ?? "f32", container: bundle)
+                var storage = bundle.manifest.dtypePolicy["dtype"]?.stringValue ?? "f32"
+                if storage == "source" { storage = storageName(of: Set(bundle.manifest.tensors.map(\.stored.dtype))) }
+                return LoadedModel(path: path, configuration: config, weights: BundleWeights(bundle), storage: storage, container: bundle)
             }
             var h = hints
             if h.diffusersConfig == nil { h.diffusersConfig = LoadedModel.diffusersConfig(besides: path) }
             if h.trainArgsModel == nil { h.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
             let weights = try PlannedWeights(container: container, hints: h)
             let sourceTypes = Set(container.tensors.map(\.dtype))
-            let storage = sourceTypes.contains(.f16) ? "f16" : (sourceTypes.contains(.bf16) ? "bf16" : "f32")
+            let storage = storageName(of: sourceTypes)
             return LoadedModel(path: path, configuration: weights.plan.configuration, weights: weights, storage: storage, container: container)
         }
     }

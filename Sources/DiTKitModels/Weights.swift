@@ -78,9 +78,18 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
                 guard e.elementCount % of == 0 else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
                 (first, count) = (part * (e.elementCount / of), e.elementCount / of)
             }
+            // Byte offset of element `first`: block types hold whole rows of whole blocks, and every
+            // part taken here is whole rows.
+            let byteOffset: Int
+            if let b = e.dtype.block {
+                guard first % b.elements == 0, count % b.elements == 0 else { throw ModelError.inconsistent("'\(source)' (\(e.dtype.name)) cannot be split for '\(name)'") }
+                byteOffset = first / b.elements * b.bytes
+            } else {
+                byteOffset = first * e.dtype.itemSize
+            }
             try bytes.withElements(of: UInt8.self) { raw in
                 guard let base = raw.baseAddress, position + count <= n else { throw ModelError.inconsistent("'\(source)' does not fit '\(name)'") }
-                ElementConversion.toFloat32(UnsafeRawPointer(base + first * e.dtype.itemSize), dtype: e.dtype, count: count, into: buffer + position)
+                ElementConversion.toFloat32(UnsafeRawPointer(base + byteOffset), dtype: e.dtype, count: count, into: buffer + position)
             }
             position += count
         }

@@ -75,13 +75,27 @@ public struct TolerancePolicy: Sendable, Equatable {
     public static let bf16 = TolerancePolicy(name: "bf16", maxRelL2: 3e-2)
     public static let int8 = TolerancePolicy(name: "int8", maxRelL2: 1e-1)
 
-    /// The profile of a storage type name (`f32`, `f16`, `bf16`, `int8`).
+    /// The ggml block types (README "Verification thresholds": measured, like the others).
+    public static let blockTypes: [TolerancePolicy] = [
+        TolerancePolicy(name: "q8_0", maxRelL2: 3e-2),
+        TolerancePolicy(name: "q6_k", maxRelL2: 5e-2),
+        TolerancePolicy(name: "q5_1", maxRelL2: 1e-1),
+        TolerancePolicy(name: "q5_k", maxRelL2: 1e-1),
+        TolerancePolicy(name: "q5_0", maxRelL2: 1e-1),
+        TolerancePolicy(name: "q4_1", maxRelL2: 2e-1),
+        TolerancePolicy(name: "q4_k", maxRelL2: 2e-1),
+        TolerancePolicy(name: "q4_0", maxRelL2: 2e-1),
+        TolerancePolicy(name: "q3_k", maxRelL2: 4e-1),
+        TolerancePolicy(name: "q2_k", maxRelL2: 8e-1),
+    ]
+
+    /// The profile of a storage type name (`f32`, `f16`, `bf16`, `int8`, `q4_k`, …).
     public static func forStorage(_ s: String) -> TolerancePolicy {
         switch s {
         case "f16": return .f16
         case "bf16": return .bf16
         case "int8": return .int8
-        default: return .f32
+        default: return blockTypes.first { $0.name == s } ?? .f32
         }
     }
 

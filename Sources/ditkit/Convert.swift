@@ -23,7 +23,7 @@ var knownModels: String {
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a DiT or SD-VAE checkpoint into a memory-mapped .ditkit bundle.",
+        abstract: "Convert a checkpoint (torch, safetensors, diffusers folder or GGUF) into a memory-mapped .ditkit bundle.",
         discussion: """
         Accepts official DiT state dicts and train.py checkpoints (the 'ema' subtree by default), diffusers \
         DiTTransformer2DModel weights, and the SD VAE in diffusers (current or legacy) and original LDM naming, \
@@ -32,7 +32,7 @@ struct Convert: ParsableCommand {
         """
     )
 
-    @Argument(help: "The checkpoint(s) to convert (.pt/.pth/.bin/.ckpt/.safetensors).")
+    @Argument(help: "The checkpoint(s) to convert (.pt/.pth/.bin/.ckpt/.safetensors/.gguf).")
     var sources: [String]
 
     @Option(name: .shortAndLong, help: "The bundle to write (NAME.ditkit); with several sources, the directory to write NAME.ditkit bundles into.")
@@ -41,8 +41,8 @@ struct Convert: ParsableCommand {
     @Option(help: "Conversions to run at once when several sources are given (each gets cores/jobs threads).")
     var jobs: Int = 1
 
-    @Option(help: "Storage type: f32, f16, bf16 or int8 (weight-only, per output channel); F16, fp16, float16, half... work too.")
-    var dtype: StorageType = .f32
+    @Option(help: "Storage type: f32, f16, bf16, int8 (weight-only, per output channel), a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k: the family's policy chooses the tensors, the others keep their source type) or source (every tensor as the source stores it; a GGUF file's blocks verbatim). Default: source for a GGUF file with block types, else f32. F16, fp16, float16, half, Q4_K... work too.")
+    var dtype: StorageType?
 
     @Option(help: "Dotted path of the subtree to convert (e.g. ema, model, state_dict.first_stage_model).")
     var select: String?
@@ -81,8 +81,11 @@ struct Convert: ParsableCommand {
         if let m = model, !isKnownModel(m) {
             throw ValidationError("--model \(m) is not a model DiTKit knows; use \(knownModels)")
         }
-        if !keep.isEmpty && dtype == .f32 {
+        if !keep.isEmpty && (dtype ?? .f32) == .f32 {
             throw ValidationError("--keep has no effect with --dtype f32: every tensor is stored in float32 already")
+        }
+        if !keep.isEmpty && dtype == .source {
+            throw ValidationError("--keep has no effect with --dtype source: every tensor keeps its source type already")
         }
         if let s = scalingFactor, !(s > 0 && s.isFinite) { throw ValidationError("--scaling-factor must be a positive number") }
         if let s = shiftFactor, !s.isFinite { throw ValidationError("--shift-factor must be a number") }
@@ -157,6 +160,15 @@ enum ConversionReport {
                 let count = ruined.reduce(0) { $0 + ($1.error.ruinedRows?.count ?? 0) }
                 out += "  rows that lost most of their values: \(count) in \(ruined.count) tensor\(ruined.count == 1 ? "" : "s") (see the warnings)\n"
             }
+        }
+        if !s.kept.isEmpty {
+            // Block types: how many tensors the family's policy (or their rows) kept out of the type, by reason.
+            var reasons: [(String, Int)] = []
+            for k in s.kept {
+                let key = "\(k.reason) -> \(k.dtype.name)"
+                if let i = reasons.firstIndex(where: { $0.0 == key }) { reasons[i].1 += 1 } else { reasons.append((key, 1)) }
+            }
+            out += "  not in \(s.dtype.rawValue.uppercased()): \(s.kept.count) tensors: " + reasons.map { "\($0.1) \(TerminalText.escaped($0.0))" }.joined(separator: "; ") + "\n"
         }
         if !s.nonFinite.isEmpty {
             let total = s.nonFinite.reduce(0) { $0 + $1.count }

@@ -33,7 +33,7 @@ struct Verify: ParsableCommand {
     @Flag(help: "Print JSON instead of a table: a list with one object per model (README, 'Machine-readable output').")
     var json = false
 
-    @Option(help: "Tolerance profile to use instead of the one the dtype selects: f32, f16, bf16, int8.")
+    @Option(help: "Tolerance profile to use instead of the one the dtype selects: f32, f16, bf16, int8, or a block type (q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k).")
     var profile: String?
 
     @Option(help: "Seed of the --against inputs.")
@@ -93,7 +93,8 @@ struct Verify: ParsableCommand {
         if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
         if let s = imageSize, s <= 0 || s % 8 != 0 { throw ValidationError("--image-size must be a positive multiple of 8") }
         if (select != nil || imageSize != nil) && against == nil { throw ValidationError("--select and --image-size describe the --against source") }
-        if let p = profile, !["f32", "f16", "bf16", "int8"].contains(p) { throw ValidationError("--profile must be f32, f16, bf16 or int8") }
+        let profiles = ["f32", "f16", "bf16", "int8"] + TolerancePolicy.blockTypes.map(\.name)
+        if let p = profile, !profiles.contains(p) { throw ValidationError("--profile must be one of \(profiles.joined(separator: ", "))") }
         if sample && against == nil { throw ValidationError("--sample needs --against (the model to compare samples with)") }
         // The sampling options do nothing without --sample: refused rather than ignored.
         let sampling = [("--vae", vae != nil), ("--classes", classes != nil), ("--captions", captions != nil), ("--steps", steps != nil),

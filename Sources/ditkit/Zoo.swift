@@ -175,14 +175,14 @@ struct ZooCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Fetch, convert with the entry's recipe, and verify against the source.")
         @OptionGroup var location: Location
         @Argument(help: "Zoo id.") var id: String
-        @Option(help: "Storage type: f32, f16, bf16 or int8 (default: the entry's first recipe).") var dtype: String?
+        @Option(help: "Storage type: f32, f16, bf16, int8 or a ggml block type such as q4_k (default: the entry's first recipe).") var dtype: String?
         @Option(name: .shortAndLong, help: "Bundle to write (default: ID-DTYPE.ditkit).") var output: String?
         @Option(help: "Download from this URL instead (a mirror).") var url: String?
         @Flag(help: "Replace an existing bundle.") var force = false
         @Flag(help: "Print JSON instead of text: what fetch, convert and verify did.") var json = false
 
         func validate() throws {
-            if let d = dtype, StorageType(spelling: d) == nil { throw ValidationError("--dtype \(d): use f32, f16, bf16 or int8") }
+            if let d = dtype, StorageType(spelling: d) == nil { throw ValidationError("--dtype \(d): use f32, f16, bf16, int8, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k or source") }
         }
 
         func run() throws {

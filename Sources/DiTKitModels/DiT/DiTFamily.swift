@@ -139,6 +139,17 @@ public struct DiTFamily: ModelFamily {
         "linear weights of attention, MLP, adaLN modulation, timestep embedder and final adaLN; x_embedder, final_layer.linear, y_embedder, pos_embed, biases stay float"
     }
 
+    public func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy {
+        BlockPolicy(quantized: "attention (attn.qkv, attn.proj) and MLP (mlp.fc1, mlp.fc2) weights of the blocks", keep: [
+            BlockKeepRule("x_embedder.*", "input layer"),
+            BlockKeepRule("t_embedder.*", "timestep embedding"),
+            BlockKeepRule("y_embedder.*", "embedding table"),
+            BlockKeepRule("pos_embed", "position embedding"),
+            BlockKeepRule("blocks.*.adaLN_modulation.*", "adaLN modulation"),
+            BlockKeepRule("final_layer.*", "output layer"),
+        ])
+    }
+
     // MARK: exports
 
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] {

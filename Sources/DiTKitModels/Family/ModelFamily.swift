@@ -203,6 +203,9 @@ public protocol ModelFamily: Sendable {
     func quantizesByDefault(_ name: String, shape: [Int], _ configuration: ModelConfiguration) -> Bool
     /// The default int8 policy in words (written into manifests and the README).
     var int8PolicyDescription: String { get }
+    /// Which tensors a bundle of a ggml block type (`convert --dtype q4_k`, …) quantizes and which stay
+    /// in high precision, and why (BlockPolicy.swift).
+    func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy
 
     // MARK: exports
     /// Export namings besides `canonical` (the first is the one `export --to diffusers` uses when the
@@ -289,6 +292,7 @@ public struct ModelConfiguration: Sendable, Equatable, CustomStringConvertible {
     public var parameterCount: Int { tensorShapes().reduce(0) { $0 + $1.shape.reduce(1, *) } }
     public func quantizesByDefault(_ name: String, shape: [Int]) -> Bool { family.quantizesByDefault(name, shape: shape, self) }
     public var int8PolicyDescription: String { family.int8PolicyDescription }
+    public var blockPolicy: BlockPolicy { family.blockPolicy(self) }
     public var description: String { "\(variant) (\(family.name))" }
 
     public static func == (a: ModelConfiguration, b: ModelConfiguration) -> Bool {

@@ -188,6 +188,19 @@ public struct FluxFamily: ModelFamily {
         "linear weights inside the double and single blocks (attention q/k/v/out and the text-stream projections, MLPs, proj_mlp, proj_out); x_embedder, context_embedder, the time/guidance/text embedders, every adaLN modulation (norm1, norm1_context, norm.linear, norm_out), proj_out, the qk RMSNorm weights, biases and tensors under 1024 values stay float"
     }
 
+    public func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy {
+        BlockPolicy(quantized: "linear weights inside the double and single blocks (attention q/k/v/out and the text-stream projections, the MLPs, proj_mlp, the single blocks' proj_out)", keep: [
+            BlockKeepRule("x_embedder.*", "input layer"),
+            BlockKeepRule("context_embedder.*", "input layer"),
+            BlockKeepRule("time_text_embed.*", "timestep, guidance and pooled-text embedding"),
+            BlockKeepRule("transformer_blocks.*.norm1.*", "adaLN modulation"),
+            BlockKeepRule("transformer_blocks.*.norm1_context.*", "adaLN modulation"),
+            BlockKeepRule("single_transformer_blocks.*.norm.*", "adaLN modulation"),
+            BlockKeepRule("norm_out.*", "adaLN modulation"),
+            BlockKeepRule("proj_out.*", "output layer"),
+        ])
+    }
+
     // MARK: exports
 
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] {

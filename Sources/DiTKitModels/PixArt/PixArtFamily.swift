@@ -180,6 +180,16 @@ public struct PixArtFamily: ModelFamily {
         "linear weights of attention, cross-attention, MLP, adaLN-single, timestep, micro-condition and caption embedders; pos_embed.proj, proj_out, scale_shift_tables, the null caption and biases stay float"
     }
 
+    public func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy {
+        BlockPolicy(quantized: "self- and cross-attention (attn1, attn2: to_q, to_k, to_v, to_out.0) and MLP (ff.net.0.proj, ff.net.2) weights of the blocks", keep: [
+            BlockKeepRule("pos_embed.*", "input layer"),
+            BlockKeepRule("adaln_single.*", "timestep and micro-condition embedding, adaLN-single modulation"),
+            BlockKeepRule("caption_projection.*", "caption embedding"),
+            BlockKeepRule("*scale_shift_table", "modulation table"),
+            BlockKeepRule("proj_out.*", "output layer"),
+        ])
+    }
+
     // MARK: exports
 
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] {

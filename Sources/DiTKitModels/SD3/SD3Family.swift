@@ -190,6 +190,18 @@ public struct SD3Family: ModelFamily {
         "attention (attn, attn2: to_q/k/v, add_q/k/v_proj, to_out, to_add_out) and MLP (ff, ff_context) weights of the joint blocks with at least 1024 values; patch, position, timestep, pooled-text and context embedders, adaLN modulations (norm1, norm1_context, norm_out), proj_out, qk norms, biases and small tensors stay float"
     }
 
+    public func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy {
+        BlockPolicy(quantized: "attention (attn, attn2: to_q, to_k, to_v, add_q/k/v_proj, to_out.0, to_add_out) and MLP (ff, ff_context) weights of the joint blocks", keep: [
+            BlockKeepRule("pos_embed.*", "input layer"),
+            BlockKeepRule("time_text_embed.*", "timestep and pooled-text embedding"),
+            BlockKeepRule("context_embedder.*", "input layer"),
+            BlockKeepRule("transformer_blocks.*.norm1.*", "adaLN modulation"),
+            BlockKeepRule("transformer_blocks.*.norm1_context.*", "adaLN modulation"),
+            BlockKeepRule("norm_out.*", "adaLN modulation"),
+            BlockKeepRule("proj_out.*", "output layer"),
+        ])
+    }
+
     // MARK: exports
 
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] {

@@ -108,6 +108,12 @@ public struct SDVAEFamily: ModelFamily {
         "3x3/1x1 conv and attention weights inside the network; conv_in, conv_out, quant_conv, post_quant_conv, norms and biases stay float"
     }
 
+    public func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy {
+        // Every convolution is 4-D and stays (ComfyUI-GGUF quantizes 2-D weights only, and advises
+        // against quantizing convolution-heavy models); what is left are the mid-block attentions.
+        BlockPolicy(quantized: "the 2-D attention projections of the mid blocks (to_q, to_k, to_v, to_out.0); every convolution is 4-D and stays", keep: [])
+    }
+
     // MARK: exports
 
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] {
