@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "DiTKitNumericsTests", dependencies: ["DiTKitNumerics"]),
         .testTarget(name: "DiTKitZooTests", dependencies: ["DiTKitZoo"]),
         .testTarget(name: "DiTKitVerifyTests", dependencies: ["DiTKitVerify", "DiTKitConvert"]),
-        .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport"]),
+        .testTarget(name: "DiTKitConvertTests", dependencies: ["DiTKitConvert", "DiTKitExport", "DiTKitVerify"]),
         .testTarget(name: "EndToEndTests", dependencies: ["ditkit", "ditkit-example", "ditkit-fuzz", "DiTKitCore"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v5]

@@ -91,6 +91,17 @@ public enum Converter {
             ("file", .string(FileSystem.baseName(source))), ("bytes", .int(FileSystem.fileSize(source) ?? 0)), ("sha256", .string(sha256)),
             ("container", .string(container.format.rawValue)), ("naming", .string(plan.sourceNaming)), ("subtree", .string(plan.subtree)),
         ]
+        if let g = container as? GGUFFile {
+            // What the GGUF says it is, and the ggml types it holds.
+            var info: [(String, JSONValue)] = []
+            for key in ["general.architecture", "general.name"] {
+                if case .string(let v)? = g.value(key) { info.append((String(key.dropFirst("general.".count)), .string(v))) }
+            }
+            var types: [String: Int] = [:]
+            for t in g.tensors { types[t.dtype.name, default: 0] += 1 }
+            info.append(("types", .object(types.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })))
+            s.append(("gguf", .object(info)))
+        }
         if !shards.isEmpty {
             s.append(("shards", .array(shards.map { path, hash in
                 .object([("file", .string(FileSystem.baseName(path))), ("bytes", .int(FileSystem.fileSize(path) ?? 0)), ("sha256", .string(hash))])

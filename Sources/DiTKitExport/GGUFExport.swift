@@ -14,7 +14,7 @@ public enum GGUFTarget: String, Sendable, CaseIterable {
 }
 
 public enum GGUFExport {
-    static func metadata(_ b: NativeBundle, _ c: ModelConfiguration, quantized: Bool) -> [(String, GGUFValue)] {
+    static func metadata(_ b: NativeBundle, _ c: ModelConfiguration, quantized: Bool, naming: String) -> [(String, GGUFValue)] {
         let arch = c.family.ggufArchitecture
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)),
@@ -35,7 +35,8 @@ public enum GGUFExport {
             }
         }
         m.append(("ditkit.variant", .string(b.manifest.variant)))
-        m.append(("ditkit.naming", .string(b.manifest.naming)))
+        // The naming scheme of the tensor names (`flux-original`, `sd3-original`, or the bundle's).
+        m.append(("ditkit.naming", .string(naming == "canonical" ? b.manifest.naming : "\(b.manifest.family)-\(naming)")))
         m.append(("ditkit.converter", .string("\(b.manifest.converterName) \(b.manifest.converterVersion)")))
         m.append(("ditkit.dtype", .string(b.manifest.dtypePolicy["dtype"]?.stringValue ?? "")))
         if let s = b.manifest.provenance["source"] {
@@ -47,64 +48,100 @@ public enum GGUFExport {
         return m
     }
 
-    /// Writes the bundle as GGUF. Throws on names over 64 bytes and write errors.
+    /// The tensor type `target` gives a tensor stored as `stored` (I8: dequantized int8 values;
+    /// block types are written verbatim, whatever the target), `q8able` when its rows divide into
+    /// Q8_0 blocks (2-D, rows a multiple of 32).
+    static func type(for stored: DType, target: GGUFTarget, q8able: Bool) -> DType {
+        if stored.block != nil { return stored }
+        switch target {
+        case .auto:
+            switch stored {
+            case .f16, .bf16: return stored
+            case .i8: return q8able ? .q8_0 : .f32
+            default: return .f32
+            }
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        case .q8_0: return q8able ? .q8_0 : (stored == .f16 || stored == .bf16 ? stored : .f32)
+        }
+    }
+
+    /// Writes the bundle as GGUF in ComfyUI-GGUF's conventions: `general.architecture` (the family's),
+    /// its tensor names (`ModelFamily.ggufNaming`: the original layout for FLUX, SD3 and PixArt, the
+    /// canonical names when the bundle cannot be written in it), ggml's dimension order, block types
+    /// verbatim. A tensor holding NaN or infinities is never quantized: it stays in its stored float
+    /// type (Q8_0's scales and integers cannot hold them). Throws on names over 64 bytes and write errors.
     public static func export(_ bundle: NativeBundle, to output: String, type target: GGUFTarget = .auto, force: Bool = false) throws -> ExportSummary {
         let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
+        var notes: [String] = []
+        var scheme = c.family.ggufNaming(c)
+        if let s = scheme, let why = s.refusal {
+            notes.append("tensor names are DiTKit's canonical ones: the \(s.name) layout cannot be written (\(why))")
+            scheme = nil
+        }
+        notes += scheme?.notes ?? []
+        let items = try ExportTensors.tensors(bundle, scheme: scheme, int8: .float32, blocks: .verbatim)
         var tensors: [GGUFTensor] = []
         var quantized = false
-        for t in bundle.manifest.tensors {
-            guard let view = bundle.view(t.name) else { continue }
-            let n = view.elementCount
-            let rowLength = view.shape.last ?? 1
-            let q8able = view.shape.count == 2 && rowLength % 32 == 0
-            let stored = view.dtype
-            let type: DType
-            if stored.block != nil {
-                // Block types are ggml's own: written verbatim, whatever the target.
-                type = stored
-            } else {
-                switch target {
-                case .auto:
-                    switch stored {
-                    case .f16: type = .f16
-                    case .bf16: type = .bf16
-                    case .i8: type = q8able ? .q8_0 : .f32
-                    default: type = .f32
-                    }
-                case .f32: type = .f32
-                case .f16: type = .f16
-                case .bf16: type = .bf16
-                case .q8_0: type = q8able ? .q8_0 : (stored == .f16 ? .f16 : (stored == .bf16 ? .bf16 : .f32))
+        let nonFiniteNotes = NoteBox()
+        for item in items {
+            if let n = item.note { notes.append(n) }
+            let q8able = item.shape.count == 2 && (item.shape.last ?? 0) % 32 == 0
+            let wanted = type(for: item.stored == .i8 ? .i8 : item.dtype, target: target, q8able: q8able)
+            // Quantizing into Q8_0 needs finite values; known only once the bytes are read.
+            let fallback: DType = item.dtype == .f16 || item.dtype == .bf16 ? item.dtype : .f32
+            let mayFallBack = wanted == .q8_0 && item.dtype.block == nil
+            var type = wanted
+            if mayFallBack {
+                let bytes = try item.bytes()
+                let bad = withExtendedLifetime(bytes) { bytes.buffer.baseAddress.map { NonFinite.count($0, dtype: item.dtype, count: item.shape.reduce(1, *)) } ?? 0 }
+                if bad > 0 {
+                    type = fallback
+                    nonFiniteNotes.add("'\(item.name)' holds \(bad) NaN or infinite values, which Q8_0 cannot store: written as \(fallback.name)")
                 }
             }
             if type.block != nil { quantized = true }
-            tensors.append(GGUFTensor(name: t.name, shape: view.shape, type: type, bytes: {
-                // Same type as stored: the bytes as they are.
-                if type == stored { return view.bytes }
+            let dtype = item.dtype, name = item.name, shape = item.shape, produce = item.bytes, finalType = type
+            tensors.append(GGUFTensor(name: name, shape: shape, type: finalType, bytes: {
+                // Same type as produced: the bytes as they are (block types verbatim).
+                let b = try produce()
+                if finalType == dtype { return b }
+                let n = shape.reduce(1, *)
                 let floats = OwnedBuffer(uninitializedCount: n * 4)
                 let fp = floats.pointer.assumingMemoryBound(to: Float.self)
-                view.dequantize(into: fp)
-                if type == .f32 { return floats.bytes }
-                let out = OwnedBuffer(uninitializedCount: try type.byteCount(shape: view.shape))
+                try withExtendedLifetime(b) {
+                    guard let base = b.buffer.baseAddress else { return }
+                    guard dtype.isDequantizable else { throw CheckpointError.inconsistent("cannot write '\(name)' (\(dtype.name)) as \(finalType.name)") }
+                    ElementConversion.toFloat32(base, dtype: dtype, count: n, into: fp)
+                }
+                if finalType == .f32 { return floats.bytes }
+                let out = OwnedBuffer(uninitializedCount: try finalType.byteCount(shape: shape))
                 var stats = NarrowingStats.zero
-                switch type {
+                switch finalType {
                 case .f16: Narrow.f16(fp, out.pointer.assumingMemoryBound(to: UInt16.self), count: n, stats: &stats)
                 case .bf16: Narrow.bf16(fp, out.pointer.assumingMemoryBound(to: UInt16.self), count: n, stats: &stats)
-                case .q8_0: BlockQuantizer.quantize(.q8_0, fp, count: n, into: out.pointer)
-                default: throw CheckpointError.inconsistent("cannot write '\(t.name)' as \(type.name)")
+                case .q8_0:
+                    // Values were counted finite when the type was chosen; checked again before ggml's quantizer sees them.
+                    guard BlockQuantizer.countNonFinite(fp, count: n) == 0 else { throw CheckpointError.inconsistent("'\(name)' holds NaN or infinite values") }
+                    BlockQuantizer.quantize(.q8_0, fp, count: n, into: out.pointer)
+                default: throw CheckpointError.inconsistent("cannot write '\(name)' as \(finalType.name)")
                 }
                 return out.bytes
             }))
         }
+        notes += nonFiniteNotes.notes
         try AtomicOutput.produce(output, kind: .ggufExport, force: force) { temporary in
             let file = try OutputFile(path: temporary)
-            try GGUFWriter.write(metadata: metadata(bundle, c, quantized: quantized), tensors: tensors, to: file)
+            try GGUFWriter.write(metadata: metadata(bundle, c, quantized: quantized, naming: scheme?.name ?? "canonical"), tensors: tensors, to: file)
             try file.close()
         }
         let bytes = FileSystem.fileSize(output) ?? 0
-        return ExportSummary(path: output, format: "gguf", tensors: tensors.count, bytes: bytes,
-                             notes: int8Note(stored: bundle.manifest.tensors.map(\.stored.dtype), written: tensors.map(\.type),
-                                             bundleBytes: bundle.manifest.weightsBytes, fileBytes: bytes, target: target).map { [$0] } ?? [])
+        if let note = int8Note(stored: items.map(\.stored), written: tensors.map(\.type),
+                               bundleBytes: bundle.manifest.weightsBytes, fileBytes: bytes, target: target) {
+            notes.append(note)
+        }
+        return ExportSummary(path: output, format: "gguf", tensors: tensors.count, bytes: bytes, notes: notes)
     }
 
     /// What became of a bundle's I8 tensors, said once: GGUF has no per-row int8 type, so each is
@@ -126,4 +163,10 @@ public enum GGUFExport {
         if became[.f32] != nil && target == .auto { note += " (--gguf-type f16 writes the dequantized ones as F16)" }
         return note
     }
+}
+
+/// Notes gathered while choosing tensor types.
+private final class NoteBox {
+    var notes: [String] = []
+    func add(_ n: String) { notes.append(n) }
 }

@@ -104,51 +104,78 @@ public enum ExportTensors {
 
     public static func items(_ bundle: NativeBundle, naming: String, dequantize: Bool) throws -> [SafetensorsItem] {
         let c = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
-        let scheme = try scheme(c, naming)
-        var items: [SafetensorsItem] = []
+        return try tensors(bundle, scheme: try scheme(c, naming), int8: dequantize ? .float32 : .withScales,
+                           blocks: dequantize ? .float32 : .refuse).map { SafetensorsItem(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
+    }
+
+    /// How an export writes I8 tensors.
+    public enum Int8Handling: Sendable { case withScales, float32 }
+    /// How an export writes tensors stored in a ggml block type.
+    public enum BlockHandling: Sendable { case refuse, float32, verbatim }
+
+    /// One exported tensor: its name and shape in the export layout, the dtype its bytes are in,
+    /// and the stored dtype of the bundle tensor(s) it comes from.
+    public struct Item: Sendable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        /// The bundle's stored dtype (I8 for dequantized int8 tensors).
+        public var stored: DType
+        public var bytes: @Sendable () throws -> RawBytes
+        /// What a user should know about this tensor (nil: nothing).
+        public var note: String?
+    }
+
+    /// The bundle's tensors under `scheme` (nil: canonical names). Parts of a tensor (row slices,
+    /// swapped halves) and stacks of tensors are taken on whole rows, so blocks written verbatim stay
+    /// whole; a stack whose members are stored in different types is written as float32 values
+    /// (and carries a note saying so).
+    public static func tensors(_ bundle: NativeBundle, scheme: ExportNaming?, int8: Int8Handling, blocks: BlockHandling) throws -> [Item] {
+        var items: [Item] = []
         for extra in scheme?.extras ?? [] {
-            items.append(SafetensorsItem(name: extra.name, dtype: .f32, shape: extra.shape, bytes: {
+            items.append(Item(name: extra.name, dtype: .f32, shape: extra.shape, stored: .f32, bytes: {
                 let v = try extra.values()
                 return RawBytes(copying: v.withUnsafeBytes { Array($0) })
             }))
         }
         // Canonical tensors stacked into one exported tensor, gathered by exported name.
-        var stacks: [String: [(slot: Int, shape: [Int], bytes: @Sendable () throws -> RawBytes)]] = [:]
+        struct Member { var slot: Int; var shape: [Int]; var dtype: DType; var view: TensorView; var part: TensorPart }
+        var stacks: [String: [Member]] = [:]
         var stackSlots: [String: Int] = [:]
         var stackAt: [String: Int] = [:]
         for t in bundle.manifest.tensors {
             guard let view = bundle.view(t.name) else { continue }
-            if view.dtype.block != nil && !dequantize { throw ExportError.blockTypeNeedsDequantize(tensor: t.name, dtype: view.dtype) }
-            let asFloat = dequantize && (view.dtype == .i8 || view.dtype.block != nil)
-            let dtype: DType = asFloat ? .f32 : view.dtype
-            let full: @Sendable () throws -> RawBytes = asFloat ? { floatBytes(view) } : { view.bytes }
+            if view.dtype.block != nil && blocks == .refuse { throw ExportError.blockTypeNeedsDequantize(tensor: t.name, dtype: view.dtype) }
             let targets = scheme?.map(t.name, view.shape) ?? [ExportedTensor(t.name)]
+            // Blocks are cut on whole rows only: a 1-D block tensor taken in parts is dequantized.
+            let cutsBlocks = view.dtype.block != nil && view.shape.count < 2 && targets.contains { $0.part != .whole }
+            let asFloat = (view.dtype == .i8 && int8 == .float32) || (view.dtype.block != nil && (blocks == .float32 || cutsBlocks))
+            let dtype: DType = asFloat ? .f32 : view.dtype
             let rows = view.shape.first ?? 1
-            let rowBytes = view.shape.dropFirst().reduce(1, *) * dtype.itemSize
-            var outputs: [(ExportedTensor, String, DType, [Int], @Sendable () throws -> RawBytes)] = []
             for target in targets {
                 var shape = view.shape
                 if !shape.isEmpty { shape[0] = target.part.rows(of: rows) }
-                outputs.append((target, target.name, dtype, target.shape ?? shape, { try part(target.part, of: try full(), rowBytes: rowBytes, rows: rows) }))
-                if view.dtype == .i8 && !asFloat, let s = view.scale {
-                    outputs.append((target, target.name + ".scale", .f32, [target.part.rows(of: rows)], { try part(target.part, of: s, rowBytes: 4, rows: rows) }))
-                }
-            }
-            for (target, name, dt, shape, bytes) in outputs {
-                guard let slot = target.slot else {
-                    items.append(SafetensorsItem(name: name, dtype: dt, shape: shape, bytes: bytes))
+                if let slot = target.slot {
+                    if stacks[target.name] == nil {
+                        // The stacked tensor takes the place of its first member.
+                        stackAt[target.name] = items.count
+                        items.append(Item(name: target.name, dtype: dtype, shape: shape, stored: view.dtype, bytes: { RawBytes(copying: []) }))
+                    }
+                    stacks[target.name, default: []].append(Member(slot: slot, shape: shape, dtype: dtype, view: view, part: target.part))
+                    stackSlots[target.name] = target.slots
                     continue
                 }
-                if stacks[name] == nil {
-                    // The stacked tensor takes the place of its first member.
-                    stackAt[name] = items.count
-                    items.append(SafetensorsItem(name: name, dtype: dt, shape: shape, bytes: { RawBytes(copying: []) }))
+                items.append(Item(name: target.name, dtype: dtype, shape: target.shape ?? shape, stored: view.dtype, bytes: {
+                    try partBytes(target.part, of: view, as: dtype)
+                }))
+                if view.dtype == .i8 && !asFloat, let s = view.scale {
+                    items.append(Item(name: target.name + ".scale", dtype: .f32, shape: [target.part.rows(of: rows)], stored: .f32, bytes: {
+                        try part(target.part, of: s, rowBytes: 4, rows: rows)
+                    }))
                 }
-                stacks[name, default: []].append((slot, shape, bytes))
-                stackSlots[name] = target.slots
             }
         }
-        for (name, members) in stacks {
+        for (name, members) in stacks.sorted(by: { $0.key < $1.key }) {
             guard let at = stackAt[name], members.count == stackSlots[name],
                   Set(members.map(\.slot)) == Set(0..<members.count),
                   members.allSatisfy({ $0.shape.dropFirst() == members[0].shape.dropFirst() }) else {
@@ -156,9 +183,13 @@ public enum ExportTensors {
             }
             let sorted = members.sorted { $0.slot < $1.slot }
             let shape = [sorted.reduce(0) { $0 + $1.shape[0] }] + sorted[0].shape.dropFirst()
-            let dt = items[at].dtype
-            items[at] = SafetensorsItem(name: name, dtype: dt, shape: shape, bytes: {
-                let parts = try sorted.map { try $0.bytes() }
+            // Members in different types (a small member kept, a large one quantized) meet as float32.
+            let types = Set(sorted.map(\.dtype))
+            let mixed = types.count > 1
+            let dt = mixed ? DType.f32 : sorted[0].dtype
+            let stored = sorted.map(\.view.dtype).min { bits($0) < bits($1) } ?? dt
+            items[at] = Item(name: name, dtype: dt, shape: shape, stored: stored, bytes: {
+                let parts = try sorted.map { try partBytes($0.part, of: $0.view, as: dt) }
                 let out = OwnedBuffer(uninitializedCount: parts.reduce(0) { $0 + $1.count })
                 var o = 0
                 for p in parts {
@@ -166,9 +197,20 @@ public enum ExportTensors {
                     o += p.count
                 }
                 return out.bytes
-            })
+            }, note: mixed ? "'\(name)' stacks tensors stored as \(types.map(\.name).sorted().joined(separator: " and ")): written as F32 values" : nil)
         }
         return items
+    }
+
+    /// Bits per stored value (the least precise member names a stack's stored type).
+    static func bits(_ d: DType) -> Double { d.block?.bitsPerValue ?? Double(d.itemSize * 8) }
+
+    /// The bytes of `part` of `view` in `dtype` (the stored dtype, or F32 for dequantized values).
+    static func partBytes(_ part: TensorPart, of view: TensorView, as dtype: DType) throws -> RawBytes {
+        let rows = view.shape.first ?? 1
+        let full = dtype == view.dtype ? view.bytes : floatBytes(view)
+        let rowBytes = rows == 0 ? 0 : full.count / rows
+        return try Self.part(part, of: full, rowBytes: rowBytes, rows: rows)
     }
 
     /// The bytes of `part` of a tensor with `rows` rows of `rowBytes` bytes.

@@ -362,8 +362,8 @@ public enum ModelDetector {
         try checkModelHint(p.configuration, hints.model)
         let dtypes = Dictionary(all.map { ($0.name, $0.dtype) }, uniquingKeysWith: { a, _ in a })
         for t in p.tensors {
-            for s in t.recipe.sources where !(dtypes[s]?.isConvertibleFloat ?? true) {
-                throw ModelError.inconsistent("tensor '\(s)' has dtype \(dtypes[s].map { $0.name } ?? "?"); \(p.configuration.family.title) weights must be F32, F16, BF16, F64, F8_E4M3 or F8_E5M2")
+            for s in t.recipe.sources where !(dtypes[s]?.isDequantizable ?? true) {
+                throw ModelError.inconsistent("tensor '\(s)' has dtype \(dtypes[s].map { $0.name } ?? "?"); \(p.configuration.family.title) weights must be F32, F16, BF16, F64, F8_E4M3, F8_E5M2 or a ggml block type")
             }
         }
         return p
@@ -374,10 +374,10 @@ public enum ModelDetector {
         let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
         let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let box = ContainerBox(container)
-        return try plan(sources, hints: hints) { name in
+        let p = try plan(sources, hints: hints) { name in
             guard let i = index[name] else { throw ModelError.notRecognised("no tensor '\(name)'") }
             let e = box.container.tensors[i]
-            guard e.dtype.isConvertibleFloat else { throw ModelError.inconsistent("'\(name)' has dtype \(e.dtype.name), not a float type") }
+            guard e.dtype.isDequantizable else { throw ModelError.inconsistent("'\(name)' has dtype \(e.dtype.name), not a float or block type") }
             let bytes = try box.container.bytes(of: i)
             defer { box.container.release(i) }
             var out = [Float](repeating: 0, count: e.elementCount)
@@ -390,6 +390,12 @@ public enum ModelDetector {
             }
             return out
         }
+        // A GGUF file that names one of DiTKit's architectures must hold that family's model.
+        if let g = container as? GGUFFile, case .string(let arch)? = g.value("general.architecture"),
+           let named = ModelFamilies.registered.first(where: { $0.ggufArchitecture == arch }), named.name != p.configuration.family.name {
+            throw ModelError.inconsistent("general.architecture is '\(arch)' (\(named.title)) but the tensors are \(p.configuration.family.title)'s")
+        }
+        return p
     }
 
     /// The family a `--model` value asks for, if it names one (a family name or alias, or a variant).

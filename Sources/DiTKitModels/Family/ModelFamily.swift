@@ -213,8 +213,12 @@ public protocol ModelFamily: Sendable {
     func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming]
     /// `config.json` of the diffusers class, or nil when diffusers has none for this family.
     func diffusersConfig(_ configuration: ModelConfiguration) -> JSONValue?
-    /// `general.architecture` of a GGUF export.
+    /// `general.architecture` of a GGUF export (ComfyUI-GGUF's name where it has one: `flux`, `sd3`).
     var ggufArchitecture: String { get }
+    /// The tensor names of a GGUF export: the layout ComfyUI-GGUF's converter writes for this family
+    /// (the original, non-diffusers names, without a `model.diffusion_model.` prefix), or nil for
+    /// the canonical names.
+    func ggufNaming(_ configuration: ModelConfiguration) -> ExportNaming?
 
     // MARK: forward passes and verification
     /// The passes `verify` runs, in order.
@@ -255,6 +259,7 @@ extension ModelFamily {
     public var companionAutoencoderScaling: (scalingFactor: Double, shiftFactor: Double?)? { nil }
     public func exportNamings(_ configuration: ModelConfiguration) -> [ExportNaming] { [] }
     public func diffusersConfig(_ configuration: ModelConfiguration) -> JSONValue? { nil }
+    public func ggufNaming(_ configuration: ModelConfiguration) -> ExportNaming? { nil }
     public func sampler(_ configuration: ModelConfiguration, weights: any WeightStore, options: SamplingOptions,
                         conditioning: SamplingConditioning) throws -> (any LatentSampler)? { nil }
     public func decodeLatents(_ latents: Tensor, _ configuration: ModelConfiguration, weights: any WeightStore,

@@ -218,6 +218,11 @@ public struct FluxFamily: ModelFamily {
         return [diffusers, original]
     }
 
+    /// BFL's names at the root (fused qkv and linear1, [shift, scale]): what ComfyUI-GGUF's converter writes.
+    public func ggufNaming(_ configuration: ModelConfiguration) -> ExportNaming? {
+        exportNamings(configuration).first { $0.name == "original" }
+    }
+
     public func diffusersConfig(_ configuration: ModelConfiguration) -> JSONValue? {
         guard let c = configuration.as(FluxConfiguration.self), c.mlpRatio == 4, c.theta == 10000 else { return nil }
         return .object([

@@ -213,6 +213,11 @@ public struct PixArtFamily: ModelFamily {
         return [diffusers, original]
     }
 
+    /// The original PixArt names (fused qkv and kv, the fixed pos_embed, the null caption).
+    public func ggufNaming(_ configuration: ModelConfiguration) -> ExportNaming? {
+        exportNamings(configuration).first { $0.name == "original" }
+    }
+
     public func diffusersConfig(_ configuration: ModelConfiguration) -> JSONValue? {
         guard let c = configuration.as(PixArtConfiguration.self) else { return nil }
         return .object([

@@ -223,6 +223,21 @@ public struct SD3Family: ModelFamily {
         return [diffusers, original]
     }
 
+    /// Stability's names at the root (ComfyUI-GGUF's converter strips `model.diffusion_model.`).
+    public func ggufNaming(_ configuration: ModelConfiguration) -> ExportNaming? {
+        guard var original = exportNamings(configuration).first(where: { $0.name == "original" }) else { return nil }
+        let map = original.map
+        original.map = { name, shape in
+            map(name, shape).map { t in
+                var t = t
+                if t.name.hasPrefix(SD3Naming.singleFilePrefix) { t.name.removeFirst(SD3Naming.singleFilePrefix.count) }
+                return t
+            }
+        }
+        original.notes = []
+        return original
+    }
+
     public func diffusersConfig(_ configuration: ModelConfiguration) -> JSONValue? {
         guard let c = configuration.as(SD3Configuration.self) else { return nil }
         return .object([

@@ -1,6 +1,9 @@
 """Reads DiTKit exports with their real Python clients and prints JSON for the Swift tests.
 
-    read_exports.py gguf FILE        -> tensors {name: {type, shape (numpy order), sha256 of bytes and of gguf-py's float32 values}}, metadata, q8_0 check
+    read_exports.py gguf FILE [REF]  -> tensors {name: {type, shape (numpy order), sha256 of bytes and of gguf-py's float32 values}}, metadata;
+                                        with REF (a bundle, or a float32 safetensors export in the GGUF's layout, whose
+                                        `model.diffusion_model.` prefix is ignored): Q8_0 bytes checked against gguf-py's
+                                        quantize of REF's values, and every tensor's values against REF's
     read_exports.py hdf5 FILE        -> datasets {name: {dtype, shape, sha256}}, root attributes
     read_exports.py ditkit BUNDLE [--dequantize]   -> examples/read_ditkit.py output
 """
@@ -42,17 +45,34 @@ def main():
         out = {"tensors": tensors, "metadata": meta, "alignment": int(r.alignment)}
         # Q8_0 must match gguf-py's bit-exact port of ggml's reference quantizer.
         if len(sys.argv) > 3:
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
-            from read_ditkit import read_ditkit
-            source = read_ditkit(sys.argv[3], dequantize=True)
+            ref = sys.argv[3]
+            if ref.endswith(".safetensors"):
+                from safetensors.numpy import load_file
+                prefix = "model.diffusion_model."
+                source = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in load_file(ref).items()}
+            else:
+                sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
+                from read_ditkit import read_ditkit
+                source = read_ditkit(ref, dequantize=True)
             checked = 0
+            missing, extra, value_mismatch = [], sorted(set(source) - {t.name for t in r.tensors}), []
             for t in r.tensors:
-                if t.tensor_type.name == "Q8_0":
-                    want = quants.quantize(np.ascontiguousarray(source[t.name], dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
-                    if not np.array_equal(want.view(np.uint8).ravel(), t.data.view(np.uint8).ravel()):
+                if t.name not in source:
+                    missing.append(t.name)
+                    continue
+                want = source[t.name].astype(np.float32)
+                values = np.asarray(t.data) if t.tensor_type.name == "F32" else quants.dequantize(t.data, t.tensor_type)
+                same = values.size == want.size and np.array_equal(values.astype(np.float32).reshape(want.shape), want, equal_nan=True)
+                if t.tensor_type.name == "Q8_0" and not same:
+                    # Quantized by the export: ggml's bytes for REF's values.
+                    q = quants.quantize(np.ascontiguousarray(want), gguf.GGMLQuantizationType.Q8_0)
+                    if not np.array_equal(q.view(np.uint8).ravel(), t.data.view(np.uint8).ravel()):
                         out["q8_0_mismatch"] = t.name
                     checked += 1
+                elif not same:
+                    value_mismatch.append(t.name)
             out["q8_0_checked"] = checked
+            out["reference"] = {"not_in_reference": missing, "not_in_gguf": extra, "value_mismatch": value_mismatch}
     elif kind == "hdf5":
         import h5py
         f = h5py.File(path, "r")
