@@ -84,7 +84,7 @@ public enum LosslessKeep {
 
 /// Options of one conversion.
 public struct ConversionOptions: Sendable {
-    /// The storage type; nil: `source` for a source holding block types (a GGUF file), else `f32`.
+    /// The storage type; nil: `source` for a GGUF file (or any source holding block types), else `f32`.
     public var dtype: StorageType?
     public var hints = DetectionHints()
     /// Glob patterns (`*`, `?`) of canonical tensor names to keep in F32.

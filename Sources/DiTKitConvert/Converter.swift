@@ -22,7 +22,8 @@ public enum Converter {
         if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: source) }
         if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
         let plan = try FileError.wrapping(source) { try ModelDetector.plan(container, hints: hints) }
-        let dtype = options.dtype ?? (container.tensors.contains { $0.dtype.block != nil } ? .source : .f32)
+        // GGUF files (quantized or not) keep their types unless asked otherwise.
+        let dtype = options.dtype ?? (container is GGUFFile || container.tensors.contains { $0.dtype.block != nil } ? .source : .f32)
 
         // Stored dtype of every tensor, then the layout. Every --keep pattern must keep something.
         let config = plan.configuration

@@ -41,7 +41,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Conversions to run at once when several sources are given (each gets cores/jobs threads).")
     var jobs: Int = 1
 
-    @Option(help: "Storage type: f32, f16, bf16, int8 (weight-only, per output channel), a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k: the family's policy chooses the tensors, the others keep their source type) or source (every tensor as the source stores it; a GGUF file's blocks verbatim). Default: source for a GGUF file with block types, else f32. F16, fp16, float16, half, Q4_K... work too.")
+    @Option(help: "Storage type: f32, f16, bf16, int8 (weight-only, per output channel), a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k: the family's policy chooses the tensors, the others keep their source type) or source (every tensor as the source stores it; a GGUF file's blocks verbatim). Default: source for a GGUF file, else f32. F16, fp16, float16, half, Q4_K... work too.")
     var dtype: StorageType?
 
     @Option(help: "Dotted path of the subtree to convert (e.g. ema, model, state_dict.first_stage_model).")

@@ -61,4 +61,57 @@ import DiTKitCore
             #expect(r.stderr.contains(message), "\(file): \(r.stderr)")
         }
     }
+
+    /// GGUF files as people download them (ComfyUI-GGUF's convert.py, then its llama-quantize, here
+    /// followed by gguf-py: Tests/EndToEndTests/python/write_comfy_gguf.py) convert with their blocks
+    /// verbatim, run, and export back to the same names and values.
+    @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with gguf and safetensors (make test provides it)"))
+    func ggufsMadeLikeComfyUIGGUFsConvertAndRun() throws {
+        // (Stability's names record neither the head count of the width-16 SD3 fixture nor its image size.)
+        let cases = [("flux/dev_bfl_fp8.safetensors", "flux", "Q8_0", [String]()), ("flux/schnell_comfy_fp8.safetensors", "flux", "Q5_1", []),
+                     ("sd3/mmdit/transformer/diffusion_pytorch_model.safetensors", "sd3", "Q4_0", ["--heads", "2", "--image-size", "64"])]
+        for (source, arch, qtype, hints) in cases {
+            let dir = try Tool.temporaryDirectory()
+            defer { FileSystem.removeTree(dir) }
+            #expect(try Tool.run(["convert", Tool.fixture(source), "-o", dir + "/h.ditkit", "--dtype", "f16"]).status == 0)
+            #expect(try Tool.run(["export", dir + "/h.ditkit", "--to", "safetensors", "--naming", "original", "-o", dir + "/orig.safetensors"]).status == 0)
+            _ = try runPython([Tool.root + "/Tests/EndToEndTests/python/write_comfy_gguf.py", dir + "/orig.safetensors", dir + "/m.gguf", arch, qtype])
+            let listing = try JSONReader.parse(try Tool.run(["inspect", dir + "/m.gguf", "--json"]).stdout)
+            #expect(listing["metadata"]?["general.architecture"]?.stringValue == arch)
+            let types = Set((listing["tensors"]?.arrayValue ?? []).compactMap { $0["dtype"]?.stringValue })
+            if arch == "flux" { #expect(types.contains(qtype), "\(source): \(types)") }
+            let c = try Tool.run(["convert", dir + "/m.gguf", "-o", dir + "/g.ditkit", "--json"] + hints)
+            #expect(c.status == 0, "\(source): \(c.stderr)")
+            let summary = try JSONReader.parse(c.stdout).arrayValue?.first
+            #expect(summary?["dtype"]?.stringValue == "source")
+            #expect(summary?["source"]?["naming"]?.stringValue == "\(arch)-original")
+            let m = try JSONReader.parse(try FileSystem.readFile(dir + "/g.ditkit/manifest.json"))
+            #expect(m["provenance"]?["source"]?["gguf"]?["architecture"]?.stringValue == arch)
+            // The bundle's values are gguf-py's dequantization of the file, under the same names.
+            #expect(try Tool.run(["export", dir + "/g.ditkit", "--to", "safetensors", "--naming", "original", "--dequantize", "-o", dir + "/back.safetensors"]).status == 0)
+            let got = try JSONReader.parse(try runPython([Tool.root + "/Tests/EndToEndTests/python/read_exports.py", "gguf", dir + "/m.gguf", dir + "/back.safetensors"]))
+            #expect(got["reference"]?["not_in_reference"]?.arrayValue == [] && got["reference"]?["not_in_gguf"]?.arrayValue == [], "\(source): \(String(describing: got["reference"]))")
+            #expect(got["reference"]?["value_mismatch"]?.arrayValue == [] && got["q8_0_checked"] == .int(0), "\(source)")
+            // It runs: within the block type's tolerance of the float16 model it was made from.
+            let v = try Tool.run(["verify", dir + "/g.ditkit", "--against", dir + "/h.ditkit"])
+            #expect(v.status == 0, "\(source): \(v.stdout) \(v.stderr)")
+            #expect(v.stdout.contains("profile \(arch == "flux" ? qtype.lowercased() : "f16")"), "\(v.stdout)")
+        }
+    }
+
+    /// A hostile GGUF given to convert: exit 2, one line naming the file, nothing written.
+    @Test func hostileGGUFsAreRefusedByConvertWithoutOutput() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        var bytes = try FileSystem.readFile(Tool.fixture("gguf/aligned64.gguf"))
+        bytes[8 + 5] = 0x01          // tensor count + 2^40
+        try FileSystem.writeFile(dir + "/count.gguf", bytes)
+        let r = try Tool.run(["convert", dir + "/count.gguf", "-o", dir + "/x.ditkit"])
+        #expect(r.status == 2 && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(dir + "/count.gguf: "), "\(r.stderr)")
+        #expect(!FileSystem.exists(dir + "/x.ditkit"))
+        // A valid GGUF that holds no model DiTKit knows is refused the same way.
+        let other = try Tool.run(["convert", Tool.fixture("gguf/types.gguf"), "-o", dir + "/y.ditkit"])
+        #expect(other.status == 2 && other.stderr.split(separator: "\n").count == 1, "\(other.stderr)")
+        #expect(!FileSystem.exists(dir + "/y.ditkit"))
+    }
 }
