@@ -17,7 +17,7 @@ struct GGUFBytes {
 
 /// A small GGUF file: a string key, an alignment key, an F32 vector and a Q8_0 matrix.
 struct GGUFSpec {
-    struct Info { var name: String; var dims: [UInt64]; var type: UInt32; var offset: UInt64 }
+    struct Info { var name: String; var dims: [UInt64]; var type: UInt32; var offset: UInt64; var rawName: [UInt8]? = nil }
     var version: UInt32 = 3
     var tensorCount: UInt64?
     var kvCount: UInt64?
@@ -47,7 +47,7 @@ struct GGUFSpec {
         w.u64(kvCount ?? UInt64(pairs.count))
         for p in pairs { w.bytes += p }
         for t in infos {
-            w.string(t.name)
+            if let raw = t.rawName { w.raw(raw) } else { w.string(t.name) }
             w.u32(UInt32(t.dims.count))
             for d in t.dims { w.u64(d) }
             w.u32(t.type)
@@ -203,6 +203,18 @@ struct GGUFSpec {
         add("big-endian", "big-endian GGUF") { $0.version = UInt32(3).byteSwapped }
         add("truncated header", "truncated GGUF: the tensor count at byte 8") { $0.truncateTo = 10 }
         add("truncated tensor info", "truncated GGUF") { $0.truncateTo = 120 }
+        add("empty file", "not a GGUF file") { $0.truncateTo = 0 }
+        add("tensor name that is not UTF-8", "a tensor name is not valid UTF-8") { $0.infos[0].rawName = [0xFF, 0x61] }
+        add("0-d block tensor", "a 0-d tensor cannot be stored as Q8_0") { $0.infos[1].dims = [] }
+        add("one key/value pair too many", "at byte") { $0.kvCount = 3 }   // the first tensor info read as a pair
+        add("string in an array too long", "a string value of 1099511627776 bytes at byte") {
+            $0.pairs = pairs(GGUFSpec.pair("arr") { $0.u32(9); $0.u32(8); $0.u64(2); $0.string("ok"); $0.u64(1 << 40) })
+        }
+        add("arrays over the budget of all arrays", "array element count 4000000 at byte") {
+            // Each array is under the per-array cap; together they are over the file's budget.
+            $0.pairs = pairs(GGUFSpec.pair("big") { w in w.u32(9); w.u32(0); w.u64(5_000_000); w.bytes += [UInt8](repeating: 1, count: 5_000_000) })
+                + [GGUFSpec.pair("big2") { w in w.u32(9); w.u32(0); w.u64(4_000_000); w.bytes += [UInt8](repeating: 1, count: 4_000_000) }]
+        }
 
         for (label, spec, expected) in cases {
             do {
