@@ -16,11 +16,11 @@ public struct SampleThresholds: Sendable, Equatable {
         switch name {
         case "f16": return SampleThresholds(minPSNR: 35, maxLatentRelL2: 2e-2)
         case "bf16": return SampleThresholds(minPSNR: 25, maxLatentRelL2: 1e-1)
-        case "int8", "q8_0": return SampleThresholds(minPSNR: 20, maxLatentRelL2: 2e-1)
-        case "q6_k", "q5_k", "q5_1", "q5_0": return SampleThresholds(minPSNR: 15, maxLatentRelL2: 3e-1)
-        case "q4_k", "q4_1", "q4_0": return SampleThresholds(minPSNR: 12, maxLatentRelL2: 5e-1)
-        case "q3_k": return SampleThresholds(minPSNR: 10, maxLatentRelL2: 8e-1)
-        case "q2_k": return SampleThresholds(minPSNR: 6, maxLatentRelL2: 1.2)
+        case "int8", "q8_0", "q6_k": return SampleThresholds(minPSNR: 20, maxLatentRelL2: 2e-1)
+        case "q5_k", "q5_1", "q5_0": return SampleThresholds(minPSNR: 18, maxLatentRelL2: 3e-1)
+        case "q4_k", "q4_1", "q4_0": return SampleThresholds(minPSNR: 15, maxLatentRelL2: 5e-1)
+        case "q3_k": return SampleThresholds(minPSNR: 12, maxLatentRelL2: 6e-1)
+        case "q2_k": return SampleThresholds(minPSNR: 10, maxLatentRelL2: 8e-1)
         default: return SampleThresholds(minPSNR: 60, maxLatentRelL2: 1e-4)
         }
     }

@@ -1,7 +1,7 @@
 // Bundles holding ggml block types: opened, checked, listed, dequantized by views and the forward
 // pass, exported (GGUF verbatim, safetensors/HDF5 dequantized), and read by the Python clients.
-// The per-family policy that will choose block types is not written yet, so these bundles are made
-// by requantizing a converted F32 bundle through the converter's block API.
+// These bundles are made by requantizing a converted F32 bundle through the converter's block API
+// (every 2-D weight whose rows divide), independently of the families' policies (BlockConvertTests).
 import Testing
 import Foundation
 import DiTKitCore
