@@ -55,7 +55,7 @@ let package = Package(
             swiftSettings: common),
         .target(
             name: "DiTKitConvert",
-            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels"],
+            dependencies: ["DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitVerify"],
             swiftSettings: common),
         .target(
             name: "DiTKitVerify",

@@ -12,6 +12,8 @@ public enum StorageType: String, Sendable, CaseIterable {
     /// Every tensor in its source type, losslessly: F32, F16, BF16 and block types as stored
     /// (a GGUF file's blocks verbatim), float8 as F16, F64 as F32.
     case source
+    /// Block types chosen per tensor by a fidelity budget (`ConversionOptions.auto`, AutoPrecision.swift).
+    case auto
 
     /// A storage type from any usual spelling, case-insensitive: `f32`/`fp32`/`float32`/`float`,
     /// `f16`/`fp16`/`float16`/`half`, `bf16`/`bfloat16`, `int8`/`i8`, the block types as ggml
@@ -97,6 +99,11 @@ public struct ConversionOptions: Sendable {
     public var zooEntry: String?
     /// Worker threads (default: every core).
     public var threads = ProcessInfoLite.activeProcessorCount
+    /// The fidelity budget of `dtype` `.auto`.
+    public var auto: AutoPrecisionOptions?
+    /// `.auto` only, set by AutoPrecision: each quantized tensor's block type, and the manifest record.
+    var autoChoices: [String: DType]?
+    var autoRecord: JSONValue = .null
 
     public init() {}
 }
@@ -111,6 +118,12 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
     case duplicateOutput(String)
     /// `--keep` patterns that match no tensor of the model (a typo would silently keep nothing).
     case keepMatchesNothing([String], model: String, example: String)
+    /// `--dtype auto`: the smallest choice meeting `--min-sqnr` is larger than `--max-size`.
+    case autoTooLarge(bytes: Int, max: Int, minSQNR: Double)
+    /// `--dtype auto`: confirmation still missed after every round of tightening.
+    case autoUnconfirmed(minSQNR: Double, rounds: Int)
+    /// `--dtype auto` without a budget.
+    case autoNeedsBudget
 
     public var description: String {
         switch self {
@@ -128,6 +141,12 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
             return "already a DiTKit bundle; use `ditkit export` to write it in another format"
         case .duplicateOutput(let n):
             return "two sources would both be written to \(n); convert them into different directories"
+        case let .autoTooLarge(bytes, max, sqnr):
+            return "no choice of block types reaching an output SQNR of \(NumberFormat.fixed(sqnr, 1)) dB fits in \(max) bytes: the smallest takes \(bytes) bytes; lower --min-sqnr or raise --max-size"
+        case let .autoUnconfirmed(sqnr, rounds):
+            return "the output SQNR stayed under \(NumberFormat.fixed(sqnr, 1)) dB after \(rounds) rounds of tightening; lower --min-sqnr"
+        case .autoNeedsBudget:
+            return "--dtype auto needs --min-sqnr DB"
         case let .keepMatchesNothing(patterns, model, example):
             let list = patterns.map { "'\($0)'" }.joined(separator: ", ")
             return "--keep \(list) match\(patterns.count == 1 ? "es" : "") no tensor of \(model) (canonical names look like '\(example)'; `ditkit inspect` on a converted bundle lists them)"
@@ -138,7 +157,8 @@ public enum ConvertError: Error, CustomStringConvertible, Sendable {
 extension ConvertError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
-        case .keepMatchesNothing, .duplicateOutput: return .usage
+        case .keepMatchesNothing, .duplicateOutput, .autoNeedsBudget: return .usage
+        case .autoTooLarge, .autoUnconfirmed: return .mismatch
         default: return .refusedInput
         }
     }

@@ -13,6 +13,10 @@ public enum Converter {
     /// previous bundle is left untouched).
     public static func convert(source: String, output: String, options: ConversionOptions,
                                progress: ProgressReporter? = nil) throws -> ConversionSummary {
+        if options.dtype == .auto && options.autoChoices == nil {
+            guard let budget = options.auto else { throw ConvertError.autoNeedsBudget }
+            return try AutoPrecision.convert(source: source, output: output, options: options, auto: budget, progress: progress)
+        }
         let clock = ContinuousClock()
         let start = clock.now
         let source = LoadedModel.resolve(source, hints: options.hints)
@@ -120,6 +124,7 @@ public enum Converter {
         if let type = dtype.blockType {
             m.append(("blocks", StoragePlan.json(type, policy: config.blockPolicy, decisions: storage.decisions)))
         }
+        if dtype == .auto && o.autoRecord != .null { m.append(("auto", o.autoRecord)) }
         if dtype == .int8 {
             m.append(("int8", .object([("scheme", .string("symmetric-per-output-channel")), ("axis", .int(0)), ("scale_dtype", .string("F32")),
                                        ("rounding", .string("nearest-even")), ("quantized", .string(config.int8PolicyDescription))])))

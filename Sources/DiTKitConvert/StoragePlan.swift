@@ -49,6 +49,8 @@ public struct StoragePlan: Sendable {
                 dtypes.append(keepPattern == nil && config.quantizesByDefault(t.name, shape: t.shape) ? .i8 : .f32)
             case .source:
                 dtypes.append(kept)
+            case .auto:
+                dtypes.append(options.autoChoices?[t.name] ?? kept)
             default:
                 guard let type = dtype.blockType, let policy else { dtypes.append(kept); continue }
                 func keep(_ reason: String) {

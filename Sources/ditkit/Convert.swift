@@ -41,8 +41,14 @@ struct Convert: ParsableCommand {
     @Option(help: "Conversions to run at once when several sources are given (each gets cores/jobs threads).")
     var jobs: Int = 1
 
-    @Option(help: "Storage type: f32, f16, bf16, int8 (weight-only, per output channel), a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k: the family's policy chooses the tensors, the others keep their source type) or source (every tensor as the source stores it; a GGUF file's blocks verbatim). Default: source for a GGUF file, else f32. F16, fp16, float16, half, Q4_K... work too.")
+    @Option(help: "Storage type: f32, f16, bf16, int8 (weight-only, per output channel), a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k: the family's policy chooses the tensors, the others keep their source type), source (every tensor as the source stores it; a GGUF file's blocks verbatim) or auto (block types chosen per tensor to reach --min-sqnr). Default: source for a GGUF file, else f32. F16, fp16, float16, half, Q4_K... work too.")
     var dtype: StorageType?
+
+    @Option(help: "With --dtype auto: the output SQNR (dB) the converted model must reach against the source, confirmed with verify --against.")
+    var minSqnr: Double?
+
+    @Option(help: "With --dtype auto: the largest acceptable weights size in bytes; refused (exit 1) when the budget cannot be met within it.")
+    var maxSize: Int?
 
     @Option(help: "Dotted path of the subtree to convert (e.g. ema, model, state_dict.first_stage_model).")
     var select: String?
@@ -87,6 +93,10 @@ struct Convert: ParsableCommand {
         if !keep.isEmpty && dtype == .source {
             throw ValidationError("--keep has no effect with --dtype source: every tensor keeps its source type already")
         }
+        if dtype == .auto && minSqnr == nil { throw ValidationError("--dtype auto needs --min-sqnr DB (the output SQNR to reach)") }
+        if dtype != .auto && (minSqnr != nil || maxSize != nil) { throw ValidationError("--min-sqnr and --max-size apply to --dtype auto only") }
+        if let m = minSqnr, !m.isFinite { throw ValidationError("--min-sqnr must be a number of dB") }
+        if let m = maxSize, m <= 0 { throw ValidationError("--max-size must be a positive number of bytes") }
         if let s = scalingFactor, !(s > 0 && s.isFinite) { throw ValidationError("--scaling-factor must be a positive number") }
         if let s = shiftFactor, !s.isFinite { throw ValidationError("--shift-factor must be a number") }
     }
@@ -95,6 +105,7 @@ struct Convert: ParsableCommand {
         try reportingErrors {
             var o = ConversionOptions()
             o.dtype = dtype
+            if let m = minSqnr { o.auto = AutoPrecisionOptions(minSQNR: m, maxSize: maxSize) }
             o.keep = keep
             o.allowNonfinite = allowNonfinite
             o.force = force

@@ -45,6 +45,10 @@ import DiTKitCore
             (["convert", dit, "-o", dir + "/x.ditkit", "--model", "foo"], "is not a model DiTKit knows; use dit, vae, "),
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "int8", "--keep", "blocks.9.*"], "--keep 'blocks.9.*' matches no tensor of DiT-custom"),
             (["convert", dit, "-o", dir + "/x.ditkit", "--keep", "final_layer.*"], "--keep has no effect with --dtype f32"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "source", "--keep", "final_layer.*"], "--keep has no effect with --dtype source"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "auto"], "--dtype auto needs --min-sqnr DB"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "q4_k", "--min-sqnr", "30"], "--min-sqnr and --max-size apply to --dtype auto only"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "auto", "--min-sqnr", "30", "--max-size", "0"], "--max-size must be a positive number of bytes"),
             (["export", vaeBundle, "--to", "safetensors", "--naming", "official", "-o", dir + "/x.safetensors"], "naming 'official' does not apply to a SD VAE (AutoencoderKL) bundle"),
             (["export", vaeBundle, "--to", "gguf", "--naming", "diffusers", "-o", dir + "/x.gguf"], "--naming applies to --to safetensors only"),
             (["export", vaeBundle, "--to", "hdf5", "--dequantize", "-o", dir + "/x.h5"], "--dequantize applies to --to safetensors only"),
@@ -57,11 +61,11 @@ import DiTKitCore
         }
         #expect(FileSystem.listDirectory(dir) == ["vae.ditkit"], "nothing written")
         // Every usual spelling of a dtype, including the one DiTKit prints.
-        for spelling in ["F16", "fp16", "float16", "half", "BF16", "bfloat16", "FP32", "I8"] {
+        for spelling in ["F16", "fp16", "float16", "half", "BF16", "bfloat16", "FP32", "I8", "Q4_K", "q8_0"] {
             let out = dir + "/\(spelling).ditkit"
             let r = try Tool.run(["convert", vae, "-o", out, "--dtype", spelling])
             #expect(r.status == 0, "\(spelling): \(r.stderr)")
-            let want = ["F16": "f16", "fp16": "f16", "float16": "f16", "half": "f16", "BF16": "bf16", "bfloat16": "bf16", "FP32": "f32", "I8": "int8"][spelling]
+            let want = ["F16": "f16", "fp16": "f16", "float16": "f16", "half": "f16", "BF16": "bf16", "bfloat16": "bf16", "FP32": "f32", "I8": "int8", "Q4_K": "q4_k", "q8_0": "q8_0"][spelling]
             let manifest = try JSONReader.parse(try FileSystem.readFile(out + "/manifest.json"))
             #expect(manifest["dtype_policy"]?["dtype"]?.stringValue == want, "\(spelling)")
         }
