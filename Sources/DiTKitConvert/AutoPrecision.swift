@@ -73,7 +73,7 @@ public enum AutoPrecision {
                 let t = plan.tensors[i]
                 defer { progress?.advance(1) }
                 let sources = t.recipe.sources.compactMap { index[$0] }.map { container.tensors[$0] }
-                let keptBytes = try LosslessKeep.dtype(sources: sources, shape: t.shape).byteCount(shape: t.shape)
+                let keptBytes = try StoragePlan.keptType(sources: sources, shape: t.shape, dtype: .auto, options: options).byteCount(shape: t.shape)
                 if let why = policy.keepReason(t.name, shape: t.shape) {
                     return TensorChoice(name: t.name, measures: [], keptBytes: keptBytes, chosen: nil, reason: "kept: \(why)")
                 }
@@ -148,7 +148,7 @@ public enum AutoPrecision {
         // 4. The bundle, with the record of what was measured and why each type won.
         var o = options
         o.autoChoices = types(choices)
-        o.autoRecord = record(choices, auto: auto, rounds: rounds)
+        o.autoRecord = record(choices, auto: auto, rounds: rounds, keepDType: options.keepDType)
         return try Converter.convert(source: source, output: output, options: o, progress: progress)
     }
 
@@ -176,17 +176,18 @@ public enum AutoPrecision {
         return m
     }
 
-    static func record(_ choices: [TensorChoice], auto: AutoPrecisionOptions, rounds: [JSONValue]) -> JSONValue {
+    static func record(_ choices: [TensorChoice], auto: AutoPrecisionOptions, rounds: [JSONValue], keepDType: DType?) -> JSONValue {
         .object([
             ("min_sqnr_db", .double(auto.minSQNR)),
             ("max_size", auto.maxSize.map { .int($0) } ?? .null),
+            ("kept_dtype", .string(keepDType?.name ?? "source")),
             ("candidates", .array(candidates.map { .string($0.name) })),
             ("rule", .string("each tensor the family's block policy would quantize is quantized into every candidate whose blocks divide its rows and measured against its source values; it takes the smallest candidate whose SQNR reaches its target (min_sqnr_db at first), else keeps its source type losslessly; the model is then confirmed with verify --against at its output, and on a miss the worst quarter of the quantized tensors move to their next better candidate")),
             ("confirmation", .array(rounds)),
             ("tensors", .array(choices.map { c in
                 .object([
                     ("name", .string(c.name)),
-                    ("dtype", .string(c.chosen.map { c.measures[$0].type.name } ?? "source")),
+                    ("dtype", .string(c.chosen.map { c.measures[$0].type.name } ?? "kept")),
                     ("reason", .string(c.reason)),
                     ("candidates", .array(c.measures.map { m in
                         .object([("type", .string(m.type.name)), ("sqnr_db", m.sqnrDB.map { .double($0) } ?? .null), ("bytes", .int(m.bytes))])

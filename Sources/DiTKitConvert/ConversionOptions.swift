@@ -99,6 +99,9 @@ public struct ConversionOptions: Sendable {
     public var zooEntry: String?
     /// Worker threads (default: every core).
     public var threads = ProcessInfoLite.activeProcessorCount
+    /// Block types and `.auto`: the type of the kept float tensors (F16, BF16 or F32); nil: each keeps
+    /// its source type losslessly (`LosslessKeep`). Block-typed sources stay verbatim either way.
+    public var keepDType: DType?
     /// The fidelity budget of `dtype` `.auto`.
     public var auto: AutoPrecisionOptions?
     /// `.auto` only, set by AutoPrecision: each quantized tensor's block type, and the manifest record.

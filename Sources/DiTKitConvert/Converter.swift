@@ -122,7 +122,7 @@ public enum Converter {
         if let f = dtype.floatDType { m.append(("float_dtype", .string(f.name))) }
         m.append(("rounding", .string("nearest-even")))
         if let type = dtype.blockType {
-            m.append(("blocks", StoragePlan.json(type, policy: config.blockPolicy, decisions: storage.decisions)))
+            m.append(("blocks", StoragePlan.json(type, policy: config.blockPolicy, decisions: storage.decisions, keepDType: o.keepDType)))
         }
         if dtype == .auto && o.autoRecord != .null { m.append(("auto", o.autoRecord)) }
         if dtype == .int8 {

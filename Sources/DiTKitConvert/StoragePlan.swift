@@ -40,7 +40,7 @@ public struct StoragePlan: Sendable {
         var decisions: [StorageDecision] = []
         for t in plan.tensors {
             let sources = t.recipe.sources.compactMap { index[$0] }.map { container.tensors[$0] }
-            let kept = LosslessKeep.dtype(sources: sources, shape: t.shape)
+            let kept = keptType(sources: sources, shape: t.shape, dtype: dtype, options: options)
             let keepPattern = options.keep.first { globMatch($0, t.name) }
             switch dtype {
             case .f32, .f16, .bf16:
@@ -78,14 +78,23 @@ public struct StoragePlan: Sendable {
         return StoragePlan(dtypes: dtypes, decisions: decisions)
     }
 
+    /// The type a tensor kept out of the block types gets: its lossless source type, or
+    /// `options.keepDType` for float tensors of block and `.auto` conversions.
+    static func keptType(sources: [TensorEntry], shape: [Int], dtype: StorageType, options: ConversionOptions) -> DType {
+        let lossless = LosslessKeep.dtype(sources: sources, shape: shape)
+        guard let k = options.keepDType, dtype.blockType != nil || dtype == .auto, lossless.block == nil else { return lossless }
+        return k
+    }
+
     /// The manifest's `dtype_policy.blocks` object of a block storage type.
-    static func json(_ type: DType, policy: BlockPolicy, decisions: [StorageDecision]) -> JSONValue {
+    static func json(_ type: DType, policy: BlockPolicy, decisions: [StorageDecision], keepDType: DType?) -> JSONValue {
         var m: [(String, JSONValue)] = [
             ("type", .string(type.name)),
             ("quantizer", .string("ggml quantize_row_\(type.name.lowercased().replacingOccurrences(of: "_k", with: "_K"))_ref (no importance matrix)")),
         ]
         if case .object(let p) = policy.json { m += p }
-        m.append(("kept_dtype", .string("the source's own type, losslessly: F32, F16, BF16 and block types as stored, float8 as F16, F64 as F32")))
+        m.append(("kept_dtype", .string(keepDType.map { "\($0.name) (--keep-dtype); block types as stored" }
+            ?? "the source's own type, losslessly: F32, F16, BF16 and block types as stored, float8 as F16, F64 as F32")))
         if let f = fallback(for: type) {
             m.append(("rows", .string("rows that are not a multiple of \(type.block?.elements ?? 0) values are stored as \(f.name) when they are a multiple of 32, else kept")))
         } else {

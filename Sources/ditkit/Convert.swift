@@ -44,6 +44,9 @@ struct Convert: ParsableCommand {
     @Option(help: "Storage type: f32, f16, bf16, int8 (weight-only, per output channel), a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k: the family's policy chooses the tensors, the others keep their source type), source (every tensor as the source stores it; a GGUF file's blocks verbatim) or auto (block types chosen per tensor to reach --min-sqnr). Default: source for a GGUF file, else f32. F16, fp16, float16, half, Q4_K... work too.")
     var dtype: StorageType?
 
+    @Option(help: "With a block type or auto: the type of the tensors kept out of the blocks: f16, bf16 or f32 (default: each keeps its source type, losslessly).")
+    var keepDtype: StorageType?
+
     @Option(help: "With --dtype auto: the output SQNR (dB) the converted model must reach against the source, confirmed with verify --against.")
     var minSqnr: Double?
 
@@ -93,6 +96,10 @@ struct Convert: ParsableCommand {
         if !keep.isEmpty && dtype == .source {
             throw ValidationError("--keep has no effect with --dtype source: every tensor keeps its source type already")
         }
+        if let k = keepDtype {
+            guard [.f16, .bf16, .f32].contains(k) else { throw ValidationError("--keep-dtype must be f16, bf16 or f32") }
+            guard dtype?.blockType != nil || dtype == .auto else { throw ValidationError("--keep-dtype applies to the block types and auto only") }
+        }
         if dtype == .auto && minSqnr == nil { throw ValidationError("--dtype auto needs --min-sqnr DB (the output SQNR to reach)") }
         if dtype != .auto && (minSqnr != nil || maxSize != nil) { throw ValidationError("--min-sqnr and --max-size apply to --dtype auto only") }
         if let m = minSqnr, !m.isFinite { throw ValidationError("--min-sqnr must be a number of dB") }
@@ -106,6 +113,7 @@ struct Convert: ParsableCommand {
             var o = ConversionOptions()
             o.dtype = dtype
             if let m = minSqnr { o.auto = AutoPrecisionOptions(minSQNR: m, maxSize: maxSize) }
+            o.keepDType = keepDtype?.floatDType
             o.keep = keep
             o.allowNonfinite = allowNonfinite
             o.force = force

@@ -45,7 +45,7 @@ import DiTKitVerify
                 let stored = try #require(b.record(name)).stored
                 let reason = t["reason"]?.stringValue ?? ""
                 if let why = policy.keepReason(name, shape: stored.shape) {
-                    #expect(reason == "kept: \(why)" && t["dtype"]?.stringValue == "source", "\(name)")
+                    #expect(reason == "kept: \(why)" && t["dtype"]?.stringValue == "kept", "\(name)")
                     continue
                 }
                 let candidates = t["candidates"]?.arrayValue ?? []
@@ -56,7 +56,7 @@ import DiTKitVerify
                     let q = try values.withUnsafeBufferPointer { try BlockConversion.quantize($0, shape: stored.shape, to: type) }
                     #expect(c["sqnr_db"]?.doubleValue == q.error.sqnrDB, "\(name) \(type.name)")
                 }
-                #expect(t["dtype"]?.stringValue == stored.dtype.name || (t["dtype"]?.stringValue == "source" && stored.dtype.block == nil))
+                #expect(t["dtype"]?.stringValue == stored.dtype.name || (t["dtype"]?.stringValue == "kept" && stored.dtype.block == nil))
                 if reason.hasPrefix("tightened") { tightened += 1; continue }
                 #expect(reason == "smallest candidate with SQNR ≥ \(NumberFormat.fixed(db, 2)) dB", "\(name): \(reason)")
                 let ok = candidates.filter { ($0["sqnr_db"]?.doubleValue ?? .infinity) >= db }

@@ -120,6 +120,26 @@ func convertFixture(_ source: String, heads: Int?, _ dtype: StorageType?, into d
         #expect(fp8.manifest.dtypePolicy["float_dtype"] == nil)
     }
 
+    /// `--keep-dtype f16` stores the kept float tensors as F16 (ComfyUI-GGUF's base type for float32
+    /// sources), rounded as torch's `.half()` does; the blocks are unchanged.
+    @Test func keepDTypeSetsTheKeptTensorsType() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let lossless = try convertFixture("verify/dit_verify.pt", heads: 2, .q8_0, into: dir, name: "a.ditkit")
+        let half = try convertFixture("verify/dit_verify.pt", heads: 2, .q8_0, into: dir, name: "b.ditkit") { $0.keepDType = .f16 }
+        let f16 = try convertFixture("verify/dit_verify.pt", heads: 2, .f16, into: dir, name: "c.ditkit")
+        for t in half.manifest.tensors {
+            let a = try #require(lossless.record(t.name))
+            if a.stored.dtype == .q8_0 {
+                #expect(t.stored.dtype == .q8_0 && t.stored.sha256 == a.stored.sha256, "\(t.name)")
+            } else {
+                #expect(a.stored.dtype == .f32 && t.stored.dtype == .f16 && t.stored.sha256 == f16.record(t.name)?.stored.sha256, "\(t.name)")
+            }
+        }
+        #expect(half.manifest.dtypePolicy["blocks"]?["kept_dtype"]?.stringValue == "F16 (--keep-dtype); block types as stored")
+        #expect(half.manifest.weightsBytes < lossless.manifest.weightsBytes)
+    }
+
     /// The policies on the published configurations: at least as conservative as ComfyUI-GGUF's
     /// tools/convert.py and its llama.cpp patch (lcpp.patch), whose rules are written out here on
     /// the names ComfyUI-GGUF sees (the original layouts, without `model.diffusion_model.`).
