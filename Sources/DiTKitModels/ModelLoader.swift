@@ -52,7 +52,7 @@ public struct LoadedModel: Sendable {
             if let bundle = container as? NativeBundle {
                 let config = try ModelConfiguration(family: bundle.manifest.family, json: bundle.manifest.config)
                 var storage = bundle.manifest.dtypePolicy["dtype"]?.stringValue ?? "f32"
-                if storage == "source" { storage = storageName(of: Set(bundle.manifest.tensors.map(\.stored.dtype))) }
+                if storage == "source" || storage == "auto" { storage = storageName(of: Set(bundle.manifest.tensors.map(\.stored.dtype))) }
                 return LoadedModel(path: path, configuration: config, weights: BundleWeights(bundle), storage: storage, container: bundle)
             }
             var h = hints

@@ -87,7 +87,7 @@ struct Verify: ParsableCommand {
         guard !models.isEmpty else { throw ValidationError("give the model to verify") }
         if models.count > 1 {
             guard against != nil else { throw ValidationError("several models can only be verified --against one source") }
-            guard !sample, report == nil else { throw ValidationError("--sample and --report take one model at a time") }
+            guard !sample else { throw ValidationError("--sample takes one model at a time (--report with several models draws their size against output SQNR)") }
         }
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         if let h = heads, h <= 0 { throw ValidationError("--heads must be positive") }
@@ -123,6 +123,7 @@ struct Verify: ParsableCommand {
             sourceHints.select = select
             sourceHints.imageSize = imageSize
             if models.count > 1, let against {
+                if let report { try AtomicOutput.checkAvailable(report, kind: .htmlReport, force: force) }
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.imageSize = size
@@ -146,6 +147,17 @@ struct Verify: ParsableCommand {
                 }
                 if json { writeOut(JSONWriter.string(.array(jsonItems))) } else {
                     writeOut("\(models.count - failed - refused) of \(models.count) passed\n")
+                }
+                if let report {
+                    // Size against output SQNR, one point per bundle verified.
+                    var points: [TradeOffPoint] = []
+                    for (path, r) in zip(models, results) {
+                        guard case .success(let v) = r, let b = try? NativeBundle(path: path) else { continue }
+                        points.append(try TradeOffPoint(path: path, bundle: b, result: v))
+                    }
+                    let html = HTMLReport.renderTradeOff(points, title: "DiTKit trade-off: \(FileSystem.baseName(against))", against: against)
+                    try AtomicOutput.write(Array(html.utf8), to: report, kind: .htmlReport, force: force)
+                    if json { printError("report: \(report)") } else { writeOut("report: \(report)\n") }
                 }
                 if refused > 0 { throw Exit.refused }
                 if failed > 0 { throw Exit.mismatch }
