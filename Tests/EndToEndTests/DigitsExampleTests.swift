@@ -21,7 +21,7 @@ import DiTKitCore
     static var classes: String { (0..<perDigit).flatMap { _ in 0..<10 }.map(String.init).joined(separator: ",") }
 
     @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with numpy (make test provides it)"),
-          arguments: ["f32", "f16", "int8"])
+          arguments: ["f32", "f16", "int8", "q8_0", "q5_0", "q4_k", "q2_k"])
     func sampledDigitsAreTheRequestedOnes(_ dtype: String) throws {
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
@@ -46,7 +46,7 @@ import DiTKitCore
         #expect(Double(wrong.count) / Double(images.count) <= 0.2, "\(dtype): \(out)")
     }
 
-    @Test(arguments: ["f16", "int8"])
+    @Test(arguments: ["f16", "int8", "q8_0", "q4_k", "q2_k"])
     func convertedSamplesMatchTheSourceModel(_ dtype: String) throws {
         // Trained weights through verify --sample: same noise, source model against converted model
         // (the VAE stays the source's), judged by the profile's sample thresholds (README).
