@@ -75,18 +75,21 @@ public struct TolerancePolicy: Sendable, Equatable {
     public static let bf16 = TolerancePolicy(name: "bf16", maxRelL2: 3e-2)
     public static let int8 = TolerancePolicy(name: "int8", maxRelL2: 1e-1)
 
-    /// The ggml block types (README "Verification thresholds": measured, like the others).
+    /// The ggml block types: about 3× the worst layer measured on random weights (256-wide models of
+    /// every family and DiT-XL/2: README "Verification thresholds"), capped at 1 for Q2_K (an error
+    /// as large as the signal). At Q3_K and Q2_K a damaged layer (rel L2 ≈ 0.7) no longer stands out
+    /// from quantization noise.
     public static let blockTypes: [TolerancePolicy] = [
         TolerancePolicy(name: "q8_0", maxRelL2: 3e-2),
-        TolerancePolicy(name: "q6_k", maxRelL2: 5e-2),
-        TolerancePolicy(name: "q5_1", maxRelL2: 1e-1),
-        TolerancePolicy(name: "q5_k", maxRelL2: 1e-1),
-        TolerancePolicy(name: "q5_0", maxRelL2: 1e-1),
-        TolerancePolicy(name: "q4_1", maxRelL2: 2e-1),
-        TolerancePolicy(name: "q4_k", maxRelL2: 2e-1),
-        TolerancePolicy(name: "q4_0", maxRelL2: 2e-1),
-        TolerancePolicy(name: "q3_k", maxRelL2: 4e-1),
-        TolerancePolicy(name: "q2_k", maxRelL2: 8e-1),
+        TolerancePolicy(name: "q6_k", maxRelL2: 1e-1),
+        TolerancePolicy(name: "q5_1", maxRelL2: 2e-1),
+        TolerancePolicy(name: "q5_k", maxRelL2: 2e-1),
+        TolerancePolicy(name: "q5_0", maxRelL2: 2.5e-1),
+        TolerancePolicy(name: "q4_1", maxRelL2: 5e-1),
+        TolerancePolicy(name: "q4_k", maxRelL2: 4e-1),
+        TolerancePolicy(name: "q4_0", maxRelL2: 5e-1),
+        TolerancePolicy(name: "q3_k", maxRelL2: 8e-1),
+        TolerancePolicy(name: "q2_k", maxRelL2: 1),
     ]
 
     /// The profile of a storage type name (`f32`, `f16`, `bf16`, `int8`, `q4_k`, …).

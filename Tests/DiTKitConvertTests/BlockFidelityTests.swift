@@ -74,3 +74,34 @@ import DiTKitVerify
         #expect((psnr[.q8_0] ?? 0) > (psnr[.q4_k] ?? 0) && (psnr[.q4_k] ?? 0) > (psnr[.q2_k] ?? 0))
     }
 }
+
+@Suite struct BlockDamageTests {
+    /// The block profiles still catch damage: one tensor whose block scales read 4× too large fails
+    /// `verify --against` at its layer, with the layers before it passing.
+    @Test(arguments: [StorageType.q8_0, .q4_k])
+    func aDamagedBlockTensorFailsAtItsLayer(_ storage: StorageType) throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let b = try convertFixture("verify/dit_verify.pt", heads: 2, storage, into: dir, name: "d.ditkit")
+        let name = "blocks.1.mlp.fc2.weight"
+        let rec = try #require(b.record(name))
+        let type = rec.stored.dtype
+        let layout = try #require(type.block)
+        // Q8_0's d sits at byte 0 of its block, Q4_K's d (and dmin) at 0 and 2: add 2 to the exponent (×4).
+        var bytes = try FileSystem.readFile(dir + "/d.ditkit/weights.bin")
+        for k in stride(from: rec.stored.offset, to: rec.stored.offset + rec.stored.bytes, by: layout.bytes) {
+            for field in (type == .q4_K ? [0, 2] : [0]) {
+                let h = UInt16(bytes[k + field]) | UInt16(bytes[k + field + 1]) << 8
+                let scaled = h & 0x7C00 == 0 || h & 0x7C00 >= 0x7400 ? h : h &+ 0x0800
+                bytes[k + field] = UInt8(scaled & 0xFF)
+                bytes[k + field + 1] = UInt8(scaled >> 8)
+            }
+        }
+        try FileSystem.writeFile(dir + "/d.ditkit/weights.bin", bytes)
+        let r = try Verifier.verify(try LoadedModel.open(dir + "/d.ditkit"), against: try LoadedModel.open(Fixtures.path("verify/dit_verify.pt"), hints: {
+            var h = DetectionHints(); h.numHeads = 2; return h }()))
+        #expect(type.name == (storage == .q8_0 ? "Q8_0" : "Q4_K"))
+        #expect(!r.passed)
+        #expect(r.firstFailingLayer == "blocks.1.mlp", "\(storage.rawValue): \(r.text)")
+    }
+}
