@@ -204,3 +204,24 @@ func convertFixture(_ source: String, heads: Int?, _ dtype: StorageType?, into d
         #expect(sd3.manifest.formatVersion == 1)
     }
 }
+
+@Suite struct BlockOverflowTests {
+    /// Block scales are float16: a value past what they can scale (here 1e9 in a quantized matrix)
+    /// would be stored as infinity; the conversion is refused, naming the tensor, and writes nothing.
+    @Test func valuesPastTheScalesRangeAreRefused() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let tensor = "encoder.mid_block.attentions.0.to_q.weight"
+        try poking(Fixtures.path("verify/vae_verify/diffusion_pytorch_model.safetensors"), tensor, with: [1e9], into: dir + "/v.safetensors")
+        var o = ConversionOptions()
+        o.dtype = .q8_0
+        #expect { _ = try Converter.convert(source: dir + "/v.safetensors", output: dir + "/v.ditkit", options: o) } throws: {
+            "\($0)".contains("would overflow to infinity in Q8_0: \(tensor)")
+        }
+        #expect(!FileSystem.exists(dir + "/v.ditkit"))
+        // Kept out of the blocks, the value is stored as it is.
+        o.keep = [tensor]
+        _ = try Converter.convert(source: dir + "/v.safetensors", output: dir + "/v.ditkit", options: o)
+        #expect(try NativeBundle(path: dir + "/v.ditkit").view(tensor)?.floats().first == 1e9)
+    }
+}
