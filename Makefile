@@ -5,8 +5,8 @@ CONFIG ?= release
 BIN := .build/$(CONFIG)/ditkit
 
 # System libraries (pkg-config module -> Debian package).
-PKG_CONFIG_MODULES := libzip hdf5 openblas libzstd libpng
-APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev libpng-dev
+PKG_CONFIG_MODULES := libzip hdf5 openblas libzstd libpng libxxhash
+APT_PACKAGES := pkg-config libzip-dev libhdf5-dev libopenblas-dev libzstd-dev libpng-dev libxxhash-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The demo runs on the trained digits example (examples/digits, written by tools/train_digits.py).
@@ -38,9 +38,9 @@ build: deps
 ## pyenv: numpy, safetensors, h5py and gguf in a virtualenv outside the repository, so the
 ## tests can prove that real Python clients read what ditkit writes (no torch).
 PYENV ?= $(HOME)/.cache/ditkit/pyenv
-PYENV_PACKAGES := numpy safetensors h5py gguf jsonschema
+PYENV_PACKAGES := numpy safetensors h5py gguf jsonschema xxhash
 pyenv:
-	@if ! $(PYENV)/bin/python -c "import numpy, safetensors, h5py, gguf, jsonschema" 2>/dev/null; then \
+	@if ! $(PYENV)/bin/python -c "import numpy, safetensors, h5py, gguf, jsonschema, xxhash" 2>/dev/null; then \
 	  echo "make pyenv: installing $(PYENV_PACKAGES) into $(PYENV)"; \
 	  python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q --disable-pip-version-check $(PYENV_PACKAGES); \
 	fi

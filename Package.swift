@@ -31,6 +31,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
 
         // System calls Swift cannot import directly (renameat2).
         .target(name: "CDiTKitSupport"),
@@ -39,7 +40,7 @@ let package = Package(
 
         .target(
             name: "DiTKitCore",
-            dependencies: ["CDiTKitSupport", "CDiTKitKernels", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CDiTKitSupport", "CDiTKitKernels", "CXXHash", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: common),
         .target(
             name: "DiTKitFormats",

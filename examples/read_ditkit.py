@@ -2,7 +2,9 @@
 
     from read_ditkit import read_ditkit
     tensors = read_ditkit("model.ditkit", dequantize=True)   # {name: numpy array}
+    read_ditkit("model.ditkit", verify=True)   # also checks every record's checksum (format 3: pip xxhash)
 """
+import hashlib
 import json
 import os
 
@@ -76,22 +78,34 @@ def dequantize_blocks(kind, b):
     raise ValueError("unknown block type " + kind)
 
 
-def read_ditkit(path, dequantize=False):
+def _checksum(manifest):
+    """The member holding every record's checksum and a function computing it (FORMAT.md)."""
+    if manifest["format_version"] >= 3:
+        import xxhash   # XXH3-128, canonical hex; only needed to verify format-3 bundles
+        return "xxh3_128", lambda b: xxhash.xxh3_128_hexdigest(b)
+    return "sha256", lambda b: hashlib.sha256(b).hexdigest()
+
+
+def read_ditkit(path, dequantize=False, verify=False):
     """Returns {name: array}; zero-copy memmap views unless a conversion is needed.
 
     BF16 tensors are widened to float32 (exact). With dequantize=True, I8 tensors become
     float32 values q * scale[row] and block types (Q8_0 ... Q6_K) float32 values; otherwise I8
     tensors stay int8 with their scales as NAME.scale, and block types come as their raw blocks,
-    uint8 of shape shape[:-1] + [bytes per row]."""
+    uint8 of shape shape[:-1] + [bytes per row]. With verify=True every tensor's and scale's bytes
+    are checked against the manifest's checksum (SHA-256 in versions 1 and 2, XXH3-128 in 3)."""
     manifest = json.load(open(os.path.join(path, "manifest.json")))
-    if manifest.get("format") != "ditkit" or manifest.get("format_version") not in (1, 2):
-        raise ValueError("%s: not a DiTKit bundle of format version 1 or 2" % path)
+    if manifest.get("format") != "ditkit" or manifest.get("format_version") not in (1, 2, 3):
+        raise ValueError("%s: not a DiTKit bundle of format version 1, 2 or 3" % path)
+    member, checksum = _checksum(manifest) if verify else (None, None)
     blob = np.memmap(os.path.join(path, manifest["weights"]["file"]), dtype=np.uint8, mode="r")
     if blob.size != manifest["weights"]["bytes"]:
         raise ValueError("%s: weights.bin has %d bytes, the manifest says %d" % (path, blob.size, manifest["weights"]["bytes"]))
 
     def view(record):
         raw = blob[record["offset"]:record["offset"] + record["bytes"]]
+        if verify and checksum(raw.tobytes()) != record[member]:
+            raise ValueError("%s: the bytes at offset %d do not match their %s" % (path, record["offset"], member))
         if record["dtype"] in BLOCKS:
             values, size = BLOCKS[record["dtype"]]
             shape = record["shape"]

@@ -42,7 +42,7 @@ enum Harness: String, CaseIterable {
             guard let g = try? GGUFFile(file: MappedFile(copying: bytes, path: "fuzz.gguf")) else { return }
             for (i, t) in g.tensors.enumerated() {
                 guard let b = try? g.bytes(of: i) else { continue }
-                _ = SHA256Hasher.hex(b)
+                _ = XXH3Hasher.hex(b)
                 if t.dtype.isDequantizable, let base = b.buffer.baseAddress {
                     let out = UnsafeMutablePointer<Float>.allocate(capacity: max(1, t.elementCount))
                     ElementConversion.toFloat32(base, dtype: t.dtype, count: t.elementCount, into: out)
@@ -83,10 +83,10 @@ enum Harness: String, CaseIterable {
             do {
                 let b = try c.bytes(of: i)
                 if b.count != t.byteCount { fatalError("tensor \(i) read \(b.count) bytes; its entry says \(t.byteCount)") }
-                _ = SHA256Hasher.hex(b)
+                _ = XXH3Hasher.hex(b)
             } catch { Self.checkMessage(error) }
         }
-        let table = ContainerListing.table(c, hashes: nil)
+        let table = ContainerListing.table(c)
         if table.unicodeScalars.contains(where: { TerminalText.isUnsafe($0) && $0 != "\n" }) {
             fatalError("a control character from the file reached the table: \(TerminalText.escaped(table).prefix(500))")
         }

@@ -113,8 +113,23 @@ static void stats_portable(const float *src, const float *back, size_t n, size_t
 // ---------------------------------------------------------------------------------------------
 // Vector path.
 
+// The same eight lanes held in registers. A lane whose source is NaN or infinite, or whose stored
+// value overflowed, adds +0 to its sums and compares 0 with its maximum: exactly what skipping it
+// does (the sums start at +0 and only grow by squares, the maxima are >= 0, and a kept lane's
+// difference is finite), so both paths give the same bits.
+typedef struct { __m256 err, src, maxabs; uint64_t overflow, flushed; } vlanes;
+
 __attribute__((target("avx2,f16c")))
-static void lanes_add8(lanes *l, __m256 s, __m256 t) {
+static inline void vlanes_clear(vlanes *l) {
+    l->err = _mm256_setzero_ps();
+    l->src = _mm256_setzero_ps();
+    l->maxabs = _mm256_setzero_ps();
+    l->overflow = 0;
+    l->flushed = 0;
+}
+
+__attribute__((target("avx2,f16c")))
+static inline void lanes_add8(vlanes *l, __m256 s, __m256 t) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256 inf = _mm256_set1_ps(INFINITY);
     __m256 as = _mm256_and_ps(s, absmask), at = _mm256_and_ps(t, absmask);
@@ -123,39 +138,50 @@ static void lanes_add8(lanes *l, __m256 s, __m256 t) {
     __m256 dst_inf = _mm256_cmp_ps(at, inf, _CMP_EQ_OQ);
     __m256 over = _mm256_and_ps(src_finite, dst_inf);
     __m256 keep = _mm256_andnot_ps(over, src_finite);
-    int keepmask = _mm256_movemask_ps(keep);
     __m256 zero = _mm256_setzero_ps();
     __m256 flushed = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_NEQ_UQ), _mm256_cmp_ps(t, zero, _CMP_EQ_OQ));
     flushed = _mm256_and_ps(keep, flushed);
-    l->overflow += (uint64_t)__builtin_popcount(_mm256_movemask_ps(over));
-    l->flushed += (uint64_t)__builtin_popcount(_mm256_movemask_ps(flushed));
+    int om = _mm256_movemask_ps(over), fm = _mm256_movemask_ps(flushed);
+    if (om) l->overflow += (uint64_t)__builtin_popcount(om);
+    if (fm) l->flushed += (uint64_t)__builtin_popcount(fm);
     __m256 d = _mm256_sub_ps(t, s);
-    __m256 d2 = _mm256_and_ps(_mm256_mul_ps(d, d), keep);
-    __m256 s2 = _mm256_and_ps(_mm256_mul_ps(s, s), keep);
-    float e[8], q[8], a[8];
-    _mm256_storeu_ps(e, d2);
-    _mm256_storeu_ps(q, s2);
-    _mm256_storeu_ps(a, _mm256_and_ps(_mm256_and_ps(d, absmask), keep));
-    for (int k = 0; k < 8; k++) {
-        if (!((keepmask >> k) & 1)) continue;
-        l->err[k] = l->err[k] + e[k];
-        l->src[k] = l->src[k] + q[k];
-        if (a[k] > l->maxabs[k] || a[k] != a[k]) l->maxabs[k] = a[k];
-    }
+    l->err = _mm256_add_ps(l->err, _mm256_and_ps(_mm256_mul_ps(d, d), keep));
+    l->src = _mm256_add_ps(l->src, _mm256_and_ps(_mm256_mul_ps(s, s), keep));
+    l->maxabs = _mm256_max_ps(l->maxabs, _mm256_and_ps(_mm256_and_ps(d, absmask), keep));
+}
+
+/// Moves the register lanes into `l` (which the scalar tail then continues) and folds nothing.
+__attribute__((target("avx2,f16c")))
+static inline void vlanes_spill(const vlanes *v, lanes *l) {
+    _mm256_storeu_ps(l->err, v->err);
+    _mm256_storeu_ps(l->src, v->src);
+    _mm256_storeu_ps(l->maxabs, v->maxabs);
+    l->overflow = v->overflow;
+    l->flushed = v->flushed;
+}
+
+__attribute__((target("avx2,f16c")))
+static inline void vlanes_fold(vlanes *v, ditkit_error_stats *st) {
+    lanes l;
+    vlanes_spill(v, &l);
+    lanes_fold(&l, st);
+    vlanes_clear(v);
 }
 
 __attribute__((target("avx2,f16c")))
 static void f16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
+    vlanes v;
+    vlanes_clear(&v);
     lanes l;
-    lanes_clear(&l);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(src + i);
-        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 x = _mm256_loadu_ps(src + i);
+        __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm_storeu_si128((__m128i *)(dst + i), h);
-        lanes_add8(&l, v, _mm256_cvtph_ps(h));
-        if (((i + 8) % BLOCK) == 0) lanes_fold(&l, st);
+        lanes_add8(&v, x, _mm256_cvtph_ps(h));
+        if (((i + 8) % BLOCK) == 0) vlanes_fold(&v, st);
     }
+    vlanes_spill(&v, &l);
     for (; i < n; i++) {
         dst[i] = f32_to_f16_scalar(src[i]);
         lanes_add(&l, (int)(i & 7), src[i], f16_to_f32_scalar(dst[i]));
@@ -165,8 +191,9 @@ static void f16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_s
 
 __attribute__((target("avx2,f16c")))
 static void bf16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
+    vlanes vl;
+    vlanes_clear(&vl);
     lanes l;
-    lanes_clear(&l);
     const __m256i bias = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1), expmask = _mm256_set1_epi32(0x7F800000);
     const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF), qnan = _mm256_set1_epi32(0x7FC00000);
     size_t i = 0;
@@ -179,9 +206,10 @@ static void bf16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_
         __m256i packed = _mm256_srli_epi32(hi, 16);
         __m128i lo128 = _mm256_castsi256_si128(packed), hi128 = _mm256_extracti128_si256(packed, 1);
         _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo128, hi128));
-        lanes_add8(&l, v, _mm256_castsi256_ps(hi));
-        if (((i + 8) % BLOCK) == 0) lanes_fold(&l, st);
+        lanes_add8(&vl, v, _mm256_castsi256_ps(hi));
+        if (((i + 8) % BLOCK) == 0) vlanes_fold(&vl, st);
     }
+    vlanes_spill(&vl, &l);
     for (; i < n; i++) {
         dst[i] = f32_to_bf16_scalar(src[i]);
         lanes_add(&l, (int)(i & 7), src[i], u2f((uint32_t)dst[i] << 16));
@@ -201,20 +229,22 @@ static float i8_vector(const float *src, int8_t *dst, size_t n, ditkit_error_sta
     for (int k = 0; k < 8; k++) if (mm[k] > amax) amax = mm[k];
     for (; i < n; i++) { float a = fabsf(src[i]); if (a > amax) amax = a; }
     float scale = amax / 127.0f;
+    vlanes vl;
+    vlanes_clear(&vl);
     lanes l;
-    lanes_clear(&l);
     __m256 vs = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     for (i = 0; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(src + i);
         __m256 q = scale > 0 ? _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_round_ps(_mm256_div_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)))
                              : _mm256_setzero_ps();
+        // q is integral in [-127, 127]: the saturating packs keep every value, in order.
         __m256i qi = _mm256_cvtps_epi32(q);
-        int32_t tmp[8];
-        _mm256_storeu_si256((__m256i *)tmp, qi);
-        for (int k = 0; k < 8; k++) dst[i + k] = (int8_t)tmp[k];
-        lanes_add8(&l, v, _mm256_mul_ps(q, vs));
-        if (((i + 8) % BLOCK) == 0) lanes_fold(&l, st);
+        __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+        _mm_storel_epi64((__m128i *)(dst + i), _mm_packs_epi16(q16, q16));
+        lanes_add8(&vl, v, _mm256_mul_ps(q, vs));
+        if (((i + 8) % BLOCK) == 0) vlanes_fold(&vl, st);
     }
+    vlanes_spill(&vl, &l);
     for (; i < n; i++) {
         float q = scale > 0 ? fminf(127.0f, fmaxf(-127.0f, nearbyintf(src[i] / scale))) : 0.0f;
         dst[i] = (int8_t)q;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 
@@ -84,4 +85,16 @@ int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, si
         return 0;
     }
     return 0;
+}
+
+int ditkit_write_behind(int fd, int64_t off, int64_t len) {
+    return sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+int ditkit_populate_read(void *addr, size_t len) {
+    return madvise(addr, len, MADV_POPULATE_READ);
 }

@@ -53,4 +53,21 @@ public enum BlockConversion {
         for p in partial { total.merge(p) }
         return BlockQuantizedTensor(dtype: type, shape: shape, bytes: out, error: total.figures)
     }
+
+    /// Quantizes one step of a streamed conversion: `values` (a whole number of blocks, finite)
+    /// into `type` at `out`, reading the blocks back into `readBack` (room for `values.count`
+    /// floats) to measure them. Returns the error figures of the step. Throws
+    /// `BlockQuantizationError.nonFinite` for NaN or infinite values.
+    static func quantizeStep(_ values: UnsafeBufferPointer<Float>, to type: DType, into out: UnsafeMutableRawPointer,
+                             readBack: UnsafeMutablePointer<Float>) throws -> ErrorAccumulator {
+        var acc = ErrorAccumulator()
+        guard let layout = type.block, let x = values.baseAddress, values.count > 0 else { return acc }
+        precondition(values.count % layout.elements == 0, "a step of whole blocks")
+        let bad = BlockQuantizer.countNonFinite(x, count: values.count)
+        if bad > 0 { throw BlockQuantizationError.nonFinite(type, count: bad) }
+        BlockQuantizer.quantize(type, x, count: values.count, into: out)
+        BlockQuantizer.dequantize(type, out, count: values.count, into: readBack)
+        for i in 0..<values.count { acc.add(source: x[i], stored: readBack[i]) }
+        return acc
+    }
 }

@@ -26,6 +26,15 @@ struct RowTracker {
         }
     }
 
+    /// Adds the rows of `other`, whose row 0 is row `firstRow` here (a later step of the same tensor).
+    mutating func merge(_ other: RowTracker, firstRow: Int) {
+        if let w = other.worst, worst.map({ w.sqnrDB < $0.sqnrDB }) ?? true { worst = WorstRow(row: w.row + firstRow, sqnrDB: w.sqnrDB) }
+        ruinedCount += other.ruinedCount
+        if let r = other.ruined, ruined.map({ r.flushed * $0.values > $0.flushed * r.values }) ?? true {
+            ruined = (r.row + firstRow, r.flushed, r.values)
+        }
+    }
+
     var ruinedRows: RuinedRows? {
         ruined.map { RuinedRows(count: ruinedCount, row: $0.row, flushedToZero: $0.flushed, values: $0.values) }
     }
@@ -86,31 +95,33 @@ struct ErrorAccumulator {
 enum Narrowing {
     /// float32 -> F16 bits, with error figures; with `rows` > 1 (rows of `count / rows` values),
     /// narrowed row by row and each row's figures tracked.
-    static func toF16(_ src: UnsafeBufferPointer<Float>, rows: Int = 1, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
-        byRows(src, rows: rows) { b, k, n, s in Narrow.f16(b, dst + k, count: n, stats: &s) }
+    static func toF16(_ src: UnsafeBufferPointer<Float>, rows: Int = 1, track: Bool? = nil, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
+        byRows(src, rows: rows, track: track) { b, k, n, s in Narrow.f16(b, dst + k, count: n, stats: &s) }
     }
 
     /// float32 -> BF16 bits (round to nearest even, as torch), with error figures, by rows as `toF16`.
-    static func toBF16(_ src: UnsafeBufferPointer<Float>, rows: Int = 1, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
-        byRows(src, rows: rows) { b, k, n, s in Narrow.bf16(b, dst + k, count: n, stats: &s) }
+    static func toBF16(_ src: UnsafeBufferPointer<Float>, rows: Int = 1, track: Bool? = nil, _ dst: UnsafeMutablePointer<UInt16>) -> ErrorAccumulator {
+        byRows(src, rows: rows, track: track) { b, k, n, s in Narrow.bf16(b, dst + k, count: n, stats: &s) }
     }
 
     /// Symmetric per-row int8: `scale[r] = max|w[r]| / 127`, `q = round_half_even(w / scale)`.
-    static func toInt8(_ src: UnsafeBufferPointer<Float>, rows: Int, _ q: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) -> ErrorAccumulator {
+    static func toInt8(_ src: UnsafeBufferPointer<Float>, rows: Int, track: Bool? = nil, _ q: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) -> ErrorAccumulator {
         var r = 0
-        return byRows(src, rows: max(rows, 1), always: true) { b, k, n, s in
+        return byRows(src, rows: max(rows, 1), always: true, track: track) { b, k, n, s in
             scales[r] = Narrow.int8Row(b, q + k, count: n, stats: &s)
             r += 1
         }
     }
 
     /// Runs `narrow(source, offset, count, stats)` over `rows` equal rows of `src` (one call for
-    /// the whole buffer when `rows` is 1, unless `always`), with fresh stats per row.
-    private static func byRows(_ src: UnsafeBufferPointer<Float>, rows: Int, always: Bool = false,
+    /// the whole buffer when `rows` is 1, unless `always` or `track`), with fresh stats per row;
+    /// the rows' figures are tracked when `track` (default: more than one row).
+    private static func byRows(_ src: UnsafeBufferPointer<Float>, rows: Int, always: Bool = false, track: Bool? = nil,
                                _ narrow: (UnsafePointer<Float>, Int, Int, inout NarrowingStats) -> Void) -> ErrorAccumulator {
         var acc = ErrorAccumulator()
         guard let base = src.baseAddress else { return acc }
-        guard rows > 1 || always, rows > 0, src.count % rows == 0 else {
+        let tracking = track ?? (rows > 1)
+        guard rows > 1 || always || tracking, rows > 0, src.count % rows == 0 else {
             var s = NarrowingStats.zero
             narrow(base, 0, src.count, &s)
             acc.merge(s)
@@ -122,9 +133,9 @@ enum Narrowing {
             var s = NarrowingStats.zero
             narrow(base + r * cols, r * cols, cols, &s)
             acc.merge(s)
-            if rows > 1 { tracker.add(row: r, values: cols, s) }
+            if tracking { tracker.add(row: r, values: cols, s) }
         }
-        if rows > 1 { acc.rows = tracker }
+        if tracking { acc.rows = tracker }
         return acc
     }
 

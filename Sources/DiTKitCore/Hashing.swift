@@ -1,5 +1,9 @@
-// SHA-256 over mapped bytes and files, via swift-crypto (BoringSSL, SHA-NI where the CPU has it).
+// Checksums: SHA-256 over mapped bytes and files, via swift-crypto (BoringSSL, SHA-NI where the CPU
+// has it), for whole files and manifests; XXH3-128, via xxHash (libxxhash), for every tensor of a
+// format-3 bundle (an integrity checksum at memory speed, not a cryptographic hash).
+import CDiTKitSupport
 import Crypto
+import CXXHash
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,4 +69,134 @@ public struct SHA256Hasher {
         }
         return h.finalizeHex()
     }
+}
+
+extension SHA256Hasher {
+    /// SHA-256 of a whole mapped file, read through its mapping in steps of `step` bytes: each
+    /// step is prefaulted in one call (`MADV_POPULATE_READ`), hashed and released, so resident
+    /// memory stays at one step and no byte is copied. `progress` gets the byte count of each
+    /// step. Throws `FileChangedWhileReading` when the file shrank meanwhile (the hash would be of
+    /// zeros).
+    public static func hex(mapped file: MappedFile, step: Int = 8 << 20, progress: ((Int) -> Void)? = nil) throws -> String {
+        var h = SHA256Hasher()
+        let bytes = file.bytes
+        let stride = (max(step, 1 << 16) + 4095) & ~4095   // whole pages: madvise takes aligned starts
+        var position = 0
+        while position < bytes.count {
+            let end = min(bytes.count, position + stride)
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[position..<end])
+            if let base = slice.baseAddress { _ = ditkit_populate_read(UnsafeMutableRawPointer(mutating: base), slice.count) }
+            h.update(slice)
+            file.release(position..<end)
+            progress?(end - position)
+            position = end
+        }
+        try file.checkUnchanged()
+        return h.finalizeHex()
+    }
+}
+
+/// An incremental XXH3-128 (xxHash's `XXH3_128bits_*`, seed 0, default secret).
+///
+/// The digest is printed in xxHash's canonical form (`XXH128_canonicalFromHash`: the high 64 bits
+/// then the low 64 bits, big-endian), as 32 lowercase hex digits: what `xxh128sum` and Python's
+/// `xxhash.xxh3_128_hexdigest` print for the same bytes.
+public final class XXH3Hasher {
+    private let state: OpaquePointer
+
+    /// A fresh state. `XXH3_createState` only fails when memory runs out, like any allocation.
+    public init() {
+        // SAFETY: XXH3_createState returns an aligned heap state or NULL (out of memory).
+        guard let s = XXH3_createState() else { preconditionFailure("XXH3_createState: out of memory") }
+        state = s
+        XXH3_128bits_reset(state)
+    }
+
+    deinit { XXH3_freeState(state) }
+
+    /// Feeds `bytes`.
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        if let b = bytes.baseAddress, bytes.count > 0 { XXH3_128bits_update(state, b, bytes.count) }
+    }
+
+    /// The digest of everything fed so far (the state can keep going).
+    public func finalizeHex() -> String { XXH3Hasher.canonicalHex(XXH3_128bits_digest(state)) }
+
+    /// XXH3-128 of `bytes`, hex (one call, no state).
+    public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        canonicalHex(XXH3_128bits(bytes.baseAddress, bytes.count))
+    }
+
+    /// XXH3-128 of `bytes`, hex.
+    public static func hex(_ bytes: RawBytes) -> String {
+        withExtendedLifetime(bytes) { hex(bytes.buffer) }
+    }
+
+    static func canonicalHex(_ h: XXH128_hash_t) -> String {
+        var canonical = XXH128_canonical_t()
+        XXH128_canonicalFromHash(&canonical, h)
+        return withUnsafeBytes(of: canonical.digest) { hexString($0) }
+    }
+}
+
+/// The checksum a bundle manifest records for every stored and source tensor: SHA-256 in format
+/// versions 1 and 2, XXH3-128 from version 3 on (FORMAT.md). The raw value is the manifest member
+/// that holds it.
+public enum ChecksumAlgorithm: String, Sendable, CaseIterable {
+    case sha256 = "sha256"
+    case xxh3_128 = "xxh3_128"
+
+    /// How messages and tables name it.
+    public var title: String {
+        switch self {
+        case .sha256: return "SHA-256"
+        case .xxh3_128: return "XXH3-128"
+        }
+    }
+
+    /// Length of the hex digest.
+    public var hexDigits: Int {
+        switch self {
+        case .sha256: return 64
+        case .xxh3_128: return 32
+        }
+    }
+
+    /// Whether `s` has the form of a digest of this algorithm (lowercase hex of the right length).
+    public func isDigest(_ s: String) -> Bool {
+        s.utf8.count == hexDigits && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
+    /// The digest of `bytes`, hex.
+    public func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        switch self {
+        case .sha256: return SHA256Hasher.hex(bytes)
+        case .xxh3_128: return XXH3Hasher.hex(bytes)
+        }
+    }
+
+    /// The digest of `bytes`, hex.
+    public func hex(_ bytes: RawBytes) -> String { withExtendedLifetime(bytes) { hex(bytes.buffer) } }
+
+    /// An incremental hasher of this algorithm.
+    public func hasher() -> ChecksumHasher { ChecksumHasher(self) }
+}
+
+/// An incremental hasher of either checksum algorithm.
+public struct ChecksumHasher {
+    private var sha: SHA256Hasher?
+    private let xxh: XXH3Hasher?
+
+    public init(_ algorithm: ChecksumAlgorithm) {
+        switch algorithm {
+        case .sha256: sha = SHA256Hasher(); xxh = nil
+        case .xxh3_128: sha = nil; xxh = XXH3Hasher()
+        }
+    }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        if let xxh { xxh.update(bytes) } else { sha?.update(bytes) }
+    }
+
+    public func finalizeHex() -> String { xxh?.finalizeHex() ?? sha?.finalizeHex() ?? "" }
 }

@@ -189,6 +189,19 @@ public final class MappedFile: @unchecked Sendable {
         if end > start { _ = madvise(base + start, end - start, MADV_DONTNEED) }
     }
 
+    /// Drops the pages under `buffer` when it lies in this mapping (see `release(_:)`).
+    public func release(_ buffer: UnsafeRawBufferPointer) {
+        guard let b = buffer.baseAddress, let base, !owned else { return }
+        let start = b - UnsafeRawPointer(base)
+        guard start >= 0, start + buffer.count <= length else { return }
+        release(start..<(start + buffer.count))
+    }
+
+    /// Drops the pages of `bytes` when they are a view of a mapped file; does nothing otherwise.
+    public static func releasePages(of bytes: RawBytes) {
+        (bytes.owner as? MappedFile)?.release(bytes.buffer)
+    }
+
     /// A zero-copy view of `range`, keeping the mapping alive. The range must be checked by the caller.
     public func slice(_ range: Range<Int>) -> RawBytes {
         precondition(range.lowerBound >= 0 && range.upperBound <= length, "slice out of bounds")

@@ -15,7 +15,8 @@ public enum HDF5Export {
     /// F32 tensors as float32 datasets, F16 as IEEE half datasets (numpy float16), BF16 widened
     /// exactly to float32 (HDF5 has no bfloat16), I8 as int8 with a float32 `<name>.scale` dataset,
     /// ggml block types (Q8_0 ... Q6_K) dequantized to float32.
-    /// Each dataset has attributes `stored_dtype` and `sha256` (of the stored bytes); the root has
+    /// Each dataset has attributes `stored_dtype` and the manifest's checksum of the stored bytes
+    /// (`xxh3_128`, or `sha256` for a bundle of format version 1 or 2); the root has
     /// `manifest` (the manifest JSON) and `format` (`ditkit-hdf5`).
     public static func export(_ bundle: NativeBundle, to output: String, force: Bool = false) throws -> ExportSummary {
         var count = 0
@@ -38,7 +39,7 @@ public enum HDF5Export {
                     try withExtendedLifetime(view.bytes) { try f.writeRaw(path, shape: view.shape, dtype: view.dtype, view.bytes.buffer) }
                 }
                 try f.setAttribute("stored_dtype", view.dtype.name, on: path)
-                try f.setAttribute("sha256", t.stored.sha256, on: path)
+                try f.setAttribute(bundle.manifest.checksum.rawValue, t.stored.checksum, on: path)
                 count += 1
                 if let s = view.scale {
                     try withExtendedLifetime(s) { try f.writeRaw(path + ".scale", shape: [view.shape[0]], dtype: .f32, s.buffer) }

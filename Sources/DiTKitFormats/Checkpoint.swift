@@ -58,23 +58,32 @@ public protocol TensorContainer: AnyObject, Sendable {
     /// Throws `FileChangedWhileReading` when the mapped file shrank since it was opened: bytes read
     /// from it since then may be zeros instead of the file's (see `MappedFile`).
     func checkUnchanged() throws
+    /// The mapped files the tensors are read from, in order (one, or every shard), so a whole-file
+    /// hash can read them through the same mapping; empty when there is none to offer.
+    var mappedFiles: [MappedFile] { get }
 }
 
 extension TensorContainer {
     public func release(_ index: Int) {}
     public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? { nil }
     public func checkUnchanged() throws {}
+    public var mappedFiles: [MappedFile] { [] }
 
     /// Index of the tensor called `name`.
     public func index(of name: String) -> Int? { tensors.firstIndex { $0.name == name } }
 
-    /// SHA-256 of a tensor's C-contiguous little-endian bytes (`ditkit inspect --hash`). Throws
-    /// when the file shrank while it was read (the hash would be of zeros).
-    public func sha256(of index: Int) throws -> String {
-        let hex = SHA256Hasher.hex(try bytes(of: index))
+    /// The checksum of a tensor's C-contiguous little-endian bytes (`ditkit inspect --hash` for
+    /// XXH3-128, `--sha256` for SHA-256). Throws when the file shrank while it was read (the hash
+    /// would be of zeros).
+    public func checksum(of index: Int, _ algorithm: ChecksumAlgorithm) throws -> String {
+        let hex = algorithm.hex(try bytes(of: index))
+        release(index)
         try checkUnchanged()
         return hex
     }
+
+    /// SHA-256 of a tensor's C-contiguous little-endian bytes (`ditkit inspect --sha256`).
+    public func sha256(of index: Int) throws -> String { try checksum(of: index, .sha256) }
 }
 
 /// Why a file is not something DiTKit reads.

@@ -3,12 +3,12 @@ import DiTKitCore
 
 /// Hashes every tensor of a container.
 public enum TensorHashing {
-    /// SHA-256 of every tensor's C-contiguous little-endian bytes, in `tensors` order, using
-    /// all cores. Throws the first error met.
-    public static func hashAll(_ c: any TensorContainer) throws -> [String] {
+    /// The checksum (`algorithm`) of every tensor's C-contiguous little-endian bytes, in `tensors`
+    /// order, using all cores. Throws the first error met.
+    public static func hashAll(_ c: any TensorContainer, _ algorithm: ChecksumAlgorithm) throws -> [String] {
         // Larger tensors first so the cores finish together.
         let order = c.tensors.indices.sorted { c.tensors[$0].byteCount > c.tensors[$1].byteCount }
-        return try parallelMap(c.tensors.count, order: order) { try c.sha256(of: $0) }
+        return try parallelMap(c.tensors.count, order: order) { try c.checksum(of: $0, algorithm) }
     }
 }
 
@@ -44,17 +44,18 @@ public enum ContainerListing {
         return out
     }
 
-    /// `{"format", "tensors": [{"name","dtype","shape"[,"sha256"][,"scale"]}], "objects": {...}, "metadata": {...}}`.
-    /// A bundle's I8 tensor carries its per-row scales as `"scale": {"dtype", "shape"[, "sha256"]}`.
-    public static func json(_ c: any TensorContainer, hashes: [String]?) -> JSONValue {
+    /// `{"format", "tensors": [{"name","dtype","shape"[,"xxh3_128"][,"sha256"][,"scale"]}], "objects": {...}, "metadata": {...}}`:
+    /// each tensor gets a member per algorithm in `hashes` (the digests in container order). A
+    /// bundle's I8 tensor carries its per-row scales as `"scale": {"dtype", "shape"[, digests]}`.
+    public static func json(_ c: any TensorContainer, hashes: [(ChecksumAlgorithm, [String])] = []) -> JSONValue {
         var tensors: [JSONValue] = []
         for l in listed(c) {
             let t = l.entry
             var m: [(String, JSONValue)] = [("name", .string(t.name)), ("dtype", .string(t.dtype.name)), ("shape", .array(t.shape.map { .int($0) }))]
-            if let hashes { m.append(("sha256", .string(hashes[l.index]))) }
+            for (algorithm, digests) in hashes { m.append((algorithm.rawValue, .string(digests[l.index]))) }
             if let s = l.scale {
                 var sm: [(String, JSONValue)] = [("dtype", .string(s.entry.dtype.name)), ("shape", .array(s.entry.shape.map { .int($0) }))]
-                if let hashes { sm.append(("sha256", .string(hashes[s.index]))) }
+                for (algorithm, digests) in hashes { sm.append((algorithm.rawValue, .string(digests[s.index]))) }
                 m.append(("scale", .object(sm)))
             }
             tensors.append(.object(m))
@@ -77,16 +78,16 @@ public enum ContainerListing {
     /// Every name and value from the file is escaped (`TerminalText`) and elided to `nameWidth` or
     /// `valueWidth` characters, so one huge or hostile name can neither widen every row nor drive
     /// the terminal.
-    public static func table(_ c: any TensorContainer, hashes: [String]?) -> String {
+    public static func table(_ c: any TensorContainer, hashes: [(ChecksumAlgorithm, [String])] = []) -> String {
         let list = listed(c)
         let rows = list.map { l -> [String] in
             let t = l.entry
             var r = [t.name, t.dtype.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", grouped(t.elementCount), grouped(l.bytes)]
-            if let hashes { r.append(hashes[l.index]) }
+            for (_, digests) in hashes { r.append(digests[l.index]) }
             return r
         }
         var header = ["name", "dtype", "shape", "parameters", "bytes"]
-        if hashes != nil { header.append("sha256") }
+        for (algorithm, _) in hashes { header.append(algorithm.rawValue) }
         let rightAligned: Set<Int> = [3, 4]
         var out = "\(TerminalText.escaped(c.path)): \(c.format.rawValue), \(list.count) tensor\(list.count == 1 ? "" : "s")\n\n"
         out += renderTable(header: header, rows: rows, rightAligned: rightAligned)
@@ -99,7 +100,7 @@ public enum ContainerListing {
         let scaled = list.filter { $0.scale != nil }.count
         if scaled > 0 {
             out += "(\(scaled) I8 tensor\(scaled == 1 ? "" : "s") with \(scaled == 1 ? "its" : "their") per-row F32 scales: their bytes include the scales"
-            out += hashes == nil ? ")\n" : "; the sha256 is the I8 values')\n"
+            out += hashes.isEmpty ? ")\n" : "; the checksums are the I8 values')\n"
         }
         if c is NativeBundle { out += "(provenance, dtype policy and error figures: ditkit show \(TerminalText.escaped(c.path)))\n" }
         func pairs(_ items: [(String, String)]) {

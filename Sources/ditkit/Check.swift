@@ -5,7 +5,8 @@ import DiTKitFormats
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-hash every tensor of a bundle and check its manifest; exit 1 on any mismatch.")
+        abstract: "Re-hash every tensor of a bundle and check its manifest; exit 1 on any mismatch.",
+        discussion: "Tensors are checked with the checksum the manifest records: XXH3-128 (format version 3) or SHA-256 (versions 1 and 2).")
 
     @Argument(help: "The .ditkit bundle.")
     var bundle: String

@@ -8,7 +8,8 @@ struct Inspect: ParsableCommand {
         abstract: "List the tensors, objects and metadata of a checkpoint or bundle.",
         discussion: """
         Reads .pt/.pth/.bin/.ckpt (torch zip or legacy stream), .safetensors and .ditkit bundles, \
-        detected by content. Without --hash no tensor data is read.
+        detected by content. Without --hash or --sha256 no tensor data is read. --hash prints the \
+        checksum bundle manifests record for every source tensor (XXH3-128 since format version 3).
         """
     )
 
@@ -18,20 +19,23 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
-    @Flag(help: "Add the SHA-256 of every tensor's C-contiguous little-endian bytes.")
+    @Flag(help: "Add the XXH3-128 of every tensor's C-contiguous little-endian bytes (what bundle manifests record).")
     var hash = false
+
+    @Flag(help: "Add the SHA-256 of every tensor's C-contiguous little-endian bytes.")
+    var sha256 = false
 
     func run() throws {
         try reportingErrors {
             let c = try Checkpoint.open(path)
-            var hashes: [String] = []
-            if hash {
-                hashes = try FileError.wrapping(path) { try TensorHashing.hashAll(c) }
+            var hashes: [(ChecksumAlgorithm, [String])] = []
+            for (wanted, algorithm) in [(hash, ChecksumAlgorithm.xxh3_128), (sha256, .sha256)] where wanted {
+                hashes.append((algorithm, try FileError.wrapping(path) { try TensorHashing.hashAll(c, algorithm) }))
             }
             if json {
-                writeOut(JSONWriter.string(ContainerListing.json(c, hashes: hash ? hashes : nil)))
+                writeOut(JSONWriter.string(ContainerListing.json(c, hashes: hashes)))
             } else {
-                writeOut(ContainerListing.table(c, hashes: hash ? hashes : nil))
+                writeOut(ContainerListing.table(c, hashes: hashes))
             }
         }
     }

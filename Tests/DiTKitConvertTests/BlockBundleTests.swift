@@ -48,7 +48,7 @@ func requantize(_ source: String, to output: String, _ choose: (BundleTensor) ->
             let q = try values.withUnsafeBufferPointer { try BlockConversion.quantize($0, shape: t.shape, to: type, threads: 2) }
             let bytes = Array(UnsafeRawBufferPointer(start: q.bytes.pointer, count: try type.byteCount(shape: t.shape)))
             var r = t
-            r.stored = StoredRecord(dtype: type, shape: t.shape, offset: 0, bytes: bytes.count, sha256: bytes.withUnsafeBytes { SHA256Hasher.hex($0) })
+            r.stored = StoredRecord(dtype: type, shape: t.shape, offset: 0, bytes: bytes.count, checksum: bytes.withUnsafeBytes { XXH3Hasher.hex($0) })
             r.error = q.error
             stored.append((r, bytes))
         } else {
@@ -94,8 +94,8 @@ private extension BundleTensor {
         let source = try NativeBundle(path: f32)
         let quantized = b.manifest.tensors.filter { $0.stored.dtype == type }
         #expect(quantized.count >= (type.block!.elements == 256 ? 3 : 14), "\(type.name): \(quantized.count) tensors")
-        #expect(b.manifest.formatVersion == 2)
-        #expect(try JSONReader.parse(b.manifestBytes)["format_version"] == .int(2))
+        #expect(b.manifest.formatVersion == 3)
+        #expect(try JSONReader.parse(b.manifestBytes)["format_version"] == .int(3))
         #expect(try BundleCheck.run(b).isEmpty)
         for t in quantized {
             let view = b.view(t.name)!
@@ -115,11 +115,11 @@ private extension BundleTensor {
             #expect(abs(sqnr - (t.error?.sqnrDB ?? 0)) < 1e-6, "\(t.name)")
         }
         // The listing shows the block types; a bit flip in a block is named by check.
-        let listing = ContainerListing.json(b, hashes: try TensorHashing.hashAll(b))
+        let listing = ContainerListing.json(b, hashes: [(.xxh3_128, try TensorHashing.hashAll(b, .xxh3_128))])
         let first = try #require(quantized.first)
         let row = listing["tensors"]?.arrayValue?.first { $0["name"]?.stringValue == first.name }
         #expect(row?["dtype"]?.stringValue == type.name)
-        #expect(row?["sha256"]?.stringValue == first.stored.sha256)
+        #expect(row?["xxh3_128"]?.stringValue == first.stored.checksum)
         let h = try FileHandle(forUpdating: URL(fileURLWithPath: path + "/weights.bin"))
         try h.seek(toOffset: UInt64(first.stored.offset + 1))
         h.write(Data([0x5A]))
@@ -149,16 +149,18 @@ private extension BundleTensor {
         }
     }
 
-    @Test func versionOneReadersAreTurnedAwayAndVersionOneManifestsCannotHoldBlocks() throws {
+    @Test func newerVersionsAreTurnedAwayAndBlockRecordsMustDivide() throws {
         let (dir, f32, path) = try bundles(.q8_0)
         defer { FileSystem.removeTree(dir) }
-        // Bundles without block types stay version 1.
-        #expect(try JSONReader.parse(NativeBundle(path: f32).manifestBytes)["format_version"] == .int(1))
+        // Bundles are written as version 3 (XXH3-128 checksums), with or without block types.
+        #expect(try JSONReader.parse(NativeBundle(path: f32).manifestBytes)["format_version"] == .int(3))
         let text = try String(contentsOfFile: path + "/manifest.json", encoding: .utf8)
-        try text.replacingOccurrences(of: "\"format_version\": 2", with: "\"format_version\": 1").write(toFile: path + "/manifest.json", atomically: false, encoding: .utf8)
-        #expect { _ = try NativeBundle(path: path) } throws: { "\($0)".contains("is Q8_0, which needs format_version 2 (the manifest says 1)") }
-        try text.replacingOccurrences(of: "\"format_version\": 2", with: "\"format_version\": 3").write(toFile: path + "/manifest.json", atomically: false, encoding: .utf8)
-        #expect { _ = try NativeBundle(path: path) } throws: { "\($0)".contains("bundle format version 3 is not supported (this DiTKit reads versions 1 to 2)") }
+        #expect(text.contains("\"format_version\": 3"))
+        try text.replacingOccurrences(of: "\"format_version\": 3", with: "\"format_version\": 4").write(toFile: path + "/manifest.json", atomically: false, encoding: .utf8)
+        #expect { _ = try NativeBundle(path: path) } throws: { "\($0)".contains("bundle format version 4 is not supported (this DiTKit reads versions 1 to 3)") }
+        // Read as version 2, its records lack the SHA-256 version 2 promises.
+        try text.replacingOccurrences(of: "\"format_version\": 3", with: "\"format_version\": 2").write(toFile: path + "/manifest.json", atomically: false, encoding: .utf8)
+        #expect { _ = try NativeBundle(path: path) } throws: { "\($0)".contains("no sha256 of 64 hex digits (format_version 2)") }
         // A record whose rows do not divide into blocks is refused on open.
         let m = try JSONReader.parse(Array(text.utf8))
         let name = try #require(m["tensors"]?.arrayValue?.first { $0["dtype"]?.stringValue == "Q8_0" }?["name"]?.stringValue)
@@ -181,7 +183,7 @@ private extension BundleTensor {
         #expect(!FileSystem.exists(dir + "/x.safetensors"))
         _ = try SafetensorsExport.export(b, to: dir + "/f.safetensors", dequantize: true)
         let f = try SafetensorsFile(file: MappedFile(path: dir + "/f.safetensors"))
-        #expect(f.metadata.first { $0.key == "ditkit.format_version" }?.value == "2")
+        #expect(f.metadata.first { $0.key == "ditkit.format_version" }?.value == "3")
         for t in b.manifest.tensors where t.stored.dtype == .q4_K {
             let i = try #require(f.index(of: t.name))
             #expect(f.tensors[i].dtype == .f32)
@@ -195,7 +197,7 @@ private extension BundleTensor {
             for t in b.manifest.tensors where t.stored.dtype == .q4_K {
                 let i = try #require(g.index(of: t.name))
                 #expect(g.tensors[i].dtype == .q4_K && g.tensors[i].shape == t.shape)
-                #expect(SHA256Hasher.hex(try g.bytes(of: i)) == t.stored.sha256)
+                #expect(XXH3Hasher.hex(try g.bytes(of: i)) == t.stored.checksum)
             }
         }
     }
@@ -226,7 +228,7 @@ private extension BundleTensor {
                 let values = b.view(t.name)!.floats().withUnsafeBytes { SHA256Hasher.hex($0) }
                 #expect(numpy["tensors"]?[t.name]?["sha256"]?.stringValue == values, "numpy \(type.name) \(t.name)")
                 #expect(gguf["tensors"]?[t.name]?["type"]?.stringValue == type.name)
-                #expect(gguf["tensors"]?[t.name]?["bytes_sha256"]?.stringValue == t.stored.sha256, "gguf-py sees the stored blocks")
+                #expect(gguf["tensors"]?[t.name]?["bytes_sha256"]?.stringValue == SHA256Hasher.hex(b.view(t.name)!.bytes), "gguf-py sees the stored blocks")
                 #expect(gguf["tensors"]?[t.name]?["values_sha256"]?.stringValue == values, "gguf-py dequantizes \(t.name) to the same values")
                 #expect(h5["datasets"]?[t.name]?["sha256"]?.stringValue == values, "h5py \(t.name)")
                 #expect(h5["datasets"]?[t.name]?["stored_dtype"]?.stringValue == type.name)

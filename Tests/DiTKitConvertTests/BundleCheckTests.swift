@@ -72,7 +72,7 @@ import DiTKitConvert
         defer { FileSystem.removeTree(dir) }
         let original = try String(contentsOfFile: path + "/manifest.json", encoding: .utf8)
         for (from, to, message) in [("\"offset\": 16384,", "\"offset\": 16385,", "not a multiple of 16384"),
-                                    ("\"format_version\": 1", "\"format_version\": 7", "version 7 is not supported"),
+                                    ("\"format_version\": 3", "\"format_version\": 7", "version 7 is not supported"),
                                     ("\"alignment\": 16384", "\"alignment\": 1000", "alignment must be a power of two")] {
             try original.replacingOccurrences(of: from, with: to).write(toFile: path + "/manifest.json", atomically: false, encoding: .utf8)
             do {

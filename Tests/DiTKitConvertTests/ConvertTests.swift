@@ -26,12 +26,18 @@ import DiTKitModels
         let (b, _, dir) = try convert("readers/dit_tiny.pt", dtype)
         defer { FileSystem.removeTree(dir) }
         let want = try #require(expected["dit_tiny"]?.objectValue)
+        let sources = try sourceChecksums("readers/dit_tiny.pt", .xxh3_128)
+        let sourceSHA = try sourceChecksums("readers/dit_tiny.pt", .sha256)
         #expect(b.manifest.tensors.count == want.count)
+        #expect(b.manifest.formatVersion == 3 && b.manifest.checksum == .xxh3_128)
         for (name, e) in want {
             let t = try #require(b.record(name))
-            #expect(t.stored.sha256 == e[dtype.rawValue]?.stringValue, "\(name) \(dtype)")
+            #expect(b.storedSHA256(name) == e[dtype.rawValue]?.stringValue, "\(name) \(dtype)")
             #expect(t.stored.dtype == dtype.floatDType)
-            #expect(t.sources.first?.sha256 == e["f32"]?.stringValue)
+            // The source record is the XXH3-128 of the source tensor (what `inspect --hash` prints) whose SHA-256 is torch's.
+            let source = try #require(t.sources.first)
+            #expect(source.checksum == sources[source.name])
+            #expect(sourceSHA[source.name] == e["f32"]?.stringValue)
             if dtype == .f32 { #expect(t.error == nil) } else { #expect(t.error != nil) }
         }
     }
@@ -45,12 +51,12 @@ import DiTKitModels
             let t = try #require(b.record(name))
             if t.stored.dtype == .i8 {
                 quantized += 1
-                #expect(t.stored.sha256 == e["int8"]?.stringValue, "\(name)")
-                #expect(t.scale?.sha256 == e["int8_scale"]?.stringValue, "\(name) scale")
+                #expect(b.storedSHA256(name) == e["int8"]?.stringValue, "\(name)")
+                #expect(b.scaleSHA256(name) == e["int8_scale"]?.stringValue, "\(name) scale")
                 let err = try #require(t.error)
                 #expect(err.sqnrDB.map { $0 > 35 } == true, "\(name): \(err)")
             } else {
-                #expect(t.stored.sha256 == e["f32"]?.stringValue, "\(name) stays float32")
+                #expect(b.storedSHA256(name) == e["f32"]?.stringValue, "\(name) stays float32")
             }
         }
         // qkv, proj, fc1, fc2, adaLN per block; t_embedder (2); final adaLN.
@@ -69,6 +75,35 @@ import DiTKitModels
         for i in 0..<original.count { #expect(abs(deq[i] - original[i]) <= scales[i / cols] / 2 * 1.0001) }
     }
 
+    /// Every checksum a format-3 manifest records is the XXH3-128 of the bytes it names: each
+    /// stored tensor and scale (read back from weights.bin) and each source tensor (hashed in the
+    /// source file on its own), through every transform: copy, concat-rows, fold-identical,
+    /// computed, row-slice (PixArt's fused qkv), row-range and swap-halves (FLUX's BFL layout,
+    /// SD3's original final norm), and through narrowing and quantization streamed in steps.
+    @Test(arguments: [("readers/dit_tiny.pt", StorageType.int8, 2), ("readers/dit_tiny.pt", .f16, 2),
+                      ("convert/dit_diffusers/diffusion_pytorch_model.safetensors", .bf16, 0),
+                      ("pixart/alpha_original.pth", .f16, 2), ("flux/dev_bfl_fp8.safetensors", .int8, 0),
+                      ("sd3/mmditx_bare.safetensors", .f32, 0)])
+    func everyChecksumIsTheXXH3OfItsBytes(_ source: String, _ dtype: StorageType, _ heads: Int) throws {
+        let (b, _, dir) = try convert(source, dtype, heads: heads == 0 ? nil : heads)
+        defer { FileSystem.removeTree(dir) }
+        #expect(b.manifest.formatVersion == 3)
+        let sources = try sourceChecksums(source, .xxh3_128)
+        var transforms = Set<String>()
+        for t in b.manifest.tensors {
+            _ = b.storedSHA256(t.name)
+            if t.scale != nil { _ = b.scaleSHA256(t.name) }
+            for s in t.sources { #expect(s.checksum == sources[s.name], "\(t.name) <- \(s.name)") }
+            transforms.insert(String(t.transform.prefix { $0 != " " }))
+        }
+        #expect(try BundleCheck.run(b).isEmpty)
+        let expected: [String: Set<String>] = [
+            "readers/dit_tiny.pt": ["copy"], "convert/dit_diffusers/diffusion_pytorch_model.safetensors": ["concat-rows", "fold-identical", "computed-2d-sincos"],
+            "pixart/alpha_original.pth": ["row-slice"], "flux/dev_bfl_fp8.safetensors": ["row-range", "swap-halves"], "sd3/mmditx_bare.safetensors": ["swap-halves"],
+        ]
+        #expect(expected[source, default: []].isSubset(of: transforms), "\(source): \(transforms.sorted())")
+    }
+
     @Test func trainCheckpointUsesEMAUnlessTold() throws {
         let listing = try Fixtures.json("readers/train_checkpoint.pt.expected.json")
         var hashes: [String: String] = [:]
@@ -77,10 +112,10 @@ import DiTKitModels
         defer { FileSystem.removeTree(dir) }
         #expect(s.subtree == "ema")
         #expect(ema.manifest.provenance["source"]?["subtree"]?.stringValue == "ema")
-        for t in ema.manifest.tensors { #expect(t.stored.sha256 == hashes["ema." + t.name], "\(t.name)") }
+        for t in ema.manifest.tensors { #expect(ema.storedSHA256(t.name) == hashes["ema." + t.name], "\(t.name)") }
         let (model, _, dir2) = try convert("readers/train_checkpoint.pt") { $0.hints.select = "model" }
         defer { FileSystem.removeTree(dir2) }
-        for t in model.manifest.tensors { #expect(t.stored.sha256 == hashes["model." + t.name], "\(t.name)") }
+        for t in model.manifest.tensors { #expect(model.storedSHA256(t.name) == hashes["model." + t.name], "\(t.name)") }
     }
 
     @Test func diffusersDiTFoldsEmbeddersMergesQKVAndRecomputesPosEmbed() throws {
@@ -88,7 +123,7 @@ import DiTKitModels
         defer { FileSystem.removeTree(dir) }
         #expect(s.sourceNaming == "dit-diffusers")
         let want = try #require(expected["dit_tiny"]?.objectValue)
-        for (name, e) in want { #expect(b.record(name)?.stored.sha256 == e["f32"]?.stringValue, "\(name)") }
+        for (name, e) in want { #expect(b.storedSHA256(name) == e["f32"]?.stringValue, "\(name)") }
         #expect(b.record("pos_embed")?.transform == "computed-2d-sincos")
         #expect(b.record("blocks.1.attn.qkv.weight")?.transform == "concat-rows")
         #expect(b.record("blocks.1.attn.qkv.weight")?.sources.map(\.name) == ["transformer_blocks.1.attn1.to_q.weight", "transformer_blocks.1.attn1.to_k.weight", "transformer_blocks.1.attn1.to_v.weight"])
@@ -117,7 +152,7 @@ import DiTKitModels
             #expect(s.sourceNaming == naming)
             #expect(s.subtree == subtree)
             #expect(b.manifest.tensors.map(\.name) == order, "canonical order is diffusers' state_dict order")
-            for (name, e) in want { #expect(b.record(name)?.stored.sha256 == e[dtype.rawValue]?.stringValue, "\(source): \(name)") }
+            for (name, e) in want { #expect(b.storedSHA256(name) == e[dtype.rawValue]?.stringValue, "\(source): \(name)") }
             if let c = try ModelConfiguration(family: "vae", json: b.manifest.config).as(VAEConfiguration.self) {
                 #expect(c.blockOutChannels == [64, 32] && c.layersPerBlock == 1 && c.latentChannels == 4)
             } else { Issue.record("not a VAE") }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import DiTKitCore
 import DiTKitFormats
 
@@ -20,6 +21,25 @@ func temporaryDirectory() throws -> String {
 }
 
 extension NativeBundle {
-    /// Stored SHA-256 by tensor name.
-    var storedHashes: [String: String] { Dictionary(uniqueKeysWithValues: manifest.tensors.map { ($0.name, $0.stored.sha256) }) }
+    /// SHA-256 of the stored bytes of tensor `name`, read from `weights.bin` (the fixtures hold the
+    /// SHA-256 of torch's values). Checks on the way that the manifest's checksum is the XXH3-128
+    /// of the same bytes.
+    func storedSHA256(_ name: String) -> String? {
+        guard let v = view(name), let r = record(name) else { return nil }
+        #expect(XXH3Hasher.hex(v.bytes) == r.stored.checksum, "\(name): the manifest's XXH3-128")
+        return SHA256Hasher.hex(v.bytes)
+    }
+
+    /// SHA-256 of the scales of I8 tensor `name` (checked against the manifest like `storedSHA256`).
+    func scaleSHA256(_ name: String) -> String? {
+        guard let s = view(name)?.scale, let r = record(name)?.scale else { return nil }
+        #expect(XXH3Hasher.hex(s) == r.checksum, "\(name): the manifest's XXH3-128 of the scales")
+        return SHA256Hasher.hex(s)
+    }
+}
+
+/// The checksum of every tensor of the checkpoint at fixture path `relative`, by name.
+func sourceChecksums(_ relative: String, _ algorithm: ChecksumAlgorithm) throws -> [String: String] {
+    let c = try Checkpoint.open(Fixtures.path(relative))
+    return Dictionary(uniqueKeysWithValues: zip(c.tensors.map(\.name), try TensorHashing.hashAll(c, algorithm)))
 }

@@ -250,27 +250,56 @@ struct GGUFSpec {
 }
 
 @Suite struct ManifestVersionTests {
-    func manifest(stored: DType, source: DType) -> BundleManifest {
-        let hash = String(repeating: "0", count: 64)
-        let t = BundleTensor(name: "w", stored: StoredRecord(dtype: stored, shape: [2, 256], offset: 0, bytes: try! stored.byteCount(shape: [2, 256]), sha256: hash),
-                             sources: [SourceTensorRecord(name: "w", dtype: source, shape: [2, 256], sha256: hash)], transform: "copy")
+    func manifest(stored: DType, source: DType, _ checksum: ChecksumAlgorithm = .sha256) -> BundleManifest {
+        let hash = String(repeating: "0", count: checksum.hexDigits)
+        let t = BundleTensor(name: "w", stored: StoredRecord(dtype: stored, shape: [2, 256], offset: 0, bytes: try! stored.byteCount(shape: [2, 256]), checksum: hash),
+                             sources: [SourceTensorRecord(name: "w", dtype: source, shape: [2, 256], checksum: hash)], transform: "copy")
         return BundleManifest(alignment: 64, family: "dit", variant: "x", config: .object([]), naming: "n", provenance: .object([]),
-                              dtypePolicy: .object([]), weightsBytes: t.stored.bytes, tensors: [t])
+                              dtypePolicy: .object([]), weightsBytes: t.stored.bytes, tensors: [t], checksum: checksum)
     }
 
-    /// Version 2 exactly when a stored or source dtype is a block type; a version-1 manifest naming one is refused.
+    /// `json` with `format_version` set to `v`.
+    func withVersion(_ json: JSONValue, _ v: Int) -> JSONValue {
+        guard case .object(let members) = json else { return json }
+        return .object(members.map { $0.0 == "format_version" ? ($0.0, .int(v)) : $0 })
+    }
+
+    /// With SHA-256 checksums (bundles of versions 1 and 2), version 2 exactly when a stored or
+    /// source dtype is a block type; a version-1 manifest naming one is refused.
     @Test func versionFollowsTheBlockTypes() throws {
         #expect(manifest(stored: .f32, source: .f16).formatVersion == 1)
         #expect(manifest(stored: .q4_K, source: .f32).formatVersion == 2)
         #expect(manifest(stored: .f32, source: .q4_K).formatVersion == 2)
         for m in [manifest(stored: .q4_K, source: .f32), manifest(stored: .f32, source: .q6_K)] {
-            var json = m.json
-            let parsed = try BundleManifest(json: json)
+            let parsed = try BundleManifest(json: m.json)
             #expect(parsed.tensors == m.tensors)
-            guard case .object(var members) = json else { Issue.record("not an object"); continue }
-            members = members.map { $0.0 == "format_version" ? ($0.0, .int(1)) : $0 }
-            json = .object(members)
-            #expect { _ = try BundleManifest(json: json) } throws: { "\($0)".contains("which needs format_version 2 (the manifest says 1)") }
+            #expect(parsed.checksum == .sha256)
+            #expect { _ = try BundleManifest(json: withVersion(m.json, 1)) } throws: { "\($0)".contains("which needs format_version 2 (the manifest says 1)") }
+        }
+    }
+
+    /// Version 3 records XXH3-128 (member `xxh3_128`, 32 hex digits) for every stored, scale and
+    /// source record, with or without block types; versions 1 and 2 keep `sha256` (64 digits).
+    /// A manifest whose records do not carry its version's checksum is refused, naming it.
+    @Test func version3RecordsXXH3() throws {
+        for (stored, source) in [(DType.f32, DType.f16), (.q4_K, .f32)] {
+            let m = manifest(stored: stored, source: source, .xxh3_128)
+            #expect(m.formatVersion == 3)
+            let json = m.json
+            #expect(json["format_version"] == .int(3))
+            let t = json["tensors"]?.arrayValue?.first
+            #expect(t?["xxh3_128"]?.stringValue?.count == 32 && t?["sha256"] == nil)
+            #expect(t?["source"]?["tensors"]?.arrayValue?.first?["xxh3_128"] != nil)
+            let parsed = try BundleManifest(json: json)
+            #expect(parsed.checksum == .xxh3_128 && parsed.tensors == m.tensors && parsed.formatVersion == 3)
+            // Read as version 2, the records lack their SHA-256; an old manifest relabelled 3 lacks its XXH3-128.
+            #expect { _ = try BundleManifest(json: withVersion(json, 2)) } throws: { "\($0)".contains("no sha256 of 64 hex digits (format_version 2)") }
+            let old = manifest(stored: stored, source: source, .sha256).json
+            #expect { _ = try BundleManifest(json: withVersion(old, 3)) } throws: { "\($0)".contains("no xxh3_128 of 32 hex digits (format_version 3)") }
+        }
+        #expect(BundleManifest.readableVersions == 1...3)
+        #expect { _ = try BundleManifest(json: withVersion(manifest(stored: .f32, source: .f32, .xxh3_128).json, 4)) } throws: {
+            "\($0)".contains("bundle format version 4 is not supported (this DiTKit reads versions 1 to 3)")
         }
     }
 }

@@ -28,7 +28,7 @@ import DiTKitFormats
         if let torchError = expected["refused"]?.stringValue {
             #expect(throws: (any Error).self, "torch refuses \(name) (\(torchError)); so must DiTKit") {
                 let c = try Checkpoint.open(path)
-                _ = try TensorHashing.hashAll(c)
+                _ = try TensorHashing.hashAll(c, .sha256)
             }
             return
         }
@@ -45,7 +45,7 @@ import DiTKitFormats
         #expect(c.format.rawValue == expected["format"]?.stringValue)
         let tensors = try #require(expected["tensors"]?.arrayValue)
         #expect(c.tensors.map(\.name) == tensors.map { $0["name"]?.stringValue ?? "?" }, "\(name): names in file order")
-        let hashes = try TensorHashing.hashAll(c)
+        let hashes = try TensorHashing.hashAll(c, .sha256)
         for (k, t) in c.tensors.enumerated() {
             guard let e = tensors.first(where: { $0["name"]?.stringValue == t.name }) else { continue }
             #expect(t.dtype.name == e["dtype"]?.stringValue, "\(name): \(t.name) dtype")

@@ -63,7 +63,7 @@ func sd3Bundle(_ source: String, _ dtype: StorageType = .f32, hints: DetectionHi
             let bx = try #require(x.container as? NativeBundle), by = try #require(y.container as? NativeBundle)
             #expect(bx.manifest.tensors.map(\.name) == by.manifest.tensors.map(\.name))
             for t in bx.manifest.tensors {
-                #expect(by.manifest.tensors.first { $0.name == t.name }?.stored.sha256 == t.stored.sha256, "\(t.name)")
+                #expect(by.manifest.tensors.first { $0.name == t.name }?.stored.checksum == t.stored.checksum, "\(t.name)")
             }
         }
         // The swap is real: the stored bytes differ from the source's for the final norm.

@@ -16,7 +16,7 @@ import DiTKitCore
 
     /// name -> (dtype, shape, sha256) of a safetensors file, read by DiTKit's own validating reader.
     func listing(_ path: String) throws -> [String: JSONValue] {
-        let r = try Tool.run(["inspect", "--json", "--hash", path])
+        let r = try Tool.run(["inspect", "--json", "--sha256", path])
         #expect(r.status == 0, "\(r.stderr)")
         var out: [String: JSONValue] = [:]
         for t in try JSONReader.parse(r.stdout)["tensors"]?.arrayValue ?? [] { out[t["name"]!.stringValue!] = t }
@@ -139,7 +139,7 @@ import DiTKitCore
         for t in manifest["tensors"]?.arrayValue ?? [] {
             let g = h["tensors"]?[t["name"]!.stringValue!]
             #expect(g?["type"]?.stringValue == "F16")
-            #expect(g?["bytes_sha256"] == t["sha256"], "\(t["name"]!)")
+            #expect(g?["bytes_sha256"]?.stringValue == (try Tool.storedSHA256(b16, t)), "\(t["name"]!)")
         }
     }
 
@@ -157,12 +157,45 @@ import DiTKitCore
             #expect(h["dataset_attr_types"] == .array([.string("str")]), "\(h["dataset_attr_types"] ?? .null)")
             let manifest = try JSONReader.parse(h["attrs"]?["manifest"]?.stringValue ?? "")
             #expect(manifest["dtype_policy"]?["dtype"]?.stringValue == dtype)
+            for t in manifest["tensors"]?.arrayValue ?? [] {
+                // Each dataset carries the manifest's checksum of its stored bytes.
+                #expect(h["datasets"]?[t["name"]?.stringValue ?? ""]?["xxh3_128"] == t["xxh3_128"], "\(dtype) \(t["name"]!)")
+            }
             for (name, t) in numpy["tensors"]?.objectValue ?? [] {
                 let d = h["datasets"]?[name]
                 #expect(d?["shape"] == t["shape"], "\(dtype) \(name)")
                 #expect(d?["sha256"] == t["sha256"], "\(dtype) \(name): h5py and numpy read the same values")
             }
         }
+    }
+
+    /// The numpy reader verifies format-3 checksums with the reference XXH3-128 (pip xxhash) and
+    /// names the record whose bytes changed.
+    @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with numpy and xxhash (make test provides it)"))
+    func numpyReaderVerifiesTheChecksums() throws {
+        let (dir, b) = try bundle("verify/dit_verify.pt", ["--dtype", "int8"])
+        defer { FileSystem.removeTree(dir) }
+        let script = Tool.root + "/Tests/EndToEndTests/python/read_exports.py"
+        let good = try JSONReader.parse(try runPython([script, "ditkit", b, "--verify"]))
+        #expect(good["tensors"]?.objectValue?.count == 32 + 13)
+        let manifest = try JSONReader.parse(try FileSystem.readFile(b + "/manifest.json"))
+        let scale = try #require(manifest["tensors"]?.arrayValue?.first { $0["quantization"] != nil }?["quantization"]?["scale"])
+        let offset = try #require(scale["offset"]?.intValue)
+        let h = try FileHandle(forUpdating: URL(fileURLWithPath: b + "/weights.bin"))
+        try h.seek(toOffset: UInt64(offset + 2))
+        h.write(Data([0x5A]))
+        try h.close()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python!)
+        p.arguments = [script, "ditkit", b, "--verify"]
+        let err = Pipe()
+        p.standardOutput = Pipe()
+        p.standardError = err
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(text.contains("the bytes at offset \(offset) do not match their xxh3_128"), "\(text)")
     }
 
     @Test(.enabled(if: python != nil, "needs DITKIT_PYTHON with numpy and safetensors (make test provides it)"))

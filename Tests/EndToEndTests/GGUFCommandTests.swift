@@ -7,7 +7,7 @@ import DiTKitCore
 @Suite struct GGUFCommandTests {
     @Test func inspectListsWhatGGUFPyReads() throws {
         let path = Tool.fixture("gguf/types.gguf")
-        let r = try Tool.run(["inspect", "--json", "--hash", path])
+        let r = try Tool.run(["inspect", "--json", "--sha256", path])
         #expect(r.status == 0, "\(r.stderr)")
         let got = try JSONReader.parse(r.stdout)
         let want = try JSONReader.parse(try FileSystem.readFile(path + ".expected.json"))

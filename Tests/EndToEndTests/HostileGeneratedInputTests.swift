@@ -130,7 +130,7 @@ import DiTKitCore
         }
         // 4096 x 4096 floats (64 MiB) from 4 bytes: within the limit; the hash is of every repeated element.
         let ok = try write(expanded(4096), "expand.pt", in: dir)
-        let (r, _) = try runBounded(["inspect", "--json", "--hash", ok])
+        let (r, _) = try runBounded(["inspect", "--json", "--sha256", ok])
         #expect(r.status == 0, "\(r.stderr)")
         var h = SHA256Hasher()
         let row = [UInt8]([0, 0, 0xC0, 0x3F]).repeated(4096)

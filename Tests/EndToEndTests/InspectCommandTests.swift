@@ -4,11 +4,33 @@ import DiTKitCore
 
 @Suite struct InspectCommandTests {
     @Test func jsonListingMatchesTorch() throws {
-        let r = try Tool.run(["inspect", "--json", "--hash", Tool.fixture("readers/train_checkpoint.pt")])
+        let r = try Tool.run(["inspect", "--json", "--sha256", Tool.fixture("readers/train_checkpoint.pt")])
         #expect(r.status == 0, "\(r.stderr)")
         let got = try JSONReader.parse(r.stdout)
         let expected = try JSONReader.parse(try FileSystem.readFile(Tool.fixture("readers/train_checkpoint.pt.expected.json")))
         #expect(got == expected)
+    }
+
+    /// `--hash` adds the XXH3-128 bundle manifests record (the reference implementation's answers
+    /// for torch's bytes), `--sha256` the SHA-256; both together give both, XXH3-128 first.
+    @Test func hashIsXXH3AndSHA256IsOnRequest() throws {
+        let path = Tool.fixture("readers/train_checkpoint.pt")
+        let vectors = try #require(try JSONReader.parse(try FileSystem.readFile(Tool.fixture("readers/xxh3_vectors.json")))["train_checkpoint.pt"]?.objectValue)
+        let want = Dictionary(uniqueKeysWithValues: vectors)
+        let r = try Tool.run(["inspect", "--json", "--hash", "--sha256", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let tensors = try JSONReader.parse(r.stdout)["tensors"]?.arrayValue ?? []
+        #expect(tensors.count == want.count && tensors.count > 50)
+        for t in tensors {
+            let name = try #require(t["name"]?.stringValue)
+            #expect(t["xxh3_128"] == want[name]?["xxh3_128"], "\(name)")
+            #expect(t["sha256"] == want[name]?["sha256"], "\(name)")
+            guard case .object(let members) = t else { continue }
+            #expect(members.map(\.0) == ["name", "dtype", "shape", "xxh3_128", "sha256"])
+        }
+        let table = try Tool.run(["inspect", "--hash", path])
+        #expect(table.stdout.contains("xxh3_128") && !table.stdout.contains("sha256"))
+        #expect(table.stdout.contains(want["ema.pos_embed"]?["xxh3_128"]?.stringValue ?? "missing"))
     }
 
     @Test func jsonWithoutHashHasNoHashes() throws {

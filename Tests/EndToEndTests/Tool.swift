@@ -69,6 +69,16 @@ enum Tool {
         return ToolResult(status: p.terminationStatus, stdout: String(decoding: outBox.data, as: UTF8.self), stderr: String(decoding: errBox.data, as: UTF8.self))
     }
 
+    /// SHA-256 of the bytes a manifest record (a tensor, or a scale) names in `bundle`'s
+    /// weights.bin (the clients' scripts hash what they read with SHA-256; the manifest of a
+    /// format-3 bundle records XXH3-128). `nil` when the record has no offset and bytes.
+    static func storedSHA256(_ bundle: String, _ record: JSONValue?) throws -> String? {
+        guard let o = record?["offset"]?.intValue, let n = record?["bytes"]?.intValue else { return nil }
+        let weights = try FileSystem.readFile(bundle + "/weights.bin")
+        guard o >= 0, n >= 0, o + n <= weights.count else { return nil }
+        return weights[o..<(o + n)].withUnsafeBytes { SHA256Hasher.hex($0) }
+    }
+
     /// A fresh empty temporary directory.
     static func temporaryDirectory() throws -> String {
         let dir = NSTemporaryDirectory() + "ditkit-e2e-" + UUID().uuidString

@@ -214,6 +214,8 @@ public final class GGUFFile: TensorContainer, @unchecked Sendable {
 
     public func checkUnchanged() throws { try file.checkUnchanged() }
 
+    public var mappedFiles: [MappedFile] { [file] }
+
     public func verbatimRange(of index: Int) -> (file: MappedFile, range: Range<Int>)? { (file, ranges[index]) }
 
     public func bytes(of index: Int) throws -> RawBytes { file.slice(ranges[index]) }

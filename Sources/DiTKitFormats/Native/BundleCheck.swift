@@ -10,8 +10,9 @@ public struct BundleMismatch: Sendable, Equatable, CustomStringConvertible {
 }
 
 public enum BundleCheck {
-    /// Re-hashes every tensor and scale, checks that padding is zero and that the manifest
-    /// matches its recorded SHA-256. Returns the mismatches (empty when the bundle is intact).
+    /// Re-hashes every tensor and scale (with the manifest's checksum: XXH3-128 from format version 3
+    /// on, SHA-256 before), checks that padding is zero and that the manifest matches its recorded
+    /// SHA-256. Returns the mismatches (empty when the bundle is intact).
     public static func run(_ bundle: NativeBundle, progress: ProgressReporter? = nil) throws -> [BundleMismatch] {
         var problems: [BundleMismatch] = []
         let manifestHash = bundle.manifestBytes.withUnsafeBytes { SHA256Hasher.hex($0) }
@@ -34,6 +35,7 @@ public enum BundleCheck {
         let total = records.reduce(0) { $0 + $1.record.bytes }
         progress?.begin("checking", total: total, unit: .bytes)
         let weights = bundle.weightsBytes
+        let algorithm = bundle.manifest.checksum
         let order = records.indices.sorted { records[$0].record.bytes > records[$1].record.bytes }
         let results = parallelMap(records.count, order: order) { i -> String in
             let r = records[i].record
@@ -42,17 +44,17 @@ public enum BundleCheck {
                 bundle.releaseWeights(r.offset..<(r.offset + r.bytes))
                 progress?.advance(r.bytes)
             }
-            return SHA256Hasher.hex(slice)
+            return algorithm.hex(slice)
         }
         progress?.finish()
         // A weights file that shrank under the check read as zeros: that is not a bit flip.
         try bundle.checkUnchanged()
-        for (i, (name, r)) in records.enumerated() where results[i] != r.sha256 {
-            problems.append(BundleMismatch(subject: name, problem: "SHA-256 of the stored bytes is \(results[i]), the manifest records \(r.sha256)"))
+        for (i, (name, r)) in records.enumerated() where results[i] != r.checksum {
+            problems.append(BundleMismatch(subject: name, problem: "\(algorithm.title) of the stored bytes is \(results[i]), the manifest records \(TerminalText.escaped(r.checksum))"))
         }
         let sorted = records.map(\.record).sorted { $0.offset < $1.offset }
         var position = 0
-        for r in sorted + [StoredRecord(dtype: .u8, shape: [0], offset: weights.count, bytes: 0, sha256: "")] {
+        for r in sorted + [StoredRecord(dtype: .u8, shape: [0], offset: weights.count, bytes: 0, checksum: "")] {
             if r.offset > position {
                 let gap = UnsafeRawBufferPointer(rebasing: weights.buffer[position..<r.offset])
                 if let bad = gap.firstIndex(where: { $0 != 0 }) {

@@ -26,14 +26,15 @@ public struct StoredRecord: Sendable, Equatable {
     public var shape: [Int]
     public var offset: Int
     public var bytes: Int
-    public var sha256: String
+    /// Hex digest of the stored bytes, in the manifest's `checksum` algorithm.
+    public var checksum: String
 
-    public init(dtype: DType, shape: [Int], offset: Int, bytes: Int, sha256: String) {
+    public init(dtype: DType, shape: [Int], offset: Int, bytes: Int, checksum: String) {
         self.dtype = dtype
         self.shape = shape
         self.offset = offset
         self.bytes = bytes
-        self.sha256 = sha256
+        self.checksum = checksum
     }
 }
 
@@ -132,12 +133,14 @@ public struct SourceTensorRecord: Sendable, Equatable {
     public var name: String
     public var dtype: DType
     public var shape: [Int]
-    public var sha256: String
-    public init(name: String, dtype: DType, shape: [Int], sha256: String) {
+    /// Hex digest of the source tensor's C-contiguous little-endian bytes, in the manifest's
+    /// `checksum` algorithm (what `ditkit inspect --hash` prints for the source).
+    public var checksum: String
+    public init(name: String, dtype: DType, shape: [Int], checksum: String) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
-        self.sha256 = sha256
+        self.checksum = checksum
     }
 }
 
@@ -171,12 +174,12 @@ public struct BundleTensor: Sendable, Equatable {
 public struct BundleManifest: Sendable {
     public static let formatName = "ditkit"
     /// The newest format version this DiTKit reads and writes.
-    public static let formatVersion = 2
-    /// Versions this DiTKit reads: 1 (F32, F16, BF16, I8 and the other element types) and 2
-    /// (version 1 plus the ggml block types). A bundle is written with the lowest version that
-    /// can hold it, so bundles without block types stay readable by version-1 readers, and a
-    /// version-1 reader refuses a bundle with block types by its version instead of misreading it.
-    public static let readableVersions = 1...2
+    public static let formatVersion = 3
+    /// Versions this DiTKit reads: 1 (F32, F16, BF16, I8 and the other element types, SHA-256 of
+    /// every tensor), 2 (version 1 plus the ggml block types) and 3 (version 2 with an XXH3-128 of
+    /// every tensor instead of its SHA-256). DiTKit writes version 3; versions 1 and 2 are read and
+    /// checked with their SHA-256s.
+    public static let readableVersions = 1...3
     public static let defaultAlignment = 16384
     public static let manifestFile = "manifest.json"
     public static let checksumFile = "manifest.json.sha256"
@@ -193,9 +196,13 @@ public struct BundleManifest: Sendable {
     public var dtypePolicy: JSONValue
     public var weightsBytes: Int
     public var tensors: [BundleTensor]
+    /// The algorithm of every tensor's checksum (stored, scale and source records): XXH3-128 from
+    /// format version 3 on, SHA-256 in versions 1 and 2.
+    public var checksum: ChecksumAlgorithm
 
     public init(alignment: Int, family: String, variant: String, config: JSONValue, naming: String, provenance: JSONValue,
-                dtypePolicy: JSONValue, weightsBytes: Int, tensors: [BundleTensor]) {
+                dtypePolicy: JSONValue, weightsBytes: Int, tensors: [BundleTensor], checksum: ChecksumAlgorithm = .xxh3_128) {
+        self.checksum = checksum
         self.alignment = alignment
         self.family = family
         self.variant = variant
@@ -207,9 +214,13 @@ public struct BundleManifest: Sendable {
         self.tensors = tensors
     }
 
-    /// The format version this manifest is written with: 2 when a tensor is stored in, or was made
-    /// from a source in, a ggml block type (a version-1 reader knows neither), else 1.
-    public var formatVersion: Int { tensors.contains(where: BundleManifest.namesBlockType) ? 2 : 1 }
+    /// The format version this manifest is written with: 3 with XXH3-128 checksums; with SHA-256
+    /// (a manifest read from an older bundle), 2 when a tensor is stored in, or was made from a
+    /// source in, a ggml block type (a version-1 reader knows neither), else 1.
+    public var formatVersion: Int {
+        if checksum == .xxh3_128 { return 3 }
+        return tensors.contains(where: BundleManifest.namesBlockType) ? 2 : 1
+    }
 
     static func namesBlockType(_ t: BundleTensor) -> Bool {
         t.stored.dtype.block != nil || t.sources.contains { $0.dtype.block != nil }
@@ -219,13 +230,13 @@ public struct BundleManifest: Sendable {
     public var json: JSONValue {
         func record(_ r: StoredRecord) -> [(String, JSONValue)] {
             [("dtype", .string(r.dtype.name)), ("shape", .array(r.shape.map { .int($0) })), ("offset", .int(r.offset)),
-             ("bytes", .int(r.bytes)), ("sha256", .string(r.sha256))]
+             ("bytes", .int(r.bytes)), (checksum.rawValue, .string(r.checksum))]
         }
         let tensorValues: [JSONValue] = tensors.map { t in
             var m: [(String, JSONValue)] = [("name", .string(t.name))] + record(t.stored)
             m.append(("source", .object([
                 ("tensors", .array(t.sources.map { s in
-                    .object([("name", .string(s.name)), ("dtype", .string(s.dtype.name)), ("shape", .array(s.shape.map { .int($0) })), ("sha256", .string(s.sha256))])
+                    .object([("name", .string(s.name)), ("dtype", .string(s.dtype.name)), ("shape", .array(s.shape.map { .int($0) })), (checksum.rawValue, .string(s.checksum))])
                 })),
                 ("transform", .string(t.transform)),
             ])))
@@ -257,6 +268,8 @@ public struct BundleManifest: Sendable {
         guard json["format"]?.stringValue == BundleManifest.formatName else { throw BundleError.manifest("'format' is not \"ditkit\"") }
         guard let v = json["format_version"]?.intValue else { throw BundleError.manifest("missing format_version") }
         guard BundleManifest.readableVersions.contains(v) else { throw BundleError.unsupportedVersion(v) }
+        let algorithm: ChecksumAlgorithm = v >= 3 ? .xxh3_128 : .sha256
+        checksum = algorithm
         guard let a = json["alignment"]?.intValue, a >= 64, a <= 1 << 30, a & (a - 1) == 0 else {
             throw BundleError.manifest("alignment must be a power of two between 64 and 2^30")
         }
@@ -285,8 +298,10 @@ public struct BundleManifest: Sendable {
             guard let ds = j["dtype"]?.stringValue, let d = DType(rawValue: ds) else { throw BundleError.manifest("\(what): unknown dtype") }
             guard let sh = j["shape"]?.arrayValue?.map({ $0.intValue ?? -1 }), sh.allSatisfy({ $0 >= 0 }) else { throw BundleError.manifest("\(what): bad shape") }
             guard let o = j["offset"]?.intValue, let b = j["bytes"]?.intValue, o >= 0, b >= 0 else { throw BundleError.manifest("\(what): bad offset or bytes") }
-            guard let h = j["sha256"]?.stringValue, h.count == 64 else { throw BundleError.manifest("\(what): bad sha256") }
-            return StoredRecord(dtype: d, shape: sh, offset: o, bytes: b, sha256: h)
+            guard let h = j[algorithm.rawValue]?.stringValue, h.utf8.count == algorithm.hexDigits else {
+                throw BundleError.manifest("\(what): no \(algorithm.rawValue) of \(algorithm.hexDigits) hex digits (format_version \(v))")
+            }
+            return StoredRecord(dtype: d, shape: sh, offset: o, bytes: b, checksum: h)
         }
         var names = Set<String>()
         tensors = try items.map { item in
@@ -296,10 +311,10 @@ public struct BundleManifest: Sendable {
             var sources: [SourceTensorRecord] = []
             for s in item["source"]?["tensors"]?.arrayValue ?? [] {
                 guard let sn = s["name"]?.stringValue, let sd = s["dtype"]?.stringValue.flatMap(DType.init(rawValue:)),
-                      let ss = s["shape"]?.arrayValue?.compactMap(\.intValue), let sh = s["sha256"]?.stringValue else {
-                    throw BundleError.manifest("tensor '\(name)': bad source entry")
+                      let ss = s["shape"]?.arrayValue?.compactMap(\.intValue), let sh = s[algorithm.rawValue]?.stringValue else {
+                    throw BundleError.manifest("tensor '\(name)': bad source entry (it needs name, dtype, shape and \(algorithm.rawValue))")
                 }
-                sources.append(SourceTensorRecord(name: sn, dtype: sd, shape: ss, sha256: sh))
+                sources.append(SourceTensorRecord(name: sn, dtype: sd, shape: ss, checksum: sh))
             }
             let error = try item["error"].map { try ConversionError(json: $0) }
             var scale: StoredRecord?

@@ -57,6 +57,12 @@ public final class BundleWriter: @unchecked Sendable {
         }
     }
 
+    /// Starts writing `range` of `weights.bin` back to the disk now (sync_file_range), so that the
+    /// final `fsync` in `finish` does not wait for the whole file. A hint; failures are ignored.
+    public func writeBehind(_ range: Range<Int>) {
+        if range.count > 0 { _ = ditkit_write_behind(fd, Int64(range.lowerBound), Int64(range.count)) }
+    }
+
     /// Sets the final size, writes the manifest and its checksum, syncs, and moves the bundle into place.
     public func finish(_ manifest: BundleManifest) throws {
         guard ftruncate(fd, off_t(manifest.weightsBytes)) == 0 else {

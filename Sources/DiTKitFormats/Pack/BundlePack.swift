@@ -4,7 +4,7 @@
 // base-256 sizes beyond 8 GiB), so `tar --zstd -xf` reads it too. Compression uses libzstd's
 // streaming API with multithreading and long-distance matching. Unpacking refuses any member that
 // is not one of the bundle's files, writes into a temporary directory, checks every tensor's
-// SHA-256 against the manifest, and only then renames the bundle into place.
+// checksum against the manifest (BundleCheck), and only then renames the bundle into place.
 import CZstd
 import DiTKitCore
 

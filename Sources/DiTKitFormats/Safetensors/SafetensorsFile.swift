@@ -172,6 +172,8 @@ public final class SafetensorsFile: TensorContainer, @unchecked Sendable {
 
     public func checkUnchanged() throws { try file.checkUnchanged() }
 
+    public var mappedFiles: [MappedFile] { [file] }
+
     public func release(_ index: Int) {
         file.release((dataStart + ranges[index].lowerBound)..<(dataStart + ranges[index].upperBound))
     }

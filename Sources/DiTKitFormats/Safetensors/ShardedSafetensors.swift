@@ -91,6 +91,8 @@ public final class ShardedSafetensors: TensorContainer, @unchecked Sendable {
         return try shards[l.shard].bytes(of: l.index)
     }
 
+    public var mappedFiles: [MappedFile] { shards.flatMap(\.mappedFiles) }
+
     public func release(_ index: Int) {
         let l = locations[index]
         shards[l.shard].release(l.index)

@@ -134,6 +134,8 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
 
     public func checkUnchanged() throws { try file.checkUnchanged() }
 
+    public var mappedFiles: [MappedFile] { [file] }
+
     public func release(_ index: Int) {
         if let e = records["data/\(resolved[index].record.storage.key)"] {
             file.release(e.dataOffset..<(e.dataOffset + e.uncompressedSize))

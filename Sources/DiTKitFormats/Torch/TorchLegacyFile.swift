@@ -136,6 +136,8 @@ public final class TorchLegacyFile: TensorContainer, @unchecked Sendable {
 
     public func checkUnchanged() throws { try file.checkUnchanged() }
 
+    public var mappedFiles: [MappedFile] { [file] }
+
     public func release(_ index: Int) {
         if let r = storages[resolved[index].record.storage.key] { file.release(r) }
     }

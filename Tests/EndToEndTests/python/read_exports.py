@@ -5,7 +5,7 @@
                                         `model.diffusion_model.` prefix is ignored): Q8_0 bytes checked against gguf-py's
                                         quantize of REF's values, and every tensor's values against REF's
     read_exports.py hdf5 FILE        -> datasets {name: {dtype, shape, sha256}}, root attributes
-    read_exports.py ditkit BUNDLE [--dequantize]   -> examples/read_ditkit.py output
+    read_exports.py ditkit BUNDLE [--dequantize] [--verify]   -> examples/read_ditkit.py output
 """
 import hashlib
 import json
@@ -78,7 +78,8 @@ def main():
         f = h5py.File(path, "r")
         datasets = {}
         f.visititems(lambda name, obj: datasets.__setitem__(name, {"dtype": str(obj.dtype), "shape": list(obj.shape), "sha256": digest(obj[()]),
-                                                                  "stored_dtype": text(obj.attrs.get("stored_dtype", ""))}) if isinstance(obj, h5py.Dataset) else None)
+                                                                  "stored_dtype": text(obj.attrs.get("stored_dtype", "")),
+                                                                  "xxh3_128": text(obj.attrs.get("xxh3_128", ""))}) if isinstance(obj, h5py.Dataset) else None)
         out = {"datasets": datasets, "attrs": {k: (v if isinstance(v, str) else v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()},
                # what h5py hands a reader: `str` for text attributes, not `bytes`
                "attr_types": {k: type(v).__name__ for k, v in f.attrs.items()},
@@ -86,7 +87,7 @@ def main():
     elif kind == "ditkit":
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples"))
         from read_ditkit import read_ditkit
-        tensors = read_ditkit(path, dequantize="--dequantize" in sys.argv)
+        tensors = read_ditkit(path, dequantize="--dequantize" in sys.argv, verify="--verify" in sys.argv)
         out = {"tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": digest(v)} for k, v in tensors.items()}}
     json.dump(out, sys.stdout, indent=1, sort_keys=True, default=str)
 

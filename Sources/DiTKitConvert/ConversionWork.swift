@@ -1,0 +1,457 @@
+// The workers of one conversion. One task hashes the whole source file (SHA-256, through its
+// mapping, in file order); the others take the planned tensors in source-file order and stream
+// each one in steps of whole rows: a step's source bytes are read once, and in that read they are
+// checked for NaN and infinities, fed to the source tensor's XXH3-128, widened into a small
+// float buffer, stored (narrowed, quantized, or passed through unchanged), hashed again as stored
+// bytes where they differ, written at the tensor's precomputed offset, handed to the disk's
+// writeback, and their pages released. Memory is a few steps per worker, whatever the model size.
+import Dispatch
+import DiTKitCore
+import DiTKitFormats
+import DiTKitModels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Buffers of one worker, reused for every tensor it converts.
+final class ConversionScratch {
+    /// Values per step (4 MiB of float32): large enough that per-step calls cost nothing, small
+    /// enough that a step stays in the cache between its reads and its write.
+    static let stepElements = 1 << 20
+
+    private(set) var capacity = 0
+    private var floatBuffer: OwnedBuffer?
+    private var backBuffer: OwnedBuffer?
+    private var outBuffer: OwnedBuffer?
+
+    /// Widened source values of a step.
+    var floats: UnsafeMutablePointer<Float> { floatBuffer!.pointer.assumingMemoryBound(to: Float.self) }
+    /// Block types: the stored values read back, for the error figures.
+    var back: UnsafeMutablePointer<Float> { backBuffer!.pointer.assumingMemoryBound(to: Float.self) }
+    /// Stored bytes of a step (at most 4 bytes a value).
+    var out: UnsafeMutableRawPointer { outBuffer!.pointer }
+
+    /// Makes room for `elements` values per step.
+    func reserve(_ elements: Int) {
+        guard elements > capacity else { return }
+        capacity = max(elements, ConversionScratch.stepElements)
+        floatBuffer = OwnedBuffer(uninitializedCount: capacity * 4)
+        backBuffer = OwnedBuffer(uninitializedCount: capacity * 4)
+        outBuffer = OwnedBuffer(uninitializedCount: capacity * 4)
+    }
+}
+
+/// The shared state of one conversion's workers.
+final class ConversionWork: @unchecked Sendable {
+    let container: any TensorContainer
+    let index: [String: Int]
+    let plan: ModelPlan
+    let stored: [DType]
+    let offsets: [(Int, Int?)]
+    let writer: BundleWriter
+    let progress: ProgressReporter?
+    let configuration: ModelConfiguration
+    let allowNonFinite: Bool
+
+    private var results: [BundleTensor?]
+    private var overflowList: [(Int, String, Int)] = []
+    private var nonFiniteList: [(Int, String, Int)] = []
+    /// XXH3-128 of whole source tensors that are read in slices (a fused qkv gives three tensors).
+    private var sourceDigests: [Int: String] = [:]
+    private var mutex = pthread_mutex_t()
+    private let errors = ErrorBox()
+
+    init(container: any TensorContainer, index: [String: Int], plan: ModelPlan, stored: [DType], offsets: [(Int, Int?)],
+         writer: BundleWriter, progress: ProgressReporter?, tokens configuration: ModelConfiguration, allowNonFinite: Bool) {
+        self.allowNonFinite = allowNonFinite
+        self.container = container
+        self.index = index
+        self.plan = plan
+        self.stored = stored
+        self.offsets = offsets
+        self.writer = writer
+        self.progress = progress
+        self.configuration = configuration
+        results = Array(repeating: nil, count: plan.tensors.count)
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    /// Converts every tensor and hashes the source files (one, or every shard); returns their SHA-256s.
+    func run(threads: Int, hashFiles: [String]) throws -> [String] {
+        // The whole-file hash (task 0) starts at once; tensors follow in the order of their bytes
+        // in the source, so the hash and the conversion read the same part of the file at about
+        // the same time (one read from the disk when the file is not cached).
+        let order = [-1] + fileOrder()
+        let mapped = container.mappedFiles
+        let next = AtomicCounter()
+        var fileHashes: [String] = []
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
+            let scratch = ConversionScratch()
+            while !errors.hasError {
+                let k = next.increment()
+                if k >= order.count { return }
+                let i = order[k]
+                if i < 0 {
+                    do {
+                        if mapped.count == hashFiles.count, zip(mapped, hashFiles).allSatisfy({ $0.path == $1 }) {
+                            fileHashes = try mapped.map { try SHA256Hasher.hex(mapped: $0) }
+                        } else {
+                            fileHashes = try hashFiles.map { try SHA256Hasher.hex(file: $0) }
+                        }
+                    } catch { errors.set(error) }
+                    continue
+                }
+                do { try convert(i, scratch) } catch { errors.set(error) }
+            }
+        }
+        if let e = errors.error { throw e }
+        return fileHashes
+    }
+
+    /// Planned tensors by the position of their first source's bytes (mapped file, offset), then
+    /// by source index; computed tensors last.
+    private func fileOrder() -> [Int] {
+        let files = container.mappedFiles
+        func key(_ i: Int) -> (Int, Int, Int) {
+            guard let s = plan.tensors[i].recipe.sources.first, let si = index[s] else { return (Int.max, Int.max, i) }
+            if let (file, range) = container.verbatimRange(of: si) {
+                return (files.firstIndex { $0 === file } ?? 0, range.lowerBound, si)
+            }
+            return (0, Int.max, si)
+        }
+        let keys = plan.tensors.indices.map(key)
+        return plan.tensors.indices.sorted { keys[$0] < keys[$1] }
+    }
+
+    func overflows() -> [(name: String, count: Int)] {
+        overflowList.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
+    }
+
+    /// Tensors whose source holds NaN or infinite values, canonical order.
+    func nonFinite() -> [(name: String, count: Int)] {
+        nonFiniteList.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
+    }
+
+    func records() -> [BundleTensor] { results.compactMap { $0 } }
+
+    private func source(_ name: String) throws -> (Int, TensorEntry, RawBytes) {
+        guard let i = index[name] else { throw CheckpointError.inconsistent("source tensor '\(name)' disappeared") }
+        return (i, container.tensors[i], try container.bytes(of: i))
+    }
+
+    /// XXH3-128 of a whole source tensor read in slices, computed once per source.
+    private func wholeSourceDigest(_ si: Int, _ bytes: RawBytes) -> String {
+        pthread_mutex_lock(&mutex)
+        let known = sourceDigests[si]
+        pthread_mutex_unlock(&mutex)
+        if let known { return known }
+        let digest = XXH3Hasher.hex(bytes)
+        MappedFile.releasePages(of: bytes)
+        pthread_mutex_lock(&mutex)
+        sourceDigests[si] = digest
+        pthread_mutex_unlock(&mutex)
+        return digest
+    }
+
+    /// A run of source elements, in the order the stored tensor takes them.
+    private struct Segment {
+        let dtype: DType
+        let bytes: RawBytes
+        let elements: Int
+        /// The source tensor's checksum, fed as the segment is read (whole source tensors only).
+        let hasher: XXH3Hasher?
+
+        /// Byte offset of element `e` (a whole number of blocks for a block type).
+        func byteOffset(_ e: Int) -> Int { dtype.storedBytes(e) }
+    }
+
+    /// Where a source record's checksum comes from.
+    private enum Digest {
+        case segment(Int)
+        case value(String)
+    }
+
+    private func convert(_ i: Int, _ scratch: ConversionScratch) throws {
+        let t = plan.tensors[i]
+        let target = stored[i]
+        let (offset, scaleOffset) = offsets[i]
+        let n = t.shape.reduce(1, *)
+        var pending: [(name: String, dtype: DType, shape: [Int], digest: Digest)] = []
+        var transform = "copy"
+        var segments: [Segment] = []
+        var slices = false   // segments are pieces of a tensor, not whole source tensors
+        var used: [Int] = []
+        defer { for u in used { container.release(u) } }
+
+        func whole(_ e: TensorEntry, _ b: RawBytes) {
+            pending.append((e.name, e.dtype, e.shape, .segment(segments.count)))
+            segments.append(Segment(dtype: e.dtype, bytes: b, elements: e.elementCount, hasher: XXH3Hasher()))
+        }
+        func slice(_ e: TensorEntry, _ b: RawBytes, _ bytes: Range<Int>, elements: Int) {
+            segments.append(Segment(dtype: e.dtype, bytes: RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[bytes])),
+                                    elements: elements, hasher: nil))
+        }
+
+        switch t.recipe {
+        case .copy(let s), .reshape(let s, _):
+            let (si, e, b) = try source(s)
+            used.append(si)
+            whole(e, b)
+            if case .reshape = t.recipe { transform = "reshape" }
+        case .concatRows(let names):
+            transform = "concat-rows"
+            for s in names {
+                let (si, e, b) = try source(s)
+                used.append(si)
+                whole(e, b)
+            }
+        case .foldIdentical(let names):
+            transform = "fold-identical"
+            let (si, e, b) = try source(names[0])
+            used.append(si)
+            whole(e, b)
+            pending.removeAll()
+            for s in names {
+                let (sj, e2, b2) = try source(s)
+                used.append(sj)
+                guard e2.dtype == e.dtype, b.contentEquals(b2) else {
+                    throw ConvertError.foldMismatch(names[0], s)
+                }
+                pending.append((s, e2.dtype, e2.shape, .segment(0)))
+            }
+        case let .rowSlice(s, part, of):
+            // Rows of a fused source (an original qkv): one slice of the source's bytes.
+            transform = "row-slice \(part)/\(of)"
+            let (si, e, b) = try source(s)
+            used.append(si)
+            pending = [(e.name, e.dtype, e.shape, .value(wholeSourceDigest(si, b)))]
+            let rows = e.shape.first ?? 1
+            guard of > 0, rows % of == 0, e.byteCount % of == 0 else {
+                throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): its rows do not split in \(of)")
+            }
+            let size = e.byteCount / of
+            slice(e, b, (part * size)..<((part + 1) * size), elements: e.elementCount / of)
+            slices = true
+        case let .rowRange(s, start, count):
+            // Rows of an unevenly fused source (FLUX's linear1): one slice of the source's bytes.
+            transform = "row-range \(start)+\(count)"
+            let (si, e, b) = try source(s)
+            used.append(si)
+            pending = [(e.name, e.dtype, e.shape, .value(wholeSourceDigest(si, b)))]
+            guard let rows = e.shape.first, start >= 0, count > 0, start + count <= rows else {
+                throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): no rows \(start)..<\(start + count)")
+            }
+            let rowBytes = e.byteCount / rows, rowElements = e.elementCount / rows
+            slice(e, b, (start * rowBytes)..<((start + count) * rowBytes), elements: count * rowElements)
+            slices = true
+        case .swapHalves(let s):
+            // The halves of the first dimension swapped: two segments, second half first.
+            transform = "swap-halves"
+            let (si, e, b) = try source(s)
+            used.append(si)
+            pending = [(e.name, e.dtype, e.shape, .value(wholeSourceDigest(si, b)))]
+            guard let rows = e.shape.first, rows % 2 == 0 else {
+                throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): no halves to swap")
+            }
+            let mid = e.byteCount / 2
+            slice(e, b, mid..<e.byteCount, elements: e.elementCount / 2)
+            slice(e, b, 0..<mid, elements: e.elementCount / 2)
+            slices = true
+        case .computed(let what):
+            transform = "computed-" + what
+            let values = try plan.configuration.family.computedTensor(t.name, plan.configuration)
+            guard values.count == n else { throw CheckpointError.inconsistent("computed \(t.name) has the wrong size") }
+            let buffer = OwnedBuffer(uninitializedCount: n * 4)
+            values.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: n * 4) }
+            segments = [Segment(dtype: .f32, bytes: buffer.bytes, elements: n, hasher: nil)]
+        }
+        guard segments.reduce(0, { $0 + $1.elements }) == n else {
+            throw CheckpointError.inconsistent("the sources of \(t.name) hold \(segments.reduce(0) { $0 + $1.elements }) values, its shape \(t.shape) needs \(n)")
+        }
+
+        let sourceDType = segments.first?.dtype ?? .f32
+        let passThrough = segments.allSatisfy { $0.dtype == target }
+        // One whole source stored unchanged: its stored checksum is its source checksum.
+        let storedIsSource = passThrough && segments.count == 1 && segments[0].hasher != nil
+        let storedHasher = storedIsSource ? nil : XXH3Hasher()
+        // int8 and block types cannot hold NaN or infinities (blocks copied verbatim keep what they hold).
+        let quantizes = (target == .i8 || target.block != nil) && !passThrough
+        let lossyWiden = !passThrough && segments.contains { $0.dtype == .f64 }
+        // Single aligned float32 source: widened values are the source itself.
+        let inPlace = !passThrough && segments.count == 1 && sourceDType == .f32 && segments[0].bytes.isAligned(to: 4)
+
+        // Steps of whole rows: an outer row for int8 (its scale), whole blocks for block types.
+        let unit = t.shape.count >= 2 ? t.shape.dropFirst().reduce(1, *) : max(n, 1)
+        let step = unit >= ConversionScratch.stepElements ? unit : ConversionScratch.stepElements / unit * unit
+        if !passThrough && !inPlace || quantizes || target == .f16 || target == .bf16 { scratch.reserve(step) }
+        let rows = t.shape.first ?? 1
+        // Per-row figures (worst row, ruined rows) for matrices narrowed to F16/BF16/int8.
+        let trackRows = t.shape.count >= 2 && rows > 1
+        var rowFigures = RowTracker()
+        let scales: OwnedBuffer? = target == .i8 ? OwnedBuffer(uninitializedCount: rows * 4) : nil
+
+        var widenError = ErrorAccumulator()
+        var storeError = ErrorAccumulator()
+        var overflow = 0
+        var nonFinite = 0
+        var refused = false   // NaN or infinities met on the way to int8 or a block type
+        var segment = 0, within = 0   // the reading position: segment, element in it
+        var done = 0
+        while done < n {
+            let count = min(step, n - done)
+            // Read the step's source elements, segment by segment.
+            var filled = 0
+            var readBytes = 0
+            var read: [RawBytes] = []
+            while filled < count {
+                let s = segments[segment]
+                let take = min(count - filled, s.elements - within)
+                let piece = UnsafeRawBufferPointer(rebasing: s.bytes.buffer[s.byteOffset(within)..<s.byteOffset(within + take)])
+                read.append(RawBytes(owner: s.bytes.owner, buffer: piece))
+                try withExtendedLifetime(s.bytes) {
+                    guard let base = piece.baseAddress else { return }
+                    nonFinite += NonFinite.count(base, dtype: s.dtype, count: take)
+                    s.hasher?.update(piece)
+                    if passThrough {
+                        storedHasher?.update(piece)
+                        let at = offset + target.storedBytes(done + filled)
+                        try writer.write(piece, at: at)
+                    } else if !inPlace && !refused {
+                        if s.dtype == .f64 {
+                            widenError.merge(Narrowing.toF32(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Double.self), count: take),
+                                                             scratch.floats + filled))
+                        } else {
+                            ElementConversion.toFloat32(base, dtype: s.dtype, count: take, into: scratch.floats + filled)
+                        }
+                    }
+                }
+                readBytes += piece.count
+                filled += take
+                within += take
+                if within == s.elements { segment += 1; within = 0 }
+            }
+            if nonFinite > 0 && quantizes && !refused {
+                // Neither int8 nor the block types can store them: the conversion will be refused
+                // (or stops here with --allow-nonfinite); keep counting, store nothing more.
+                if allowNonFinite { throw ConvertError.nonFiniteInt8(name: t.name, count: nonFinite, dtype: target.name) }
+                refused = true
+            }
+            if !passThrough && !refused {
+                let src: UnsafeMutablePointer<Float> = inPlace
+                    ? UnsafeMutablePointer(mutating: segments[0].bytes.buffer.baseAddress!.assumingMemoryBound(to: Float.self)) + done
+                    : scratch.floats
+                let values = UnsafeBufferPointer(start: src, count: count)
+                let bytes: UnsafeRawBufferPointer
+                let at: Int
+                switch target {
+                case .f32:
+                    bytes = UnsafeRawBufferPointer(start: src, count: count * 4)
+                    at = offset + done * 4
+                case .f16, .bf16:
+                    let o = scratch.out.assumingMemoryBound(to: UInt16.self)
+                    let r = trackRows ? count / unit : 1
+                    let a = target == .f16 ? Narrowing.toF16(values, rows: r, track: trackRows, o)
+                                           : Narrowing.toBF16(values, rows: r, track: trackRows, o)
+                    storeError.merge(a)
+                    if let rt = a.rows { rowFigures.merge(rt, firstRow: done / unit) }
+                    overflow += a.overflow
+                    bytes = UnsafeRawBufferPointer(start: scratch.out, count: count * 2)
+                    at = offset + done * 2
+                case .i8:
+                    let r = count / unit, first = done / unit
+                    let a = Narrowing.toInt8(values, rows: r, track: trackRows, scratch.out.assumingMemoryBound(to: Int8.self),
+                                             scales!.pointer.assumingMemoryBound(to: Float.self) + first)
+                    storeError.merge(a)
+                    if let rt = a.rows { rowFigures.merge(rt, firstRow: first) }
+                    bytes = UnsafeRawBufferPointer(start: scratch.out, count: count)
+                    at = offset + done
+                case let d where d.block != nil:
+                    storeError.merge(try BlockConversion.quantizeStep(values, to: d, into: scratch.out, readBack: scratch.back))
+                    bytes = UnsafeRawBufferPointer(start: scratch.out, count: d.storedBytes(count))
+                    at = offset + d.storedBytes(done)
+                default:
+                    throw CheckpointError.inconsistent("cannot store \(t.name) as \(target)")
+                }
+                try writer.write(bytes, at: at)
+                storedHasher?.update(bytes)
+                writer.writeBehind(at..<(at + bytes.count))
+            } else if passThrough {
+                let first = offset + target.storedBytes(done)
+                writer.writeBehind(first..<(first + readBytes))
+            }
+            // The step's source pages are done with (they stay in the page cache).
+            for r in read { MappedFile.releasePages(of: r) }
+            progress?.advance(readBytes)
+            done += count
+        }
+        try container.checkUnchanged()
+
+        if nonFinite > 0 {
+            pthread_mutex_lock(&mutex)
+            nonFiniteList.append((i, t.name, nonFinite))
+            pthread_mutex_unlock(&mutex)
+            if refused { return }
+        }
+        if trackRows { storeError.rows = rowFigures }
+        var error: ConversionError?
+        switch target {
+        case .f32:
+            if lossyWiden { error = widenError.figures }
+        case .f16, .bf16:
+            if sourceDType != target || lossyWiden {
+                // From an F64 source the error has two stages: rounding to float32, then narrowing
+                // (the row figures are the narrowing's).
+                var total = storeError
+                if lossyWiden { total = widenError; total.merge(storeError); total.rows = storeError.rows }
+                error = total.figures
+                if overflow > 0 { recordOverflow(i, t.name, overflow) }
+            }
+        default:
+            if !passThrough {
+                error = storeError.figures
+                // A block scale is float16: values past its range give infinite scales.
+                if target.block != nil && storeError.overflow > 0 { recordOverflow(i, t.name, storeError.overflow) }
+            }
+        }
+        var scaleRecord: StoredRecord?
+        if let scales, let so = scaleOffset {
+            let bytes = UnsafeRawBufferPointer(start: scales.pointer, count: rows * 4)
+            try writer.write(bytes, at: so)
+            scaleRecord = StoredRecord(dtype: .f32, shape: [rows], offset: so, bytes: rows * 4, checksum: XXH3Hasher.hex(bytes))
+        } else if target == .i8 {
+            throw CheckpointError.inconsistent("no scale offset for \(t.name)")
+        }
+        let sourceRecords = pending.map { p -> SourceTensorRecord in
+            let digest: String
+            switch p.digest {
+            case .segment(let k): digest = segments[k].hasher?.finalizeHex() ?? ""
+            case .value(let v): digest = v
+            }
+            return SourceTensorRecord(name: p.name, dtype: p.dtype, shape: p.shape, checksum: digest)
+        }
+        let storedDigest = storedHasher?.finalizeHex() ?? sourceRecords[0].checksum
+        let record = BundleTensor(name: t.name,
+                                  stored: StoredRecord(dtype: target, shape: t.shape, offset: offset, bytes: try target.byteCount(shape: t.shape), checksum: storedDigest),
+                                  sources: sourceRecords, transform: transform, error: error, scale: scaleRecord, nonFinite: nonFinite)
+        withExtendedLifetime(segments) {}
+        pthread_mutex_lock(&mutex)
+        results[i] = record
+        pthread_mutex_unlock(&mutex)
+    }
+
+    private func recordOverflow(_ i: Int, _ name: String, _ count: Int) {
+        pthread_mutex_lock(&mutex)
+        overflowList.append((i, name, count))
+        pthread_mutex_unlock(&mutex)
+    }
+}
+
+extension DType {
+    /// Bytes of `elements` values stored in this type (a whole number of blocks for a block type).
+    func storedBytes(_ elements: Int) -> Int {
+        if let b = block { return elements / b.elements * b.bytes }
+        return elements * itemSize
+    }
+}
