@@ -95,6 +95,10 @@ int ditkit_write_behind(int fd, int64_t off, int64_t len) {
 #define MADV_POPULATE_READ 22
 #endif
 
+int ditkit_read_ahead(void *addr, size_t len) {
+    return madvise(addr, len, MADV_WILLNEED);
+}
+
 int ditkit_populate_read(void *addr, size_t len) {
     return madvise(addr, len, MADV_POPULATE_READ);
 }

@@ -78,31 +78,50 @@ final class ConversionWork: @unchecked Sendable {
 
     deinit { pthread_mutex_destroy(&mutex) }
 
+    /// How far (bytes) the whole-file hash may read ahead of the conversion: within it, the pages
+    /// the hash brings in are still cached when the conversion reads them, so a file larger than
+    /// the page cache is read from the disk once.
+    static let hashLead = 1 << 30
+
     /// Converts every tensor and hashes the source files (one, or every shard); returns their SHA-256s.
     func run(threads: Int, hashFiles: [String]) throws -> [String] {
         // The whole-file hash (task 0) starts at once; tensors follow in the order of their bytes
         // in the source, so the hash and the conversion read the same part of the file at about
         // the same time (one read from the disk when the file is not cached).
-        let order = [-1] + fileOrder()
+        let (tensorOrder, keys) = fileOrder()
+        let order = [-1] + tensorOrder
         let mapped = container.mappedFiles
         let next = AtomicCounter()
+        // The (file, offset) of the last tensor handed out, which the hash does not outrun by more
+        // than `hashLead` (with one worker there is no one to wait for).
+        let started = Locked<(Int, Int)>((0, 0))
+        let pace = threads > 1
         var fileHashes: [String] = []
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
             let scratch = ConversionScratch()
             while !errors.hasError {
                 let k = next.increment()
-                if k >= order.count { return }
+                if k >= order.count { started.withLock { $0 = (Int.max, Int.max) }; return }
                 let i = order[k]
                 if i < 0 {
                     do {
                         if mapped.count == hashFiles.count, zip(mapped, hashFiles).allSatisfy({ $0.path == $1 }) {
-                            fileHashes = try mapped.map { try SHA256Hasher.hex(mapped: $0) }
+                            fileHashes = try mapped.enumerated().map { f, file in
+                                try SHA256Hasher.hex(mapped: file, pace: !pace ? nil : { range in
+                                    while !self.errors.hasError {
+                                        let (sf, so) = started.withLock { $0 }
+                                        if sf > f || (sf == f && so > range.lowerBound - ConversionWork.hashLead) { return }
+                                        usleep(2000)
+                                    }
+                                })
+                            }
                         } else {
                             fileHashes = try hashFiles.map { try SHA256Hasher.hex(file: $0) }
                         }
                     } catch { errors.set(error) }
                     continue
                 }
+                started.withLock { $0 = (keys[i].0, keys[i].1) }
                 do { try convert(i, scratch) } catch { errors.set(error) }
             }
         }
@@ -111,8 +130,8 @@ final class ConversionWork: @unchecked Sendable {
     }
 
     /// Planned tensors by the position of their first source's bytes (mapped file, offset), then
-    /// by source index; computed tensors last.
-    private func fileOrder() -> [Int] {
+    /// by source index; computed tensors last. Also each tensor's (file, offset) key.
+    private func fileOrder() -> ([Int], [(Int, Int, Int)]) {
         let files = container.mappedFiles
         func key(_ i: Int) -> (Int, Int, Int) {
             guard let s = plan.tensors[i].recipe.sources.first, let si = index[s] else { return (Int.max, Int.max, i) }
@@ -122,7 +141,7 @@ final class ConversionWork: @unchecked Sendable {
             return (0, Int.max, si)
         }
         let keys = plan.tensors.indices.map(key)
-        return plan.tensors.indices.sorted { keys[$0] < keys[$1] }
+        return (plan.tensors.indices.sorted { keys[$0] < keys[$1] }, keys)
     }
 
     func overflows() -> [(name: String, count: Int)] {
@@ -147,8 +166,7 @@ final class ConversionWork: @unchecked Sendable {
         let known = sourceDigests[si]
         pthread_mutex_unlock(&mutex)
         if let known { return known }
-        let digest = XXH3Hasher.hex(bytes)
-        MappedFile.releasePages(of: bytes)
+        let digest = ChecksumAlgorithm.xxh3_128.hex(releasing: bytes)
         pthread_mutex_lock(&mutex)
         sourceDigests[si] = digest
         pthread_mutex_unlock(&mutex)
@@ -181,7 +199,6 @@ final class ConversionWork: @unchecked Sendable {
         var pending: [(name: String, dtype: DType, shape: [Int], digest: Digest)] = []
         var transform = "copy"
         var segments: [Segment] = []
-        var slices = false   // segments are pieces of a tensor, not whole source tensors
         var used: [Int] = []
         defer { for u in used { container.release(u) } }
 
@@ -233,7 +250,6 @@ final class ConversionWork: @unchecked Sendable {
             }
             let size = e.byteCount / of
             slice(e, b, (part * size)..<((part + 1) * size), elements: e.elementCount / of)
-            slices = true
         case let .rowRange(s, start, count):
             // Rows of an unevenly fused source (FLUX's linear1): one slice of the source's bytes.
             transform = "row-range \(start)+\(count)"
@@ -245,7 +261,6 @@ final class ConversionWork: @unchecked Sendable {
             }
             let rowBytes = e.byteCount / rows, rowElements = e.elementCount / rows
             slice(e, b, (start * rowBytes)..<((start + count) * rowBytes), elements: count * rowElements)
-            slices = true
         case .swapHalves(let s):
             // The halves of the first dimension swapped: two segments, second half first.
             transform = "swap-halves"
@@ -258,7 +273,6 @@ final class ConversionWork: @unchecked Sendable {
             let mid = e.byteCount / 2
             slice(e, b, mid..<e.byteCount, elements: e.elementCount / 2)
             slice(e, b, 0..<mid, elements: e.elementCount / 2)
-            slices = true
         case .computed(let what):
             transform = "computed-" + what
             let values = try plan.configuration.family.computedTensor(t.name, plan.configuration)

@@ -74,18 +74,26 @@ public struct SHA256Hasher {
 extension SHA256Hasher {
     /// SHA-256 of a whole mapped file, read through its mapping in steps of `step` bytes: each
     /// step is prefaulted in one call (`MADV_POPULATE_READ`), hashed and released, so resident
-    /// memory stays at one step and no byte is copied. `progress` gets the byte count of each
-    /// step. Throws `FileChangedWhileReading` when the file shrank meanwhile (the hash would be of
-    /// zeros).
-    public static func hex(mapped file: MappedFile, step: Int = 8 << 20, progress: ((Int) -> Void)? = nil) throws -> String {
+    /// memory stays at one step and no byte is copied; the disk is asked for the next steps ahead
+    /// (`MADV_WILLNEED`). `pace` is called with each step's byte range before it is read (a caller
+    /// can hold the hash back so it reads the file about when others do); `progress` gets the
+    /// byte count of each step. Throws `FileChangedWhileReading` when the file shrank meanwhile
+    /// (the hash would be of zeros).
+    public static func hex(mapped file: MappedFile, step: Int = 8 << 20, pace: ((Range<Int>) -> Void)? = nil,
+                           progress: ((Int) -> Void)? = nil) throws -> String {
         var h = SHA256Hasher()
         let bytes = file.bytes
         let stride = (max(step, 1 << 16) + 4095) & ~4095   // whole pages: madvise takes aligned starts
         var position = 0
         while position < bytes.count {
             let end = min(bytes.count, position + stride)
+            pace?(position..<end)
             let slice = UnsafeRawBufferPointer(rebasing: bytes[position..<end])
-            if let base = slice.baseAddress { _ = ditkit_populate_read(UnsafeMutableRawPointer(mutating: base), slice.count) }
+            if let base = slice.baseAddress {
+                let ahead = min(bytes.count - end, 4 * stride)
+                if ahead > 0 { _ = ditkit_read_ahead(UnsafeMutableRawPointer(mutating: base + slice.count), ahead) }
+                _ = ditkit_populate_read(UnsafeMutableRawPointer(mutating: base), slice.count)
+            }
             h.update(slice)
             file.release(position..<end)
             progress?(end - position)
@@ -177,6 +185,28 @@ public enum ChecksumAlgorithm: String, Sendable, CaseIterable {
 
     /// The digest of `bytes`, hex.
     public func hex(_ bytes: RawBytes) -> String { withExtendedLifetime(bytes) { hex(bytes.buffer) } }
+
+    /// The digest of `bytes` read in steps of `step` bytes; when they are a view of a mapped file,
+    /// each step's pages are released once hashed, so hashing a tensor of any size keeps one step
+    /// resident.
+    public func hex(releasing bytes: RawBytes, step: Int = 8 << 20) -> String {
+        guard bytes.count > step else {
+            defer { MappedFile.releasePages(of: bytes) }
+            return hex(bytes)
+        }
+        var h = hasher()
+        var at = 0
+        withExtendedLifetime(bytes) {
+            while at < bytes.count {
+                let end = min(bytes.count, at + step)
+                let piece = UnsafeRawBufferPointer(rebasing: bytes.buffer[at..<end])
+                h.update(piece)
+                MappedFile.releasePages(of: RawBytes(owner: bytes.owner, buffer: piece))
+                at = end
+            }
+        }
+        return h.finalizeHex()
+    }
 
     /// An incremental hasher of this algorithm.
     public func hasher() -> ChecksumHasher { ChecksumHasher(self) }

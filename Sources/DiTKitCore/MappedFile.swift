@@ -281,6 +281,12 @@ public struct RawBytes: @unchecked Sendable {
 
     public var count: Int { buffer.count }
 
+    /// The bytes of `range` (checked by the caller), kept alive by the same owner.
+    public func slice(_ range: Range<Int>) -> RawBytes {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "slice out of bounds")
+        return RawBytes(owner: owner, buffer: UnsafeRawBufferPointer(rebasing: buffer[range]))
+    }
+
     /// Whether the start address is a multiple of `alignment`.
     public func isAligned(to alignment: Int) -> Bool {
         guard let b = buffer.baseAddress else { return true }

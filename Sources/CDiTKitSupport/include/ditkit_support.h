@@ -20,6 +20,10 @@ int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, si
 /// A hint: returns 0, or -1 with errno (ignored by callers where the call is unsupported).
 int ditkit_write_behind(int fd, int64_t off, int64_t len);
 
+/// Asks for `[addr, addr + len)` of a file mapping to be read in the background (madvise
+/// MADV_WILLNEED). `addr` must be page-aligned. A hint: returns 0, or -1 with errno.
+int ditkit_read_ahead(void *addr, size_t len);
+
 /// Prefaults `[addr, addr + len)` of a file mapping in one call (madvise MADV_POPULATE_READ,
 /// Linux 5.14+) instead of one page fault per folio. A hint: returns 0, or -1 with errno.
 int ditkit_populate_read(void *addr, size_t len);
