@@ -311,6 +311,28 @@ void ditkit_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = u2f((uint32_t)src[i] << 16);
 }
 
+__attribute__((target("avx2,f16c")))
+static void i8_rows_vector(const int8_t *q, const float *scale, size_t rows, size_t cols, float *dst) {
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *qr = q + r * cols;
+        float *d = dst + r * cols;
+        const float s = scale[r];
+        const __m256 vs = _mm256_set1_ps(s);
+        size_t c = 0;
+        for (; c + 8 <= cols; c += 8) {
+            __m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qr + c)));
+            _mm256_storeu_ps(d + c, _mm256_mul_ps(_mm256_cvtepi32_ps(w), vs));
+        }
+        for (; c < cols; c++) d[c] = (float)qr[c] * s;
+    }
+}
+
+void ditkit_i8_rows_to_f32(const int8_t *q, const float *scale, size_t rows, size_t cols, float *dst) {
+    if (ditkit_kernels_vectorised()) { i8_rows_vector(q, scale, rows, cols, dst); return; }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) dst[r * cols + c] = (float)q[r * cols + c] * scale[r];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Non-finite counts: an element is NaN or +-inf when every exponent bit is set. Loads go through
 // memcpy, so any alignment is fine (and the loops vectorise).

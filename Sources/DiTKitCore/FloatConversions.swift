@@ -105,6 +105,12 @@ public enum NonFinite {
 
 /// Bulk conversions between element types. Buffers hold little-endian host values.
 public enum ElementConversion {
+    /// Symmetric per-row int8 to float32: `dst[r, c] = Float(q[r, c]) × scales[r]` for `rows`
+    /// rows of `cols` values (vectorised, same bits as the scalar expression).
+    public static func int8Rows(_ q: UnsafePointer<Int8>, scales: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+        ditkit_i8_rows_to_f32(q, scales, rows, cols, dst)
+    }
+
     /// Widens `count` elements of `dtype` at `src` to float32 at `dst`, or dequantizes them from a
     /// block type (`count` a multiple of its block size). `dtype` must satisfy `isDequantizable`.
     public static func toFloat32(_ src: UnsafeRawPointer, dtype: DType, count: Int, into dst: UnsafeMutablePointer<Float>) {

@@ -9,30 +9,105 @@ public protocol WeightStore: AnyObject, Sendable {
     /// Calls `body` with the float32 values of `name`: zero-copy for F32 storage, widened or
     /// dequantized into a temporary buffer otherwise. Throws `ModelError` when there is no such tensor.
     func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R
+
+    /// The number of values of `name`, without reading them. Throws `ModelError` when there is
+    /// no such tensor.
+    func elementCount(_ name: String) throws -> Int
+
+    /// Calls `body` with consecutive blocks of rows (of the first dimension) of `name` as
+    /// float32, in order, covering the tensor: `body(firstRow, values)`, the block holding
+    /// `values.count / rowWidth` whole rows. Stores that
+    /// widen or dequantize convert one block at a time into a buffer they reuse, so a quantized
+    /// layer never needs its whole float32 copy; F32 storage (and the default implementation) is
+    /// one block, zero-copy where it can be. Throws `ModelError` when there is no such tensor.
+    func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws
 }
 
 extension WeightStore {
     /// The values of `name` as an array (copies).
     public func floats(_ name: String) throws -> [Float] { try withFloats(name) { Array($0) } }
+
+    /// One block: the whole tensor (its rows are its first dimension, 1 for a 0-d tensor).
+    public func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws {
+        try withFloats(name) { values in try body(0, values) }
+    }
+}
+
+/// Float32 buffers reused across layers (one per nesting level in use), so widening a layer's
+/// weights costs no allocation and no page faults after the first layer.
+final class ScratchPool: @unchecked Sendable {
+    private let free = Locked<[OwnedBuffer]>([])
+    /// Most buffers kept between uses.
+    let keep: Int
+
+    init(keep: Int = 2) { self.keep = keep }
+
+    /// Calls `body` with a buffer of at least `count` floats.
+    func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        let bytes = max(count, 1) * 4
+        let buffer = free.withLock { list -> OwnedBuffer in
+            if let k = list.firstIndex(where: { $0.count >= bytes }) { return list.remove(at: k) }
+            return OwnedBuffer(uninitializedCount: bytes)
+        }
+        defer {
+            free.withLock { list in
+                list.append(buffer)
+                if list.count > keep { list.sort { $0.count > $1.count }; list.removeLast(list.count - keep) }
+            }
+        }
+        return try body(buffer.pointer.assumingMemoryBound(to: Float.self))
+    }
 }
 
 /// Weights from a DiTKit bundle.
 public final class BundleWeights: WeightStore, @unchecked Sendable {
     public let bundle: NativeBundle
+    private let scratch = ScratchPool()
+    /// Largest block `withRowBlocks` widens at a time (bytes of float32): a block of a DiT-XL/2 MLP
+    /// weight is half of it, a FLUX.1 `linear1` (264 MB as float32) comes in 17 blocks.
+    static let blockBytes = 16 << 20
+
     public init(_ bundle: NativeBundle) { self.bundle = bundle }
 
-    public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+    private func view(_ name: String) throws -> TensorView {
         guard let view = bundle.view(name) else { throw ModelError.notRecognised("bundle \(bundle.path) has no tensor '\(name)'") }
+        return view
+    }
+
+    public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        let view = try view(name)
         // Weights are used once per forward pass: keep resident memory flat across the model.
         defer { bundle.releaseTensor(name) }
         if view.dtype == .f32 {
             return try view.bytes.withElements(of: Float.self) { try body($0) }
         }
         let n = view.elementCount
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
-        defer { buffer.deallocate() }
-        view.dequantize(into: buffer)
-        return try body(UnsafeBufferPointer(start: buffer, count: n))
+        return try scratch.with(n) { buffer in
+            view.dequantize(into: buffer, threads: ProcessInfoLite.activeProcessorCount)
+            return try body(UnsafeBufferPointer(start: buffer, count: n))
+        }
+    }
+
+    public func elementCount(_ name: String) throws -> Int { try view(name).elementCount }
+
+    public func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws {
+        let view = try view(name)
+        defer { bundle.releaseTensor(name) }
+        if view.dtype == .f32 {
+            try view.bytes.withElements(of: Float.self) { try body(0, $0) }
+            return
+        }
+        let rows = view.rowCount, cols = rows == 0 ? 0 : view.elementCount / rows
+        let step = max(1, min(rows, BundleWeights.blockBytes / 4 / max(cols, 1)))
+        try scratch.with(step * cols) { buffer in
+            var first = 0
+            while first < rows {
+                let count = min(step, rows - first)
+                view.dequantize(rows: first..<(first + count), into: buffer, threads: ProcessInfoLite.activeProcessorCount)
+                try body(first, UnsafeBufferPointer(start: buffer, count: count * cols))
+                first += count
+            }
+        }
     }
 }
 
@@ -54,6 +129,11 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
     /// Detects the model in `container` and plans its weights.
     public convenience init(container: any TensorContainer, hints: DetectionHints = DetectionHints()) throws {
         self.init(container: container, plan: try ModelDetector.plan(container, hints: hints))
+    }
+
+    public func elementCount(_ name: String) throws -> Int {
+        guard let t = recipes[name] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(name)'") }
+        return t.shape.reduce(1, *)
     }
 
     public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {

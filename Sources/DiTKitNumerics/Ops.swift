@@ -12,15 +12,17 @@ import Glibc
 public enum Ops {
     /// `y[m, n] = sum_k x[m, k] * w[n, k] + b[n]`: a PyTorch `nn.Linear` with weight `[out, in]`.
     public static func linear(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: UnsafePointer<Float>,
-                              bias: UnsafePointer<Float>?, outFeatures n: Int, into y: UnsafeMutablePointer<Float>, ldx: Int? = nil) {
-        Gemm.multiply(x, w, y, m: m, n: n, k: k, transB: true, lda: ldx ?? k)
-        if let bias { addRowVector(y, rows: m, cols: n, bias) }
+                              bias: UnsafePointer<Float>?, outFeatures n: Int, into y: UnsafeMutablePointer<Float>, ldx: Int? = nil,
+                              ldy: Int? = nil) {
+        Gemm.multiply(x, w, y, m: m, n: n, k: k, transB: true, lda: ldx ?? k, ldc: ldy ?? n)
+        if let bias { addRowVector(y, rows: m, cols: n, bias, ld: ldy ?? n) }
     }
 
-    /// Adds `v[c]` to every row of `x[rows, cols]`.
-    public static func addRowVector(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, _ v: UnsafePointer<Float>) {
+    /// Adds `v[c]` to every row of `x[rows, cols]` (rows `ld` floats apart, `cols` by default).
+    public static func addRowVector(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, _ v: UnsafePointer<Float>, ld: Int? = nil) {
+        let stride = ld ?? cols
         for r in 0..<rows {
-            let p = x + r &* cols
+            let p = x + r &* stride
             for c in 0..<cols { p[c] += v[c] }
         }
     }

@@ -32,6 +32,9 @@ float ditkit_f32_to_i8_row(const float *src, int8_t *dst, size_t n, ditkit_error
 void ditkit_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// bfloat16 bits -> float32 (exact).
 void ditkit_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// Symmetric per-row int8 -> float32: dst[r, c] = (float)q[r, c] * scale[r] for `rows` rows of
+/// `cols` values (one exact conversion and one multiply, as the portable expression).
+void ditkit_i8_rows_to_f32(const int8_t *q, const float *scale, size_t rows, size_t cols, float *dst);
 
 /// Number of NaN and +-inf values among `n` little-endian elements at `src` (any alignment).
 size_t ditkit_count_nonfinite_f32(const void *src, size_t n);

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import DiTKitCore
 
 /// A typed view of one stored tensor.
@@ -19,30 +20,47 @@ public struct TensorView: Sendable {
 
     /// Values as float32: widened from F16/BF16, dequantized (`q × scale[row]`) from I8, or
     /// dequantized block by block from a ggml block type (bit-exact with gguf-py's `dequantize`).
-    /// Writes `elementCount` floats to `out`; `threads` > 1 splits block types across threads.
+    /// Writes `elementCount` floats to `out`; `threads` > 1 splits the work across threads.
     public func dequantize(into out: UnsafeMutablePointer<Float>, threads: Int = 1) {
-        let n = elementCount
-        guard let base = bytes.buffer.baseAddress else { return }
-        if dtype.block != nil {
-            BlockQuantizer.dequantize(dtype, base, count: n, into: out, threads: threads)
-            return
-        }
-        switch dtype {
-        case .i8:
-            let q = base.assumingMemoryBound(to: Int8.self)
-            let rows = shape.first ?? 1
-            let cols = rows == 0 ? 0 : n / rows
-            scale?.withElements(of: Float.self) { s in
-                for r in 0..<rows {
-                    let sr = s[r]
-                    let o = r * cols
-                    for c in 0..<cols { out[o + c] = Float(q[o + c]) * sr }
-                }
+        dequantize(rows: 0..<rowCount, into: out, threads: threads)
+    }
+
+    /// Rows of the first dimension (1 for a 0-d tensor; the whole tensor is one row of a 1-D
+    /// tensor stored in a block type, whose blocks run along it).
+    public var rowCount: Int {
+        if shape.isEmpty || (dtype.block != nil && shape.count < 2) { return 1 }
+        return shape[0]
+    }
+
+    /// Rows `rows` of the first dimension (see `rowCount`) as float32, written to `out` (room for
+    /// `rows.count × elementCount / rowCount` floats), converted as `dequantize(into:)` does.
+    /// `threads` > 1 splits the rows across threads. `rows` must lie within `0..<rowCount`.
+    public func dequantize(rows: Range<Int>, into out: UnsafeMutablePointer<Float>, threads: Int = 1) {
+        let total = rowCount
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= total, "rows out of range")
+        guard let base = bytes.buffer.baseAddress, !rows.isEmpty else { return }
+        let cols = total == 0 ? 0 : elementCount / total
+        // Parts of at least 256 K values: below that a thread costs more than it saves.
+        let parts = max(1, min(threads, rows.count, rows.count * cols / (1 << 18)))
+        DispatchQueue.concurrentPerform(iterations: parts) { k in
+            let first = rows.lowerBound + rows.count * k / parts, end = rows.lowerBound + rows.count * (k + 1) / parts
+            let o = out + (first - rows.lowerBound) * cols
+            let n = (end - first) * cols
+            if let b = dtype.block {
+                BlockQuantizer.dequantize(dtype, base + first * cols / b.elements * b.bytes, count: n, into: o)
+                return
             }
-        case .f32, .f16, .bf16, .f64:
-            ElementConversion.toFloat32(base, dtype: dtype, count: n, into: out)
-        default:
-            out.initialize(repeating: 0, count: n)
+            switch dtype {
+            case .i8:
+                scale?.withElements(of: Float.self) { s in
+                    guard let sp = s.baseAddress else { return }
+                    ElementConversion.int8Rows(base.assumingMemoryBound(to: Int8.self) + first * cols, scales: sp + first, rows: end - first, cols: cols, into: o)
+                }
+            case .f32, .f16, .bf16, .f64:
+                ElementConversion.toFloat32(base + first * cols * dtype.itemSize, dtype: dtype, count: n, into: o)
+            default:
+                o.initialize(repeating: 0, count: n)
+            }
         }
     }
 

@@ -46,29 +46,48 @@ public enum Layers {
     public static func linear(_ x: Tensor, _ m: ModuleWeights, bias: Bool = true) throws -> Tensor {
         guard let k = x.shape.last, k > 0 else { throw ModelError.inconsistent("'\(m.path)': input has shape \(x.shape)") }
         let rows = x.count / k
-        return try m.withFloats("weight") { w -> Tensor in
-            guard w.count % k == 0, w.count > 0 else {
-                throw ModelError.inconsistent("'\(m.path)' has \(w.count) weights, which is not a multiple of its input width \(k)")
-            }
-            let n = w.count / k
-            var y = Tensor(zeros: Array(x.shape.dropLast()) + [n])
-            func run(_ b: UnsafePointer<Float>?) {
-                x.data.withUnsafeBufferPointer { xp in
-                    y.data.withUnsafeMutableBufferPointer { yp in
-                        Ops.linear(xp.baseAddress!, rows: rows, inFeatures: k, weight: w.baseAddress!, bias: b, outFeatures: n, into: yp.baseAddress!)
-                    }
-                }
-            }
-            if bias {
-                try m.withFloats("bias") { b in
-                    guard b.count == n else { throw ModelError.inconsistent("'\(m.path).bias' has \(b.count) values, expected \(n)") }
-                    run(b.baseAddress!)
-                }
-            } else {
-                run(nil)
-            }
-            return y
+        let total = try m.store.elementCount(m.name("weight"))
+        guard total % k == 0, total > 0 else {
+            throw ModelError.inconsistent("'\(m.path)' has \(total) weights, which is not a multiple of its input width \(k)")
         }
+        let n = total / k
+        var y = Tensor(zeros: Array(x.shape.dropLast()) + [n])
+        func run(_ b: UnsafePointer<Float>?) throws {
+            try x.data.withUnsafeBufferPointer { xp in
+                try y.data.withUnsafeMutableBufferPointer { yp in
+                    try linear(xp.baseAddress!, rows: rows, inFeatures: k, outFeatures: n, weight: m.name("weight"), in: m.store,
+                               bias: b, into: yp.baseAddress!)
+                }
+            }
+        }
+        if bias {
+            try m.withFloats("bias") { b in
+                guard b.count == n else { throw ModelError.inconsistent("'\(m.path).bias' has \(b.count) values, expected \(n)") }
+                try run(b.baseAddress!)
+            }
+        } else {
+            try run(nil)
+        }
+        return y
+    }
+
+    /// `y[rows, n] = x[rows, k] Wᵀ + b` with `W` (`[n, k]`, named `weight` in `store`) read a block
+    /// of rows at a time (`WeightStore.withRowBlocks`): a quantized weight is widened a block at a
+    /// time into a reused buffer, and each block's product fills its columns of `y`. `x` rows are
+    /// `ldx` floats apart (`k` by default). Throws `ModelError` when the weight does not hold `n × k` values.
+    public static func linear(_ x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, weight: String,
+                              in store: any WeightStore, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+                              ldx: Int? = nil) throws {
+        var covered = 0
+        try store.withRowBlocks(weight) { first, w in
+            guard k > 0, w.count % k == 0, first == covered, first + w.count / k <= n, let wp = w.baseAddress else {
+                throw ModelError.inconsistent("'\(weight)' does not hold \(n) rows of \(k) values")
+            }
+            let r = w.count / k
+            Ops.linear(x, rows: rows, inFeatures: k, weight: wp, bias: bias.map { $0 + first }, outFeatures: r, into: y + first, ldx: ldx, ldy: n)
+            covered += r
+        }
+        guard covered == n else { throw ModelError.inconsistent("'\(weight)' has \(covered * k) values, expected \(n * k)") }
     }
 
     /// `nn.SiLU`.

@@ -30,11 +30,10 @@ public struct DiTModel: Sendable {
     }
 
     private func linear(_ x: UnsafePointer<Float>, rows: Int, in k: Int, out n: Int, _ prefix: String, into y: UnsafeMutablePointer<Float>) throws {
-        try weights.withFloats(prefix + ".weight") { w in
-            try weights.withFloats(prefix + ".bias") { b in
-                guard w.count == n * k, b.count == n else { throw ModelError.inconsistent("'\(prefix)' has the wrong size") }
-                Ops.linear(x, rows: rows, inFeatures: k, weight: w.baseAddress!, bias: b.baseAddress!, outFeatures: n, into: y)
-            }
+        guard try weights.elementCount(prefix + ".weight") == n * k else { throw ModelError.inconsistent("'\(prefix)' has the wrong size") }
+        try weights.withFloats(prefix + ".bias") { b in
+            guard b.count == n else { throw ModelError.inconsistent("'\(prefix)' has the wrong size") }
+            try Layers.linear(x, rows: rows, inFeatures: k, outFeatures: n, weight: prefix + ".weight", in: weights, bias: b.baseAddress!, into: y)
         }
     }
 
