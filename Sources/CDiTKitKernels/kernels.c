@@ -465,3 +465,95 @@ void ditkit_gelu_tanh(float *x, size_t n) {
     if (ditkit_kernels_vectorised()) { gelu_vector(x, n); return; }
     for (size_t i = 0; i < n; i++) x[i] = gelu_scalar(x[i]);
 }
+
+// Softmax rows: max, exp(x - max) with the polynomial exp, a sum in 8 lanes (element i in lane
+// i % 8, lanes added in order), then a multiply by 1 / sum. Both paths do the same operations.
+
+static void softmax_row_scalar(float *x, size_t n) {
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    float lanes[8] = {0};
+    for (size_t i = 0; i < n; i++) {
+        float e = exp_scalar(x[i] - m);
+        x[i] = e;
+        lanes[i & 7] += e;
+    }
+    float sum = 0;
+    for (int k = 0; k < 8; k++) sum += lanes[k];
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+__attribute__((target("avx2,f16c")))
+static void softmax_row_vector(float *x, size_t n) {
+    size_t i = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float mm[8];
+    _mm256_storeu_ps(mm, vm);
+    float m = -INFINITY;
+    for (int k = 0; k < 8; k++) m = mm[k] > m ? mm[k] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    const __m256 vmax = _mm256_set1_ps(m);
+    __m256 vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp_vector(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vs);
+    for (; i < n; i++) {
+        float e = exp_scalar(x[i] - m);
+        x[i] = e;
+        lanes[i & 7] += e;
+    }
+    float sum = 0;
+    for (int k = 0; k < 8; k++) sum += lanes[k];
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    float s1 = 1.0f / sum;
+    for (; i < n; i++) x[i] *= s1;
+}
+
+void ditkit_softmax_rows(float *x, size_t rows, size_t cols) {
+    int v = ditkit_kernels_vectorised();
+    for (size_t r = 0; r < rows; r++) {
+        if (v) softmax_row_vector(x + r * cols, cols); else softmax_row_scalar(x + r * cols, cols);
+    }
+}
+
+// RMSNorm rows: the mean of squares summed in double (4 lanes, element i in lane i % 4, lanes
+// added in order), inv = (float)(1 / sqrt(mean + eps)), y = x * inv * w (w optional).
+
+static double sum_squares_scalar(const float *x, size_t n) {
+    double lanes[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) { double v = (double)x[i]; lanes[i & 3] += v * v; }
+    return ((lanes[0] + lanes[1]) + lanes[2]) + lanes[3];
+}
+
+__attribute__((target("avx2,f16c")))
+static double sum_squares_vector(const float *x, size_t n) {
+    __m256d acc = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(v, v));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, acc);
+    for (; i < n; i++) { double v = (double)x[i]; lanes[i & 3] += v * v; }
+    return ((lanes[0] + lanes[1]) + lanes[2]) + lanes[3];
+}
+
+void ditkit_rms_norm_rows(const float *x, size_t rows, size_t dim, double eps, const float *weight, float *y) {
+    int v = ditkit_kernels_vectorised();
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = x + r * dim;
+        float *q = y + r * dim;
+        double sq = v ? sum_squares_vector(p, dim) : sum_squares_scalar(p, dim);
+        float inv = (float)(1.0 / sqrt(sq / (double)dim + eps));
+        if (weight) for (size_t i = 0; i < dim; i++) q[i] = (p[i] * inv) * weight[i];
+        else for (size_t i = 0; i < dim; i++) q[i] = p[i] * inv;
+    }
+}

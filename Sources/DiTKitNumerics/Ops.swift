@@ -106,17 +106,28 @@ public enum Ops {
 
     /// Softmax over each row of `x[rows, cols]`, in place.
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-        DispatchQueue.concurrentPerform(iterations: min(rows, 64)) { part in
-            var r = part
-            while r < rows {
-                let p = x + r &* cols
-                var mx = -Float.infinity
-                for i in 0..<cols { mx = max(mx, p[i]) }
-                var sum: Float = 0
-                for i in 0..<cols { let e = expf(p[i] - mx); p[i] = e; sum += e }
-                let inv = 1 / sum
-                for i in 0..<cols { p[i] *= inv }
-                r &+= 64
+        parallelRows(rows, width: cols) { range in ditkit_softmax_rows(x + range.lowerBound &* cols, range.count, cols) }
+    }
+
+    /// RMSNorm over the last dimension, `y = x / sqrt(mean(x²) + eps) · weight` (diffusers'
+    /// `RMSNorm`; no weight when `weight` is nil), the mean of squares in double (vectorised).
+    public static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, eps: Double, weight: UnsafePointer<Float>?,
+                               into y: UnsafeMutablePointer<Float>) {
+        parallelRows(rows, width: dim) { range in
+            ditkit_rms_norm_rows(x + range.lowerBound &* dim, range.count, dim, eps, weight, y + range.lowerBound &* dim)
+        }
+    }
+
+    /// Online processors (at least 1).
+    static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// Runs `body` over row ranges on all cores when there are enough values to pay for it.
+    static func parallelRows(_ rows: Int, width: Int, _ body: (Range<Int>) -> Void) {
+        let parts = rows &* width < 65536 ? 1 : min(rows, 2 &* Ops.cores)
+        if parts <= 1 { body(0..<rows); return }
+        withoutActuallyEscaping(body) { b in
+            DispatchQueue.concurrentPerform(iterations: parts) { k in
+                b((rows &* k / parts)..<(rows &* (k &+ 1) / parts))
             }
         }
     }

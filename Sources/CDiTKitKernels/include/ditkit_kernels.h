@@ -47,5 +47,11 @@ size_t ditkit_count_nonfinite_16(const void *src, size_t n, uint16_t exponent_ma
 void ditkit_silu(float *x, size_t n);
 /// GELU with the tanh approximation, in place.
 void ditkit_gelu_tanh(float *x, size_t n);
+/// Softmax of each of `rows` rows of `cols` values, in place (the same polynomial exp, a sum in
+/// 8 lanes folded in order, one reciprocal; vector and portable paths give the same bits).
+void ditkit_softmax_rows(float *x, size_t rows, size_t cols);
+/// RMSNorm of each row of `dim` values: y = x · (float)(1 / sqrt(mean(x²) + eps)) · weight (no
+/// weight when NULL), the mean of squares summed in double in 4 lanes (same bits in both paths).
+void ditkit_rms_norm_rows(const float *x, size_t rows, size_t dim, double eps, const float *weight, float *y);
 
 #endif

@@ -128,15 +128,16 @@ public enum Layers {
     /// RMSNorm over the last dimension (`x / sqrt(mean(x²) + eps) * weight`), as diffusers' `RMSNorm`.
     public static func rmsNorm(_ x: Tensor, eps: Double, weight m: ModuleWeights?) throws -> Tensor {
         guard let d = x.shape.last, d > 0 else { return x }
-        var y = x
+        var y = Tensor(zeros: x.shape)
         let g = try m.map { try $0.floats("weight") }
         if let g, g.count != d { throw ModelError.inconsistent("'\(m?.path ?? "")' does not fit width \(d)") }
-        y.data.withUnsafeMutableBufferPointer { yp in
-            for r in 0..<(x.count / d) {
-                var sq = 0.0
-                for i in 0..<d { let v = Double(yp[r * d + i]); sq += v * v }
-                let inv = Float(1 / (sq / Double(d) + eps).squareRoot())
-                for i in 0..<d { yp[r * d + i] = yp[r * d + i] * inv * (g?[i] ?? 1) }
+        x.data.withUnsafeBufferPointer { xp in
+            y.data.withUnsafeMutableBufferPointer { yp in
+                if let g {
+                    g.withUnsafeBufferPointer { Ops.rmsNorm(xp.baseAddress!, rows: x.count / d, dim: d, eps: eps, weight: $0.baseAddress!, into: yp.baseAddress!) }
+                } else {
+                    Ops.rmsNorm(xp.baseAddress!, rows: x.count / d, dim: d, eps: eps, weight: nil, into: yp.baseAddress!)
+                }
             }
         }
         return y
@@ -366,9 +367,13 @@ public enum Layers {
         let n = a.shape[0], ta = a.shape[1], tb = b.shape[1], d = a.shape[2]
         precondition(b.shape == [n, tb, d], "concatenating tokens \(a.shape) and \(b.shape)")
         return Tensor(shape: [n, ta + tb, d]) { out in
-            for i in 0..<n {
-                for k in 0..<(ta * d) { out[(i * (ta + tb)) * d + k] = a.data[i * ta * d + k] }
-                for k in 0..<(tb * d) { out[(i * (ta + tb) + ta) * d + k] = b.data[i * tb * d + k] }
+            a.data.withUnsafeBufferPointer { ap in
+                b.data.withUnsafeBufferPointer { bp in
+                    for i in 0..<n {
+                        (out + (i * (ta + tb)) * d).update(from: ap.baseAddress! + i * ta * d, count: ta * d)
+                        (out + (i * (ta + tb) + ta) * d).update(from: bp.baseAddress! + i * tb * d, count: tb * d)
+                    }
+                }
             }
         }
     }
@@ -378,7 +383,9 @@ public enum Layers {
         let n = x.shape[0], t = x.shape[1], d = x.shape[2]
         precondition(start >= 0 && start + count <= t, "tokens \(start)..<\(start + count) of \(t)")
         return Tensor(shape: [n, count, d]) { out in
-            for i in 0..<n { for k in 0..<(count * d) { out[i * count * d + k] = x.data[(i * t + start) * d + k] } }
+            x.data.withUnsafeBufferPointer { xp in
+                for i in 0..<n { (out + i * count * d).update(from: xp.baseAddress! + (i * t + start) * d, count: count * d) }
+            }
         }
     }
 
