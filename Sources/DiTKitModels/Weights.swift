@@ -139,8 +139,24 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
     public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
         guard let t = recipes[name] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(name)'") }
         let n = t.shape.reduce(1, *)
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
-        defer { buffer.deallocate() }
+        // A float32 source tensor used as it is: its mapped bytes, without a copy.
+        switch t.recipe {
+        case .copy(let s), .reshape(let s, _):
+            if let i = index[s], container.tensors[i].dtype == .f32, container.tensors[i].elementCount == n {
+                let bytes = try container.bytes(of: i)
+                defer { container.release(i) }
+                if bytes.isAligned(to: 4) { return try bytes.withElements(of: Float.self) { try body($0) } }
+            }
+        default:
+            break
+        }
+        return try scratch.with(n) { buffer in try assemble(t, name, n, into: buffer, body) }
+    }
+
+    private let scratch = ScratchPool()
+
+    private func assemble<R>(_ t: PlannedTensor, _ name: String, _ n: Int, into buffer: UnsafeMutablePointer<Float>,
+                             _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
         var position = 0
         /// Appends rows `part` of `of` equal blocks of the source (the whole source by default), or
         /// `rows` (a range of the first dimension).
