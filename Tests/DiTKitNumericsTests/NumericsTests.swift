@@ -168,4 +168,28 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         Gemm.multiply(a, b, &c, m: 2, n: 2, k: 2, transB: true)
         #expect(c == [17, 23, 39, 53])
     }
+
+    /// A single row goes through sgemv: with and without transposed B, alpha, beta and strides,
+    /// it equals the naive product (and the first row of a two-row sgemm).
+    @Test func oneRowProductsMatchTheDefinition() {
+        let k = 37, n = 29, ldb = 41
+        let a = randomValues(2 * k, seed: 3)
+        let bt = randomValues(n * ldb, seed: 4)    // [N, K] with row stride ldb
+        let bn = randomValues(k * ldb, seed: 5)    // [K, N] with row stride ldb
+        for transB in [true, false] {
+            let b = transB ? bt : bn
+            var want = [Float](repeating: 0, count: n)
+            for j in 0..<n {
+                var s = 0.0
+                for i in 0..<k { s += Double(a[i]) * Double(transB ? b[j * ldb + i] : b[i * ldb + j]) }
+                want[j] = Float(0.5 * s + 2 * 0.25)
+            }
+            var c = [Float](repeating: 0.25, count: n)
+            Gemm.multiply(a, b, &c, m: 1, n: n, k: k, transB: transB, alpha: 0.5, beta: 2, ldb: ldb)
+            #expect(maxDifference(c, want) < 1e-5, "transB \(transB)")
+            var two = [Float](repeating: 0.25, count: 2 * n)
+            Gemm.multiply(a, b, &two, m: 2, n: n, k: k, transB: transB, alpha: 0.5, beta: 2, ldb: ldb)
+            #expect(maxDifference(Array(two[0..<n]), c) < 1e-5)
+        }
+    }
 }
