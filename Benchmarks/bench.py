@@ -2,7 +2,10 @@
 """`make bench`: DiTKit against the copy limit, sha256sum and PyTorch, measured in the same run.
 
 Every figure is the median of RUNS runs (default 3) and is printed as a ratio against a baseline
-measured here, now, on this machine. Peak resident memory comes from /usr/bin/time -v.
+measured here, now, on this machine. Each command's wall time and process CPU time (user + system,
+every thread, from /usr/bin/time -v) are both kept: on a machine other work shares, the wall ratio
+moves with the load and the CPU ratio much less. Peak resident memory comes from /usr/bin/time -v.
+The load average is printed before and after every measurement.
 Usage: python Benchmarks/bench.py DATA_DIR DITKIT DITKIT_BENCH
 """
 import json
@@ -23,9 +26,15 @@ PY = sys.executable
 DIT = os.path.join(DATA, "DiT-XL-2-256x256.pt")
 VAE_DIR = os.path.join(DATA, "sd-vae-ft-ema")
 VAE = os.path.join(VAE_DIR, "diffusion_pytorch_model.safetensors")
+FLUX_BLOCKS = os.path.join(DATA, "flux-blocks")
 OUT = os.path.join(DATA, "out")
 os.makedirs(OUT, exist_ok=True)
 rows = []
+loads = []
+
+
+def load():
+    return os.getloadavg()[0]
 
 
 def run(cmd, env=None):
@@ -35,110 +44,174 @@ def run(cmd, env=None):
     return r
 
 
+class M:
+    """A measurement: median wall and CPU seconds of its runs, peak RSS (KB)."""
+    def __init__(self, wall, cpu=None, rss=None):
+        self.wall, self.cpu, self.rss = wall, cpu, rss
+
+
 def timed(cmd, runs=RUNS, before=None):
-    """Median wall time and peak RSS (KB) of a command."""
-    times, rss = [], []
+    """Median wall time, median CPU time (user + sys) and peak RSS (KB) of a command."""
+    times, cpus, rss = [], [], []
+    loads.append(load())
     for _ in range(runs):
         if before:
             before()
         t = time.perf_counter()
         r = run(["/usr/bin/time", "-v"] + cmd)
         times.append(time.perf_counter() - t)
+        user = float(re.search(r"User time \(seconds\): ([\d.]+)", r.stderr).group(1))
+        system = float(re.search(r"System time \(seconds\): ([\d.]+)", r.stderr).group(1))
+        cpus.append(user + system)
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)
         rss.append(int(m.group(1)) if m else 0)
-    return statistics.median(times), max(rss)
+    loads.append(load())
+    return M(statistics.median(times), statistics.median(cpus), max(rss))
 
 
 def json_lines(cmd, env=None):
+    loads.append(load())
     out = run(cmd, env=env).stdout
+    loads.append(load())
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
 
-def row(task, ditkit_s, baseline_name, baseline_s, target=None, rss=None):
-    ratio = ditkit_s / baseline_s if baseline_s else float("nan")
-    rows.append((task, ditkit_s, baseline_name, baseline_s, ratio, target, rss))
-    print("%-44s %8.3f s  vs %-36s %8.3f s  ratio %5.2f%s%s" % (
-        task, ditkit_s, baseline_name, baseline_s, ratio, "" if rss is None else "  peak RSS %d MB" % (rss // 1024),
-        "" if target is None else "  target %s" % target), flush=True)
+def inner(j):
+    """A measurement printed by ditkit-bench or pytorch_baselines.py (in-process timing)."""
+    return M(j["median_s"], j.get("cpu_s"))
 
 
-env = dict(os.environ, THREADS=str(THREADS), RUNS=str(RUNS))
-print("machine: %s, %d cores, %s; runs per figure: %d" % (platform.processor() or platform.machine(), THREADS, platform.platform(), RUNS))
+def verdict(d, ratio, target):
+    """`target` is a ratio ("<= 1.5") or an absolute time of DiTKit's ("<= 0.5 s", "<= 20 ms")."""
+    if not target or not target.startswith("<="):
+        return ""
+    parts = target.split()
+    limit = float(parts[1])
+    if len(parts) > 2:
+        limit *= {"s": 1.0, "ms": 1e-3}[parts[2]]
+        return "**met**" if d.wall <= limit else "**missed**"
+    return "**met**" if ratio <= limit else "**missed**"
 
-# 1. inspect
-sha, _ = timed(["sha256sum", DIT])
-t, _ = timed([DITKIT, "inspect", DIT])
-row("inspect DiT-XL/2 .pt (no hash)", t, "sha256sum of the file", sha, "<= 0.5 s")
-t, _ = timed([DITKIT, "inspect", "--hash", DIT])
-row("inspect --hash DiT-XL/2 .pt", t, "sha256sum of the file", sha)
 
-# 2-3. convert, against cp and torch.load + safetensors.save_file
+def row(task, d, baseline_name, b, target=None, rss_target_mb=None):
+    ratio = d.wall / b.wall if b.wall else float("nan")
+    cpu_ratio = d.cpu / b.cpu if d.cpu and b.cpu else None
+    v = verdict(d, ratio, target)
+    if rss_target_mb is not None and d.rss is not None:
+        ok = d.rss // 1024 <= rss_target_mb
+        v += ("; " if v else "") + "RSS ≤ %d MB: %s" % (rss_target_mb, "**met**" if ok else "**missed**")
+    rows.append((task, d, baseline_name, b, ratio, cpu_ratio, target, v))
+    print("%-46s %8.3f s (cpu %6s) vs %-40s %8.3f s (cpu %6s)  ratio %5.2f (cpu %5s)%s%s  %s" % (
+        task, d.wall, "%.2f" % d.cpu if d.cpu else "-", baseline_name, b.wall, "%.2f" % b.cpu if b.cpu else "-", ratio,
+        "%.2f" % cpu_ratio if cpu_ratio else "-", "" if d.rss is None else "  peak RSS %d MB" % (d.rss // 1024),
+        "" if target is None else "  target %s" % target, v), flush=True)
+
+
 def drop(p):
     return lambda: shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
 
-cp_t, _ = timed(["cp", DIT, os.path.join(OUT, "copy.pt")], before=drop(os.path.join(OUT, "copy.pt")))
-os.remove(os.path.join(OUT, "copy.pt"))
-torch_t = {}
+
+env = dict(os.environ, THREADS=str(THREADS), RUNS=str(RUNS))
+print("machine: %s, %d cores, %s; runs per figure: %d; load average at start %.2f %.2f %.2f" % (
+    platform.processor() or platform.machine(), THREADS, platform.platform(), RUNS, *os.getloadavg()), flush=True)
+
+# 1. inspect
+sha = timed(["sha256sum", DIT])
+row("inspect DiT-XL/2 .pt (no hash)", timed([DITKIT, "inspect", DIT]), "sha256sum of the file", sha, "<= 0.5 s")
+row("inspect --hash DiT-XL/2 .pt (XXH3-128)", timed([DITKIT, "inspect", "--hash", DIT]), "sha256sum of the file", sha)
+row("inspect --sha256 DiT-XL/2 .pt", timed([DITKIT, "inspect", "--sha256", DIT]), "sha256sum of the file", sha)
+
+# 2-3. convert, against cp and torch.load + safetensors.save_file
+copy = os.path.join(OUT, "copy.pt")
+cp = timed(["cp", DIT, copy], before=drop(copy))
+cps = timed(["sh", "-c", "cp \"$0\" \"$1\" && sync \"$1\"", DIT, copy], before=drop(copy))
+os.remove(copy)
+torch_convert = {}
 for d in ("f32", "f16"):
     st = os.path.join(OUT, "torch-%s.safetensors" % d)
-    r = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "convert", DIT, st, d], env=env)
-    torch_t[d] = r[0]["median_s"]
-cps_t, _ = timed(["sh", "-c", "cp \"$0\" \"$1\" && sync", DIT, os.path.join(OUT, "copy.pt")], before=drop(os.path.join(OUT, "copy.pt")))
-os.remove(os.path.join(OUT, "copy.pt"))
+    torch_convert[d] = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "convert", DIT, st, d], env=env)[0])
 for d in ("f32", "f16", "int8"):
     b = os.path.join(OUT, "xl-%s.ditkit" % d)
-    t, rss = timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d], before=drop(b))
-    row("convert --dtype %s" % d, t, "cp + sync of the source (durable copy)", cps_t, "", None)
-    row("convert --dtype %s" % d, t, "cp of the source", cp_t, "<= 2.0", rss)
-    row("convert --dtype %s" % d, t, "torch.load+save_file (%s)" % ("f16" if d == "f16" else "f32"), torch_t.get(d, torch_t["f32"]), "<= 0.33")
+    t = timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d], before=drop(b))
+    row("convert --dtype %s" % d, t, "cp of the source", cp, "<= 1.5", rss_target_mb=256)
+    row("convert --dtype %s" % d, t, "cp + sync of the copy (durable)", cps)
+    base = "f16" if d == "f16" else "f32"
+    row("convert --dtype %s" % d, t, "torch.load + %ssave_file (%s)" % (".half() + " if d == "f16" else "", base), torch_convert[base], "<= 0.2")
 
 # 4. open a bundle and read one tensor, against safetensors safe_open + get_tensor
 name = "blocks.13.mlp.fc1.weight"
-o = json_lines([BENCH, "open", os.path.join(OUT, "xl-f32.ditkit"), name], env=env)[0]
-s = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "get-tensor", os.path.join(OUT, "torch-f32.safetensors"), name], env=env)[0]
-row("open bundle + read one tensor (18 MB)", o["median_s"], "safe_open + get_tensor", s["median_s"], "<= 20 ms")
+o = inner(json_lines([BENCH, "open", os.path.join(OUT, "xl-f32.ditkit"), name], env=env)[0])
+s = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "get-tensor", os.path.join(OUT, "torch-f32.safetensors"), name], env=env)[0])
+row("open bundle + read one tensor (18 MB)", o, "safe_open + get_tensor", s, "<= 20 ms")
 
-# 5. forward passes against PyTorch CPU with the same thread count
-f = json_lines([BENCH, "dit-forward", os.path.join(OUT, "xl-f32.ditkit"), "1"], env=env)[0]
-p = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0]
-row("DiT-XL/2 forward, batch 1, 256 px", f["median_s"], "PyTorch CPU forward", p["median_s"], "<= 1.5")
+# 5. forward passes against PyTorch CPU with the same thread count; quantized against float32.
+for q in ("q8_0", "q4_k"):
+    run([BENCH, "requantize", os.path.join(OUT, "xl-f32.ditkit"), os.path.join(OUT, "xl-%s.ditkit" % q), q])
+torch_fwd = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0])
+fwd = {}
+for d in ("f32", "f16", "int8", "q8_0", "q4_k"):
+    fwd[d] = inner(json_lines([BENCH, "dit-forward", os.path.join(OUT, "xl-%s.ditkit" % d), "1"], env=env)[0])
+row("DiT-XL/2 forward, batch 1, 256 px, f32", fwd["f32"], "PyTorch CPU forward", torch_fwd, "<= 1.0")
+for d in ("f16", "int8", "q8_0", "q4_k"):
+    row("DiT-XL/2 forward, batch 1, 256 px, %s" % d, fwd[d], "DiTKit f32 forward", fwd["f32"], "<= 1.2")
 vb = os.path.join(OUT, "vae-f32.ditkit")
 run([DITKIT, "convert", VAE, "-o", vb, "--force"])
-f = json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0]
-p = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decode", VAE_DIR, "256"], env=env)[0]
-row("SD-VAE decode, batch 1, 256 px", f["median_s"], "PyTorch CPU decode", p["median_s"], "<= 1.5")
+f = inner(json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0])
+p = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decode", VAE_DIR, "256"], env=env)[0])
+row("SD-VAE decode, batch 1, 256 px", f, "PyTorch CPU decode", p, "<= 1.5")
 
-# 6. verify --against of the f16 bundle, end to end (one run: it is long)
-t, rss = timed([DITKIT, "verify", os.path.join(OUT, "xl-f16.ditkit"), "--against", DIT], runs=1)
-dit_torch = json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0]["median_s"]
-row("verify f16 --against .pt (2 forwards, batch 4)", t, "8 PyTorch batch-1 forwards", 8 * dit_torch, None, rss)
+# 6. verify --against, end to end (one run each: they are long), against PyTorch running the same
+# forwards: the bundle's and the source's, batch 4 each.
+torch_b4 = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=env)[0])
+torch_two = M(2 * torch_b4.wall, 2 * torch_b4.cpu if torch_b4.cpu else None)
+for d in ("int8", "f16"):
+    t = timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1)
+    row("verify %s --against .pt (2 forwards, batch 4)" % d, t, "PyTorch: the same 2 forwards", torch_two, "<= 1.0" if d == "int8" else None)
+
+# 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
+fb = os.path.join(OUT, "flux-blocks.ditkit")
+run([DITKIT, "convert", FLUX_BLOCKS, "-o", fb, "--force"])
+ours = {j["measure"]: j for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=env)}
+theirs = {j["measure"]: j for j in json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=env)}
+row("FLUX double-stream block, 4096+512 tokens", inner(ours["flux-double-block"]), "diffusers FluxTransformerBlock", inner(theirs["torch-flux-double-block"]), "<= 1.0")
+row("FLUX single-stream block, 4096+512 tokens", inner(ours["flux-single-block"]), "diffusers FluxSingleTransformerBlock", inner(theirs["torch-flux-single-block"]), "<= 1.0")
+row("FLUX 1+1-block forward, 1024 px", inner(ours["flux-forward"]), "diffusers forward", inner(theirs["torch-flux-forward"]))
+shutil.rmtree(fb, ignore_errors=True)
 
 # Packs: compression ratio and speed per dtype (zstd level 3, all cores, long-distance matching).
 packs = []
 for d in ("f32", "f16", "int8"):
     b = os.path.join(OUT, "xl-%s.ditkit" % d)
     z = os.path.join(OUT, "xl-%s.ditkit.zst" % d)
-    t, _ = timed([DITKIT, "pack", b, "-o", z], runs=1, before=drop(z))
-    u, _ = timed([DITKIT, "unpack", z, "-o", os.path.join(OUT, "unpacked")], runs=1, before=drop(os.path.join(OUT, "unpacked")))
+    t = timed([DITKIT, "pack", b, "-o", z], runs=1, before=drop(z))
+    u = timed([DITKIT, "unpack", z, "-o", os.path.join(OUT, "unpacked")], runs=1, before=drop(os.path.join(OUT, "unpacked")))
     size_in = os.path.getsize(os.path.join(b, "weights.bin"))
     size_out = os.path.getsize(z)
-    packs.append((d, size_in, size_out, t, u))
+    packs.append((d, size_in, size_out, t.wall, u.wall))
     print("pack %-4s %8.1f MB -> %8.1f MB  ratio %.3f  pack %.1f MB/s  unpack+verify %.1f MB/s" % (
-        d, size_in / 1e6, size_out / 1e6, size_in / size_out, size_in / t / 1e6, size_in / u / 1e6), flush=True)
+        d, size_in / 1e6, size_out / 1e6, size_in / size_out, size_in / t.wall / 1e6, size_in / u.wall / 1e6), flush=True)
+    os.remove(z)
+shutil.rmtree(os.path.join(OUT, "unpacked"), ignore_errors=True)
 
 # Block types: quantize and dequantize speed per type (MB/s of float32 data), one thread and all cores.
 quant_rows = json_lines([BENCH, "quants", "16"], env=env)
 
 # Scale: several conversions with bounded parallelism.
 jobs_in = [DIT, VAE]
-both_t, _ = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
+both = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
 for f in ("a", "b"):
     os.remove(os.path.join(OUT, f))
 for jobs in (1, 2):
     many = os.path.join(OUT, "many")
-    t, rss = timed([DITKIT, "convert", *jobs_in, "-o", many, "--dtype", "f16", "--jobs", str(jobs)], runs=1, before=drop(many))
-    row("convert DiT-XL/2 + SD-VAE f16 --jobs %d" % jobs, t, "cp of both sources", both_t, None, rss)
+    t = timed([DITKIT, "convert", *jobs_in, "-o", many, "--dtype", "f16", "--jobs", str(jobs)], runs=1, before=drop(many))
+    row("convert DiT-XL/2 + SD-VAE f16 --jobs %d" % jobs, t, "cp of both sources", both)
+shutil.rmtree(os.path.join(OUT, "many"), ignore_errors=True)
 
+# The outputs (8 GB) make room for the FLUX.1 stand-in's (Benchmarks/bench_flux.py).
+shutil.rmtree(OUT, ignore_errors=True)
+
+print("\nload average over the measurements: min %.2f, median %.2f, max %.2f; at the end %.2f %.2f %.2f" % (
+    min(loads), statistics.median(loads), max(loads), *os.getloadavg()))
 print("\npack rows:")
 print("| bundle | weights | pack | ratio | pack speed | unpack + verify speed |")
 print("|---|---|---|---|---|---|")
@@ -154,7 +227,9 @@ for q in quant_rows:
     print("| %s | %.0f | %.0f | %.0f | %.0f |" % (q["type"], q["quantize_mb_s_1t"], q["quantize_mb_s_" + many],
                                                q["dequantize_mb_s_1t"], q["dequantize_mb_s_" + many]))
 print("\nBENCHMARKS.md rows:")
-print("| task | DiTKit | baseline | baseline time | ratio | target | peak RSS |")
-print("|---|---|---|---|---|---|---|")
-for task, d, bn, bt, ratio, target, rss in rows:
-    print("| %s | %.3f s | %s | %.3f s | %.2f | %s | %s |" % (task, d, bn, bt, ratio, target or "", "" if rss is None else "%d MB" % (rss // 1024)))
+print("| task | DiTKit | CPU | baseline | baseline time | baseline CPU | ratio | CPU ratio | target | peak RSS |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for task, d, bn, b, ratio, cpu_ratio, target, v in rows:
+    print("| %s | %.3f s | %s | %s | %.3f s | %s | %.2f | %s | %s | %s |" % (
+        task, d.wall, "%.2f s" % d.cpu if d.cpu else "", bn, b.wall, "%.2f s" % b.cpu if b.cpu else "", ratio,
+        "%.2f" % cpu_ratio if cpu_ratio else "", ("%s: %s" % (target, v)) if target else v, "" if d.rss is None else "%d MB" % (d.rss // 1024)))

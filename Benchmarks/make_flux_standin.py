@@ -12,6 +12,10 @@ values (seeded): weights N(0, 1/fan_in), biases N(0, 0.01²), RMSNorm scales 1 +
 
 The file (23.8 GB) is written a tensor at a time (header first, then each tensor's bytes), so the
 generator needs about one tensor's memory, not the model's.
+
+Beside it, for `sample`: OUTDIR/flux-vae/ (diffusers AutoencoderKL with FLUX.1's configuration, 16
+latent channels, scaling 0.3611, shift 0.1159, random values) and OUTDIR/flux-text.h5 (one prompt's
+features: T5 [1, 512, 4096] and CLIP pooled [1, 768], random).
 """
 import json
 import os
@@ -64,10 +68,31 @@ def write(path):
     os.rename(path + ".tmp", path)
 
 
+def vae_and_text(out):
+    import h5py
+    from diffusers import AutoencoderKL
+    folder = os.path.join(out, "flux-vae")
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        torch.manual_seed(3)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
+                            layers_per_block=2, latent_channels=16, norm_num_groups=32, sample_size=1024,
+                            scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+        vae.save_pretrained(folder, safe_serialization=True)
+    text = os.path.join(out, "flux-text.h5")
+    if not os.path.exists(text):
+        g = torch.Generator().manual_seed(4)
+        with h5py.File(text + ".tmp", "w") as f:
+            f["encoder_hidden_states"] = torch.randn(1, 512, 4096, generator=g).numpy()
+            f["pooled_projections"] = torch.randn(1, 768, generator=g).numpy()
+        os.rename(text + ".tmp", text)
+
+
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "bench-data"
     os.makedirs(out, exist_ok=True)
     p = os.path.join(out, "flux1-dev.safetensors")
     if not os.path.exists(p):
         write(p)
+    vae_and_text(out)
     print("stand-in:", p)

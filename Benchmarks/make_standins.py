@@ -8,6 +8,9 @@
   sin-cos table, every other tensor random (seeded).
 - sd-vae-ft-ema/: a diffusers AutoencoderKL folder (config.json + diffusion_pytorch_model.safetensors),
   248 tensors, 83,653,863 parameters, random weights (seeded).
+- flux-blocks/: a diffusers FluxTransformer2DModel folder at FLUX.1-dev's width (3072, 24 heads of 128,
+  guidance embedding) with one double-stream and one single-stream block, float32, random weights
+  (seeded): the block benchmarks run it through DiTKit and diffusers.
 """
 import json
 import math
@@ -56,6 +59,21 @@ def sd_vae(folder):
     vae.save_pretrained(folder, safe_serialization=True)
 
 
+def flux_blocks(folder):
+    from diffusers import FluxTransformer2DModel
+    torch.manual_seed(2)
+    m = FluxTransformer2DModel(num_layers=1, num_single_layers=1, guidance_embeds=True)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[1]))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.01 + (1.0 if name.endswith("norm_q.weight") or name.endswith("norm_k.weight")
+                                                                     or "norm_added" in name else 0.0))
+    m.save_pretrained(folder, safe_serialization=True)
+
+
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "bench-data"
     os.makedirs(out, exist_ok=True)
@@ -66,4 +84,7 @@ if __name__ == "__main__":
     v = os.path.join(out, "sd-vae-ft-ema")
     if not os.path.exists(os.path.join(v, "diffusion_pytorch_model.safetensors")):
         sd_vae(v)
+    f = os.path.join(out, "flux-blocks")
+    if not os.path.exists(os.path.join(f, "config.json")):
+        flux_blocks(f)
     print("stand-ins in", out)

@@ -10,6 +10,11 @@
 //                                             shapes, in process CPU seconds (steady on a busy machine)
 //   ditkit-bench flux-forward MODEL SIZE TOKENS   one FLUX forward (batch 1) for a SIZE image and TOKENS
 //                                             text tokens, seeded inputs, no warm-up (weights stream from disk)
+//   ditkit-bench flux-blocks MODEL SIZE TOKENS    FLUX forwards (after a warm-up) timing each double-stream and
+//                                             single-stream block (from the traced block outputs)
+//   ditkit-bench requantize BUNDLE OUT TYPE   a copy of BUNDLE with every tensor its family quantizes by
+//                                             default stored in block type TYPE (Q8_0, Q4_K, ...), for the
+//                                             quantized forward benchmarks until convert chooses block types
 //
 // MODEL is a bundle or any checkpoint convert accepts. Each measurement runs RUNS times (env, default 3).
 import DiTKitCore
@@ -89,7 +94,7 @@ if args.count == 2 && args[1] == "ops" {
     exit(0)
 }
 guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
-    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS\n", stderr)
+    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS | flux-blocks MODEL SIZE TOKENS | requantize BUNDLE OUT TYPE\n", stderr)
     exit(64)
 }
 do {
@@ -114,13 +119,14 @@ do {
         let (x, t, y) = DiTFamily.inputs(c, batch: max(batch, 1), seed: 0)
         let model = DiTModel(config: c, weights: m.weights)
         _ = try model.forward(x: x, t: batch == 1 ? [500] : t, y: batch == 1 ? [207] : y)  // warm-up (page in weights)
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
         for _ in 0..<runs {
-            let start = clock.now
+            let start = clock.now, c = cpuSeconds()
             _ = try model.forward(x: x, t: batch == 1 ? [500] : t, y: batch == 1 ? [207] : y)
             times.append(seconds(clock.now - start))
+            cpu.append(cpuSeconds() - c)
         }
-        report("dit-forward", times, [("threads", .int(Gemm.threads))])
+        report("dit-forward", times, [("threads", .int(Gemm.threads)), ("batch", .int(batch)), ("cpu_s", .double(median(cpu)))])
     case "vae-decode":
         let m = try LoadedModel.open(args[2])
         guard let c = m.configuration.as(VAEConfiguration.self) else { throw ModelError.notRecognised("not a VAE") }
@@ -130,13 +136,14 @@ do {
         let z = Tensor(shape: [1, c.latentChannels, s, s], data: rng.normals(c.latentChannels * s * s))
         let vae = VAEModel(config: c, weights: m.weights)
         _ = try vae.decode(z)
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
         for _ in 0..<runs {
-            let start = clock.now
+            let start = clock.now, c = cpuSeconds()
             _ = try vae.decode(z)
             times.append(seconds(clock.now - start))
+            cpu.append(cpuSeconds() - c)
         }
-        report("vae-decode", times, [("threads", .int(Gemm.threads))])
+        report("vae-decode", times, [("threads", .int(Gemm.threads)), ("cpu_s", .double(median(cpu)))])
     case "quants":
         let n = (args.count > 2 ? Int(args[2]) ?? 16 : 16) << 20
         var rng = SeededRandom(seed: 14)
@@ -188,6 +195,85 @@ do {
         }
         report("flux-forward", times, [("threads", .int(Gemm.threads)), ("image_tokens", .int((size / 16) * (size / 16))),
                                         ("text_tokens", .int(tokens)), ("finite", .bool(finite))])
+    case "flux-blocks":
+        let m = try LoadedModel.open(args[2])
+        guard let c = m.configuration.as(FluxConfiguration.self) else { throw ModelError.notRecognised("not a FLUX") }
+        let size = args.count > 3 ? Int(args[3]) ?? 1024 : 1024
+        let tokens = args.count > 4 ? Int(args[4]) ?? 512 : 512
+        var inputs = try m.family.verificationInputs("output", m.configuration, options: VerificationInputOptions(seed: 0, batch: 1, imageSize: size))
+        var rng = SeededRandom(seed: 1)
+        inputs["encoder_hidden_states"] = Tensor(shape: [1, tokens, c.jointAttentionDim], data: rng.normals(tokens * c.jointAttentionDim))
+        inputs["txt_ids"] = Tensor(zeros: [tokens, 3])
+        // A block's time runs from the previous traced block output (or the rotary table) to its own.
+        var double: [Double] = [], single: [Double] = [], total: [Double] = [], cpu: [Double] = []
+        for run in 0...max(runs, 1) {
+            var mark = clock.now
+            var d = 0.0, s = 0.0
+            let start = clock.now, startCPU = cpuSeconds()
+            _ = try m.family.forward("output", m.configuration, weights: m.weights, inputs: inputs) { name, _ in
+                if name == "pos_embed.1" { mark = clock.now }
+                if name.hasPrefix("transformer_blocks."), name.hasSuffix(".1"), name.split(separator: ".").count == 3 {
+                    d += seconds(clock.now - mark); mark = clock.now
+                }
+                if name.hasPrefix("single_transformer_blocks."), name.hasSuffix(".1"), name.split(separator: ".").count == 3 {
+                    s += seconds(clock.now - mark); mark = clock.now
+                }
+            }
+            if run == 0 { continue }   // warm-up: weights paged in
+            double.append(d / Double(c.numLayers))
+            single.append(s / Double(c.numSingleLayers))
+            total.append(seconds(clock.now - start))
+            cpu.append(cpuSeconds() - startCPU)
+        }
+        report("flux-double-block", double, [("image_tokens", .int((size / 16) * (size / 16))), ("text_tokens", .int(tokens)), ("threads", .int(Gemm.threads))])
+        report("flux-single-block", single, [("image_tokens", .int((size / 16) * (size / 16))), ("text_tokens", .int(tokens)), ("threads", .int(Gemm.threads))])
+        report("flux-forward", total, [("cpu_s", .double(median(cpu)))])
+    case "requantize":
+        guard args.count == 5, let type = DType(rawValue: args[4].uppercased()), let layout = type.block else {
+            throw ModelError.notRecognised("requantize BUNDLE OUT TYPE (a block type: Q8_0, Q4_K, ...)")
+        }
+        let b = try NativeBundle(path: args[2])
+        let config = try ModelConfiguration(family: b.manifest.family, json: b.manifest.config)
+        var records: [BundleTensor] = []
+        var sizes: [Int] = []
+        var chosen: [DType?] = []
+        for t in b.manifest.tensors {
+            let s = t.stored.shape
+            let q = s.count == 2 && s[1] % layout.elements == 0 && config.quantizesByDefault(t.name, shape: s)
+            chosen.append(q ? type : nil)
+            sizes.append(q ? try type.byteCount(shape: s) : t.stored.bytes)
+        }
+        let writer = try BundleWriter(path: args[3], force: true)
+        let (offsets, total) = try writer.layout(sizes)
+        for (k, t) in b.manifest.tensors.enumerated() {
+            guard let view = b.view(t.name) else { continue }
+            var r = t
+            r.scale = nil
+            if let d = chosen[k] {
+                let values = view.floats()
+                let out = UnsafeMutableRawPointer.allocate(byteCount: sizes[k], alignment: 64)
+                defer { out.deallocate() }
+                values.withUnsafeBufferPointer { BlockQuantizer.quantize(d, $0.baseAddress!, count: values.count, into: out, threads: ProcessInfoLite.activeProcessorCount) }
+                let bytes = UnsafeRawBufferPointer(start: out, count: sizes[k])
+                try writer.write(bytes, at: offsets[k])
+                r.stored = StoredRecord(dtype: d, shape: t.stored.shape, offset: offsets[k], bytes: sizes[k], checksum: XXH3Hasher.hex(bytes))
+                r.error = nil
+            } else if t.stored.dtype == .i8 {
+                // int8 tensors the family would not quantize into blocks go back to float32.
+                throw ModelError.notRecognised("requantize an f32 bundle")
+            } else {
+                try withExtendedLifetime(view.bytes) { try writer.write(view.bytes.buffer, at: offsets[k]) }
+                r.stored.offset = offsets[k]
+            }
+            records.append(r)
+            b.releaseTensor(t.name)
+        }
+        let m = b.manifest
+        try writer.finish(BundleManifest(alignment: m.alignment, family: m.family, variant: m.variant, config: m.config, naming: m.naming,
+                                         provenance: m.provenance, dtypePolicy: .object([("dtype", .string(type.name.lowercased())), ("made_by", .string("ditkit-bench requantize"))]),
+                                         weightsBytes: total, tensors: records))
+        print(JSONWriter.string(.object([("measure", .string("requantize")), ("output", .string(args[3])), ("type", .string(type.name)),
+                                         ("quantized", .int(chosen.compactMap { $0 }.count))]), pretty: false))
     default:
         fputs("unknown measurement \(args[1])\n", stderr)
         exit(64)
