@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 
@@ -56,49 +55,6 @@ int ditkit_is_locked(const char *path) {
     return l.l_type != F_UNLCK;
 }
 
-int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len) {
-    loff_t in = off_in, out = off_out;
-    while (len > 0) {
-        ssize_t n = copy_file_range(fd_in, &in, fd_out, &out, len, 0);
-        if (n > 0) { len -= (size_t)n; continue; }
-        if (n == 0) { errno = EIO; return -1; }
-        if (errno == EINTR) continue;
-        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) return -1;
-        // Fallback: a plain copy through a buffer.
-        size_t chunk = 1 << 20;
-        char *buf = malloc(chunk);
-        if (!buf) { errno = ENOMEM; return -1; }
-        while (len > 0) {
-            size_t want = len < chunk ? len : chunk;
-            ssize_t r = pread(fd_in, buf, want, in);
-            if (r < 0) { if (errno == EINTR) continue; free(buf); return -1; }
-            if (r == 0) { free(buf); errno = EIO; return -1; }
-            ssize_t done = 0;
-            while (done < r) {
-                ssize_t w = pwrite(fd_out, buf + done, (size_t)(r - done), out + done);
-                if (w < 0) { if (errno == EINTR) continue; free(buf); return -1; }
-                done += w;
-            }
-            in += r; out += r; len -= (size_t)r;
-        }
-        free(buf);
-        return 0;
-    }
-    return 0;
-}
-
 int ditkit_write_behind(int fd, int64_t off, int64_t len) {
     return sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
-}
-
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
-
-int ditkit_read_ahead(void *addr, size_t len) {
-    return madvise(addr, len, MADV_WILLNEED);
-}
-
-int ditkit_populate_read(void *addr, size_t len) {
-    return madvise(addr, len, MADV_POPULATE_READ);
 }

@@ -1,10 +1,12 @@
-// The workers of one conversion. One task hashes the whole source file (SHA-256, through its
-// mapping, in file order); the others take the planned tensors in source-file order and stream
-// each one in steps of whole rows: a step's source bytes are read once, and in that read they are
-// checked for NaN and infinities, fed to the source tensor's XXH3-128, widened into a small
-// float buffer, stored (narrowed, quantized, or passed through unchanged), hashed again as stored
-// bytes where they differ, written at the tensor's precomputed offset, handed to the disk's
-// writeback, and their pages released. Memory is a few steps per worker, whatever the model size.
+// The workers of one conversion. One task hashes the whole source file (SHA-256, in file order);
+// the others take the planned tensors in source-file order and stream each one in steps of whole
+// rows: a step's source bytes are read once (pread into a buffer that stays in the cache; mapped
+// views only where a reader must assemble the bytes), and from that buffer they are checked for
+// NaN and infinities, fed to the source tensor's XXH3-128, widened into a small float buffer,
+// stored (narrowed, quantized, or passed through unchanged), hashed again as stored bytes where
+// they differ, written at the tensor's precomputed offset and handed to the disk's writeback.
+// No thread maps and unmaps pages under another (which costs both of them TLB flushes and the
+// page-table lock), and memory is a few steps per worker, whatever the model size.
 import Dispatch
 import DiTKitCore
 import DiTKitFormats
@@ -23,6 +25,7 @@ final class ConversionScratch {
     private var floatBuffer: OwnedBuffer?
     private var backBuffer: OwnedBuffer?
     private var outBuffer: OwnedBuffer?
+    private var rawBuffer: OwnedBuffer?
 
     /// Widened source values of a step.
     var floats: UnsafeMutablePointer<Float> { floatBuffer!.pointer.assumingMemoryBound(to: Float.self) }
@@ -30,6 +33,8 @@ final class ConversionScratch {
     var back: UnsafeMutablePointer<Float> { backBuffer!.pointer.assumingMemoryBound(to: Float.self) }
     /// Stored bytes of a step (at most 4 bytes a value).
     var out: UnsafeMutableRawPointer { outBuffer!.pointer }
+    /// Source bytes of a step read from the file (at most 8 bytes a value).
+    var raw: UnsafeMutableRawPointer { rawBuffer!.pointer }
 
     /// Makes room for `elements` values per step.
     func reserve(_ elements: Int) {
@@ -38,6 +43,7 @@ final class ConversionScratch {
         floatBuffer = OwnedBuffer(uninitializedCount: capacity * 4)
         backBuffer = OwnedBuffer(uninitializedCount: capacity * 4)
         outBuffer = OwnedBuffer(uninitializedCount: capacity * 4)
+        rawBuffer = OwnedBuffer(uninitializedCount: capacity * 8)
     }
 }
 
@@ -160,13 +166,35 @@ final class ConversionWork: @unchecked Sendable {
         return (i, container.tensors[i], try container.bytes(of: i))
     }
 
-    /// XXH3-128 of a whole source tensor read in slices, computed once per source.
-    private func wholeSourceDigest(_ si: Int, _ bytes: RawBytes) -> String {
+    /// Where source tensor `si` lies verbatim in a file that can be read with pread: (descriptor,
+    /// first byte, path).
+    private func fileSpan(_ si: Int) -> (fd: Int32, offset: Int, path: String)? {
+        guard let (file, range) = container.verbatimRange(of: si), file.descriptor >= 0 else { return nil }
+        return (file.descriptor, range.lowerBound, file.path)
+    }
+
+    /// XXH3-128 of a whole source tensor read in slices, computed once per source (read in steps
+    /// into `buffer` of `capacity` bytes when it lies verbatim in a file).
+    private func wholeSourceDigest(_ si: Int, _ bytes: RawBytes, _ scratch: ConversionScratch) throws -> String {
         pthread_mutex_lock(&mutex)
         let known = sourceDigests[si]
         pthread_mutex_unlock(&mutex)
         if let known { return known }
-        let digest = ChecksumAlgorithm.xxh3_128.hex(releasing: bytes)
+        let digest: String
+        if let span = fileSpan(si) {
+            scratch.reserve(ConversionScratch.stepElements)
+            let h = XXH3Hasher(), chunk = scratch.capacity * 8
+            var at = 0
+            while at < bytes.count {
+                let n = min(chunk, bytes.count - at)
+                try RegularFile.read(span.fd, into: scratch.raw, count: n, at: span.offset + at, path: span.path)
+                h.update(UnsafeRawBufferPointer(start: scratch.raw, count: n))
+                at += n
+            }
+            digest = h.finalizeHex()
+        } else {
+            digest = ChecksumAlgorithm.xxh3_128.hex(releasing: bytes)
+        }
         pthread_mutex_lock(&mutex)
         sourceDigests[si] = digest
         pthread_mutex_unlock(&mutex)
@@ -180,6 +208,8 @@ final class ConversionWork: @unchecked Sendable {
         let elements: Int
         /// The source tensor's checksum, fed as the segment is read (whole source tensors only).
         let hasher: XXH3Hasher?
+        /// Where `bytes` lie verbatim in a file: read from there with pread instead of through the mapping.
+        let file: (fd: Int32, offset: Int, path: String)?
 
         /// Byte offset of element `e` (a whole number of blocks for a block type).
         func byteOffset(_ e: Int) -> Int { dtype.storedBytes(e) }
@@ -202,33 +232,33 @@ final class ConversionWork: @unchecked Sendable {
         var used: [Int] = []
         defer { for u in used { container.release(u) } }
 
-        func whole(_ e: TensorEntry, _ b: RawBytes) {
+        func whole(_ si: Int, _ e: TensorEntry, _ b: RawBytes) {
             pending.append((e.name, e.dtype, e.shape, .segment(segments.count)))
-            segments.append(Segment(dtype: e.dtype, bytes: b, elements: e.elementCount, hasher: XXH3Hasher()))
+            segments.append(Segment(dtype: e.dtype, bytes: b, elements: e.elementCount, hasher: XXH3Hasher(), file: fileSpan(si)))
         }
-        func slice(_ e: TensorEntry, _ b: RawBytes, _ bytes: Range<Int>, elements: Int) {
+        func slice(_ si: Int, _ e: TensorEntry, _ b: RawBytes, _ bytes: Range<Int>, elements: Int) {
             segments.append(Segment(dtype: e.dtype, bytes: RawBytes(owner: b.owner, buffer: UnsafeRawBufferPointer(rebasing: b.buffer[bytes])),
-                                    elements: elements, hasher: nil))
+                                    elements: elements, hasher: nil, file: fileSpan(si).map { ($0.fd, $0.offset + bytes.lowerBound, $0.path) }))
         }
 
         switch t.recipe {
         case .copy(let s), .reshape(let s, _):
             let (si, e, b) = try source(s)
             used.append(si)
-            whole(e, b)
+            whole(si, e, b)
             if case .reshape = t.recipe { transform = "reshape" }
         case .concatRows(let names):
             transform = "concat-rows"
             for s in names {
                 let (si, e, b) = try source(s)
                 used.append(si)
-                whole(e, b)
+                whole(si, e, b)
             }
         case .foldIdentical(let names):
             transform = "fold-identical"
             let (si, e, b) = try source(names[0])
             used.append(si)
-            whole(e, b)
+            whole(si, e, b)
             pending.removeAll()
             for s in names {
                 let (sj, e2, b2) = try source(s)
@@ -243,43 +273,43 @@ final class ConversionWork: @unchecked Sendable {
             transform = "row-slice \(part)/\(of)"
             let (si, e, b) = try source(s)
             used.append(si)
-            pending = [(e.name, e.dtype, e.shape, .value(wholeSourceDigest(si, b)))]
+            pending = [(e.name, e.dtype, e.shape, .value(try wholeSourceDigest(si, b, scratch)))]
             let rows = e.shape.first ?? 1
             guard of > 0, rows % of == 0, e.byteCount % of == 0 else {
                 throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): its rows do not split in \(of)")
             }
             let size = e.byteCount / of
-            slice(e, b, (part * size)..<((part + 1) * size), elements: e.elementCount / of)
+            slice(si, e, b, (part * size)..<((part + 1) * size), elements: e.elementCount / of)
         case let .rowRange(s, start, count):
             // Rows of an unevenly fused source (FLUX's linear1): one slice of the source's bytes.
             transform = "row-range \(start)+\(count)"
             let (si, e, b) = try source(s)
             used.append(si)
-            pending = [(e.name, e.dtype, e.shape, .value(wholeSourceDigest(si, b)))]
+            pending = [(e.name, e.dtype, e.shape, .value(try wholeSourceDigest(si, b, scratch)))]
             guard let rows = e.shape.first, start >= 0, count > 0, start + count <= rows else {
                 throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): no rows \(start)..<\(start + count)")
             }
             let rowBytes = e.byteCount / rows, rowElements = e.elementCount / rows
-            slice(e, b, (start * rowBytes)..<((start + count) * rowBytes), elements: count * rowElements)
+            slice(si, e, b, (start * rowBytes)..<((start + count) * rowBytes), elements: count * rowElements)
         case .swapHalves(let s):
             // The halves of the first dimension swapped: two segments, second half first.
             transform = "swap-halves"
             let (si, e, b) = try source(s)
             used.append(si)
-            pending = [(e.name, e.dtype, e.shape, .value(wholeSourceDigest(si, b)))]
+            pending = [(e.name, e.dtype, e.shape, .value(try wholeSourceDigest(si, b, scratch)))]
             guard let rows = e.shape.first, rows % 2 == 0 else {
                 throw CheckpointError.inconsistent("'\(s)' has shape \(e.shape): no halves to swap")
             }
             let mid = e.byteCount / 2
-            slice(e, b, mid..<e.byteCount, elements: e.elementCount / 2)
-            slice(e, b, 0..<mid, elements: e.elementCount / 2)
+            slice(si, e, b, mid..<e.byteCount, elements: e.elementCount / 2)
+            slice(si, e, b, 0..<mid, elements: e.elementCount / 2)
         case .computed(let what):
             transform = "computed-" + what
             let values = try plan.configuration.family.computedTensor(t.name, plan.configuration)
             guard values.count == n else { throw CheckpointError.inconsistent("computed \(t.name) has the wrong size") }
             let buffer = OwnedBuffer(uninitializedCount: n * 4)
             values.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: n * 4) }
-            segments = [Segment(dtype: .f32, bytes: buffer.bytes, elements: n, hasher: nil)]
+            segments = [Segment(dtype: .f32, bytes: buffer.bytes, elements: n, hasher: nil, file: nil)]
         }
         guard segments.reduce(0, { $0 + $1.elements }) == n else {
             throw CheckpointError.inconsistent("the sources of \(t.name) hold \(segments.reduce(0) { $0 + $1.elements }) values, its shape \(t.shape) needs \(n)")
@@ -293,13 +323,14 @@ final class ConversionWork: @unchecked Sendable {
         // int8 and block types cannot hold NaN or infinities (blocks copied verbatim keep what they hold).
         let quantizes = (target == .i8 || target.block != nil) && !passThrough
         let lossyWiden = !passThrough && segments.contains { $0.dtype == .f64 }
-        // Single aligned float32 source: widened values are the source itself.
-        let inPlace = !passThrough && segments.count == 1 && sourceDType == .f32 && segments[0].bytes.isAligned(to: 4)
+        // Single float32 source: widened values are the source itself, as read (from a file into the
+        // step buffer, or an aligned mapped view).
+        let inPlace = !passThrough && segments.count == 1 && sourceDType == .f32 && (segments[0].file != nil || segments[0].bytes.isAligned(to: 4))
 
         // Steps of whole rows: an outer row for int8 (its scale), whole blocks for block types.
         let unit = t.shape.count >= 2 ? t.shape.dropFirst().reduce(1, *) : max(n, 1)
         let step = unit >= ConversionScratch.stepElements ? unit : ConversionScratch.stepElements / unit * unit
-        if !passThrough && !inPlace || quantizes || target == .f16 || target == .bf16 { scratch.reserve(step) }
+        scratch.reserve(step)
         let rows = t.shape.first ?? 1
         // Per-row figures (worst row, ruined rows) for matrices narrowed to F16/BF16/int8.
         let trackRows = t.shape.count >= 2 && rows > 1
@@ -318,12 +349,22 @@ final class ConversionWork: @unchecked Sendable {
             // Read the step's source elements, segment by segment.
             var filled = 0
             var readBytes = 0
-            var read: [RawBytes] = []
+            var mapped: [RawBytes] = []   // pieces read through a mapping, released after the step
+            var first: UnsafeRawPointer?  // where the step's first piece is
             while filled < count {
                 let s = segments[segment]
                 let take = min(count - filled, s.elements - within)
-                let piece = UnsafeRawBufferPointer(rebasing: s.bytes.buffer[s.byteOffset(within)..<s.byteOffset(within + take)])
-                read.append(RawBytes(owner: s.bytes.owner, buffer: piece))
+                let span = s.byteOffset(within)..<s.byteOffset(within + take)
+                let piece: UnsafeRawBufferPointer
+                if let f = s.file {
+                    let dst = scratch.raw + readBytes
+                    try RegularFile.read(f.fd, into: dst, count: span.count, at: f.offset + span.lowerBound, path: f.path)
+                    piece = UnsafeRawBufferPointer(start: dst, count: span.count)
+                } else {
+                    piece = UnsafeRawBufferPointer(rebasing: s.bytes.buffer[span])
+                    mapped.append(RawBytes(owner: s.bytes.owner, buffer: piece))
+                }
+                if first == nil { first = piece.baseAddress }
                 try withExtendedLifetime(s.bytes) {
                     guard let base = piece.baseAddress else { return }
                     nonFinite += NonFinite.count(base, dtype: s.dtype, count: take)
@@ -353,8 +394,8 @@ final class ConversionWork: @unchecked Sendable {
                 refused = true
             }
             if !passThrough && !refused {
-                let src: UnsafeMutablePointer<Float> = inPlace
-                    ? UnsafeMutablePointer(mutating: segments[0].bytes.buffer.baseAddress!.assumingMemoryBound(to: Float.self)) + done
+                let src: UnsafeMutablePointer<Float> = inPlace && first != nil
+                    ? UnsafeMutablePointer(mutating: first!.assumingMemoryBound(to: Float.self))
                     : scratch.floats
                 let values = UnsafeBufferPointer(start: src, count: count)
                 let bytes: UnsafeRawBufferPointer
@@ -395,8 +436,8 @@ final class ConversionWork: @unchecked Sendable {
                 let first = offset + target.storedBytes(done)
                 writer.writeBehind(first..<(first + readBytes))
             }
-            // The step's source pages are done with (they stay in the page cache).
-            for r in read { MappedFile.releasePages(of: r) }
+            // Mapped source pages the step read are done with (they stay in the page cache).
+            for r in mapped { MappedFile.releasePages(of: r) }
             progress?.advance(readBytes)
             done += count
         }

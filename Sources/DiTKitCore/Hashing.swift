@@ -1,7 +1,6 @@
 // Checksums: SHA-256 over mapped bytes and files, via swift-crypto (BoringSSL, SHA-NI where the CPU
 // has it), for whole files and manifests; XXH3-128, via xxHash (libxxhash), for every tensor of a
 // format-3 bundle (an integrity checksum at memory speed, not a cryptographic hash).
-import CDiTKitSupport
 import Crypto
 import CXXHash
 #if canImport(Glibc)
@@ -72,34 +71,36 @@ public struct SHA256Hasher {
 }
 
 extension SHA256Hasher {
-    /// SHA-256 of a whole mapped file, read through its mapping in steps of `step` bytes: each
-    /// step is prefaulted in one call (`MADV_POPULATE_READ`), hashed and released, so resident
-    /// memory stays at one step and no byte is copied; the disk is asked for the next steps ahead
-    /// (`MADV_WILLNEED`). `pace` is called with each step's byte range before it is read (a caller
-    /// can hold the hash back so it reads the file about when others do); `progress` gets the
-    /// byte count of each step. Throws `FileChangedWhileReading` when the file shrank meanwhile
-    /// (the hash would be of zeros).
+    /// SHA-256 of a whole mapped file, read with `pread(2)` on its descriptor in steps of `step`
+    /// bytes into one buffer: no page of the file is mapped for it, so hashing a file that other
+    /// threads read through their mapping never changes the process's page tables under them, and
+    /// resident memory stays at the buffer; the kernel is asked to read the next steps ahead
+    /// (`POSIX_FADV_WILLNEED`). `pace` is called with each step's byte range before it is read (a
+    /// caller can hold the hash back so it reads the file about when others do); `progress` gets
+    /// the byte count of each step. A file without a descriptor (an in-memory copy) is hashed in
+    /// place. Throws `FileChangedWhileReading` when the file ends early, `SystemError`.
     public static func hex(mapped file: MappedFile, step: Int = 8 << 20, pace: ((Range<Int>) -> Void)? = nil,
                            progress: ((Int) -> Void)? = nil) throws -> String {
         var h = SHA256Hasher()
-        let bytes = file.bytes
-        let stride = (max(step, 1 << 16) + 4095) & ~4095   // whole pages: madvise takes aligned starts
+        guard file.descriptor >= 0 else {
+            h.update(file.bytes)
+            progress?(file.count)
+            return h.finalizeHex()
+        }
+        let stride = max(step, 1 << 16)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: stride, alignment: 4096)
+        defer { buffer.deallocate() }
         var position = 0
-        while position < bytes.count {
-            let end = min(bytes.count, position + stride)
+        while position < file.count {
+            let end = min(file.count, position + stride)
             pace?(position..<end)
-            let slice = UnsafeRawBufferPointer(rebasing: bytes[position..<end])
-            if let base = slice.baseAddress {
-                let ahead = min(bytes.count - end, 4 * stride)
-                if ahead > 0 { _ = ditkit_read_ahead(UnsafeMutableRawPointer(mutating: base + slice.count), ahead) }
-                _ = ditkit_populate_read(UnsafeMutableRawPointer(mutating: base), slice.count)
-            }
-            h.update(slice)
-            file.release(position..<end)
+            let ahead = min(file.count - end, 4 * stride)
+            if ahead > 0 { _ = posix_fadvise(file.descriptor, off_t(end), off_t(ahead), POSIX_FADV_WILLNEED) }
+            try RegularFile.read(file.descriptor, into: buffer, count: end - position, at: position, path: file.path)
+            h.update(UnsafeRawBufferPointer(start: buffer, count: end - position))
             progress?(end - position)
             position = end
         }
-        try file.checkUnchanged()
         return h.finalizeHex()
     }
 }

@@ -59,6 +59,22 @@ public enum RegularFile {
         return fd
     }
 
+    /// Reads exactly `count` bytes at `offset` of the file open on `fd` into `buffer` (`pread(2)`,
+    /// retried on interruption and short reads). Throws `FileChangedWhileReading` when the file
+    /// ends first (it shrank since it was measured), `SystemError` when the read fails.
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let n = pread(fd, buffer + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if n == 0 { throw FileChangedWhileReading(path: path, pages: UInt64((count - done + 4095) / 4096)) }
+            done += n
+        }
+    }
+
     /// Throws `NotARegularFile` unless `fd` is open on a regular file.
     public static func check(_ fd: Int32, path: String) throws {
         var st = stat()

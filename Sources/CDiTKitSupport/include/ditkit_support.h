@@ -11,22 +11,11 @@ int ditkit_exchange_paths(const char *from, const char *to);
 /// renameat2 with RENAME_NOREPLACE: renames only if `to` does not exist.
 int ditkit_rename_noreplace(const char *from, const char *to);
 
-/// Copies `len` bytes from `fd_in` at `off_in` to `fd_out` at `off_out` inside the kernel
-/// (copy_file_range), falling back to pread/pwrite where the kernel cannot. Returns 0, or -1 with errno.
-int ditkit_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len);
-
 /// Starts writing back `len` bytes of `fd` at `off` to the disk without waiting
 /// (sync_file_range SYNC_FILE_RANGE_WRITE), so a closing fsync finds little left to write.
 /// A hint: returns 0, or -1 with errno (ignored by callers where the call is unsupported).
 int ditkit_write_behind(int fd, int64_t off, int64_t len);
 
-/// Asks for `[addr, addr + len)` of a file mapping to be read in the background (madvise
-/// MADV_WILLNEED). `addr` must be page-aligned. A hint: returns 0, or -1 with errno.
-int ditkit_read_ahead(void *addr, size_t len);
-
-/// Prefaults `[addr, addr + len)` of a file mapping in one call (madvise MADV_POPULATE_READ,
-/// Linux 5.14+) instead of one page fault per folio. A hint: returns 0, or -1 with errno.
-int ditkit_populate_read(void *addr, size_t len);
 
 /// Opens `path` (a file or a directory) read-only and takes a shared open-file-description lock
 /// on it (fcntl F_OFD_SETLK): the lock lives until the descriptor is closed or the process dies,

@@ -13,6 +13,9 @@ public final class BundleWriter: @unchecked Sendable {
     private let fd: Int32
     private var closed = false
     private let weightsPath: String
+    /// Writes to one file serialise on its inode lock in the kernel, where a second writer spins;
+    /// here it sleeps instead.
+    private let writing = Locked<Void>(())
 
     /// Prepares `path` (a directory) for writing. Throws `OutputError.exists` without `force`, and
     /// `OutputError.notReplaceable` when `path` holds something that is not a DiTKit bundle.
@@ -38,6 +41,10 @@ public final class BundleWriter: @unchecked Sendable {
 
     /// Writes `bytes` at `offset` of `weights.bin`. Safe to call from several threads.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        try writing.withLock { _ in try writeLocked(bytes, at: offset) }
+    }
+
+    private func writeLocked(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
@@ -47,13 +54,6 @@ public final class BundleWriter: @unchecked Sendable {
             }
             if n == 0 { throw OutputError.shortWrite(path: weightsPath, expected: bytes.count, written: done) }
             done += n
-        }
-    }
-
-    /// Copies `range` of `file` to `offset` of `weights.bin` inside the kernel (copy_file_range).
-    public func copy(from file: MappedFile, range: Range<Int>, at offset: Int) throws {
-        guard ditkit_copy_range(file.descriptor, Int64(range.lowerBound), fd, Int64(offset), range.count) == 0 else {
-            throw OutputError.system(SystemError("copy_file_range", path: output.finalPath + "/" + BundleManifest.weightsFile))
         }
     }
 
