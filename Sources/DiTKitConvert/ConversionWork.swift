@@ -328,7 +328,9 @@ final class ConversionWork: @unchecked Sendable {
         let inPlace = !passThrough && segments.count == 1 && sourceDType == .f32 && (segments[0].file != nil || segments[0].bytes.isAligned(to: 4))
 
         // Steps of whole rows: an outer row for int8 (its scale), whole blocks for block types.
-        let unit = t.shape.count >= 2 ? t.shape.dropFirst().reduce(1, *) : max(n, 1)
+        let unit = max(1, t.shape.count >= 2 ? t.shape.dropFirst().reduce(1, *) : n)
+        // int8 scales are per row of a matrix (or of a convolution's output channels).
+        if target == .i8 && t.shape.count < 2 { throw CheckpointError.inconsistent("cannot store \(t.name) (shape \(t.shape)) as int8: it has no rows") }
         let step = unit >= ConversionScratch.stepElements ? unit : ConversionScratch.stepElements / unit * unit
         scratch.reserve(step)
         let rows = t.shape.first ?? 1

@@ -202,7 +202,10 @@ enum ConversionReport {
             guard let r = e.error.ruinedRows else { return nil }
             let name = TerminalText.escaped(e.name)
             let whole = e.error.sqnrDB.map { "its SQNR (\(fixed($0, 1)) dB) does not show it" } ?? "the whole tensor's figures do not show it"
-            let why = s.dtype == .int8 ? ": an outlier sets the row's int8 scale" : (s.dtype == .f32 ? "" : ": they are below the smallest \(s.dtype.floatDType.name) value")
+            let why: String
+            if s.dtype == .int8 { why = ": an outlier sets the row's int8 scale" }
+            else if let f = s.dtype.floatDType, f != .f32 { why = ": they are below the smallest \(f.name) value" }
+            else { why = "" }
             return "ditkit: WARNING: \(name): \(r.count) row\(r.count == 1 ? "" : "s") lost most of \(r.count == 1 ? "its" : "their") values "
                 + "(row \(r.row): \(grouped(r.flushedToZero)) of its \(grouped(r.values)) values stored as 0\(why)); "
                 + "\(whole); keep it in float32 with --keep '\(name)'"

@@ -79,7 +79,7 @@ func convertFixture(_ source: String, heads: Int?, _ dtype: StorageType?, into d
             }
             // Every tensor not in the requested type is listed, and nothing else.
             #expect(Set(recorded.keys) == Set(b.manifest.tensors.filter { $0.stored.dtype != type }.map(\.name)), "\(family)")
-            #expect(b.manifest.formatVersion == (b.manifest.tensors.contains { $0.stored.dtype.block != nil } ? 2 : 1))
+            #expect(b.manifest.formatVersion == 3)
             #expect(try BundleCheck.run(b).isEmpty)
             // The fixtures' widths: SD3's (8 and 16) leave nothing to quantize; the others do.
             if family == "sd3" { #expect(quantized == 0) } else { #expect(quantized > 0, "\(family) \(type.name)") }
@@ -131,9 +131,9 @@ func convertFixture(_ source: String, heads: Int?, _ dtype: StorageType?, into d
         for t in half.manifest.tensors {
             let a = try #require(lossless.record(t.name))
             if a.stored.dtype == .q8_0 {
-                #expect(t.stored.dtype == .q8_0 && t.stored.sha256 == a.stored.sha256, "\(t.name)")
+                #expect(t.stored.dtype == .q8_0 && t.stored.checksum == a.stored.checksum, "\(t.name)")
             } else {
-                #expect(a.stored.dtype == .f32 && t.stored.dtype == .f16 && t.stored.sha256 == f16.record(t.name)?.stored.sha256, "\(t.name)")
+                #expect(a.stored.dtype == .f32 && t.stored.dtype == .f16 && t.stored.checksum == f16.record(t.name)?.stored.checksum, "\(t.name)")
             }
         }
         #expect(half.manifest.dtypePolicy["blocks"]?["kept_dtype"]?.stringValue == "F16 (--keep-dtype); block types as stored")
@@ -201,7 +201,7 @@ func convertFixture(_ source: String, heads: Int?, _ dtype: StorageType?, into d
         #expect(dit.view("blocks.0.mlp.fc2.weight")?.dtype == .q4_K)
         let sd3 = try convertFixture("sd3/mmditx_bare.safetensors", heads: nil, .q8_0, into: dir, name: "s.ditkit")
         #expect(sd3.manifest.tensors.allSatisfy { $0.stored.dtype.block == nil })
-        #expect(sd3.manifest.formatVersion == 1)
+        #expect(sd3.manifest.formatVersion == 3)
     }
 }
 

@@ -84,7 +84,7 @@ func poking(_ source: String, _ tensor: String, with values: [Float], into path:
         let g = try GGUFFile(file: MappedFile(path: dir + "/v.gguf"))
         let i = try #require(g.index(of: tensor))
         #expect(g.tensors[i].dtype == .f32)
-        #expect(SHA256Hasher.hex(try g.bytes(of: i)) == b.manifest.tensors.first { $0.name == tensor }?.stored.sha256)
+        #expect(XXH3Hasher.hex(try g.bytes(of: i)) == b.manifest.tensors.first { $0.name == tensor }?.stored.checksum)
         #expect(s.notes.contains { $0.contains(tensor) && $0.contains("3 NaN or infinite values") }, "\(s.notes)")
         // Its finite neighbours are quantized.
         let k = try #require(g.index(of: "encoder.mid_block.attentions.0.to_k.weight"))

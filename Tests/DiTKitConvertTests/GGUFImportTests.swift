@@ -37,7 +37,7 @@ import DiTKitVerify
                 let v = try #require(back.view(t.name))
                 #expect(v.floats() == b.view(t.name)!.floats(), "\(family) \(t.name)")
                 if t.stored.dtype.block != nil && !mixed {
-                    #expect(v.dtype == t.stored.dtype && back.record(t.name)?.stored.sha256 == t.stored.sha256, "\(family) \(t.name)")
+                    #expect(v.dtype == t.stored.dtype && back.record(t.name)?.stored.checksum == t.stored.checksum, "\(family) \(t.name)")
                 }
             }
             // The GGUF runs as a model: verify the bundle against it (blocks dequantized a layer at a time).
@@ -68,11 +68,11 @@ import DiTKitVerify
         #expect(t.stored.dtype == .q4_0 && t.sources.first?.dtype == .q8_0)
         let values = b.view(name)!.floats()
         let q = try values.withUnsafeBufferPointer { try BlockConversion.quantize($0, shape: t.stored.shape, to: .q4_0) }
-        #expect(t.error == q.error && t.stored.sha256 == SHA256Hasher.hex(UnsafeRawBufferPointer(start: q.bytes.pointer, count: t.stored.bytes)))
-        #expect(q4.manifest.formatVersion == 2)
+        #expect(t.error == q.error && t.stored.checksum == XXH3Hasher.hex(UnsafeRawBufferPointer(start: q.bytes.pointer, count: t.stored.bytes)))
+        #expect(q4.manifest.formatVersion == 3)
         o.dtype = .q8_0
         _ = try Converter.convert(source: dir + "/q8.gguf", output: dir + "/q8b.ditkit", options: o)
-        #expect(try NativeBundle(path: dir + "/q8b.ditkit").record(name)?.stored.sha256 == b.record(name)?.stored.sha256)
+        #expect(try NativeBundle(path: dir + "/q8b.ditkit").record(name)?.stored.checksum == b.record(name)?.stored.checksum)
     }
 
     /// A GGUF whose general.architecture names another DiTKit family than its tensors is refused.

@@ -57,10 +57,10 @@ enum WideModels {
         let (offsets, total) = try writer.layout(values.map { $0.count * 4 })
         var tensors: [BundleTensor] = []
         for ((name, shape), (v, o)) in zip(shapes, zip(values, offsets)) {
-            let hash = v.withUnsafeBytes { SHA256Hasher.hex($0) }
+            let hash = v.withUnsafeBytes { XXH3Hasher.hex($0) }
             try v.withUnsafeBytes { try writer.write($0, at: o) }
-            tensors.append(BundleTensor(name: name, stored: StoredRecord(dtype: .f32, shape: shape, offset: o, bytes: v.count * 4, sha256: hash),
-                                        sources: [SourceTensorRecord(name: name, dtype: .f32, shape: shape, sha256: hash)], transform: "copy"))
+            tensors.append(BundleTensor(name: name, stored: StoredRecord(dtype: .f32, shape: shape, offset: o, bytes: v.count * 4, checksum: hash),
+                                        sources: [SourceTensorRecord(name: name, dtype: .f32, shape: shape, checksum: hash)], transform: "copy"))
         }
         let m = template.manifest
         try writer.finish(BundleManifest(alignment: m.alignment, family: family, variant: config.variant, config: config.json, naming: m.naming,

@@ -59,7 +59,8 @@ import DiTKitCore
             }
             for (name, t) in tensors {
                 guard let s = stored[name], let sd = s["dtype"]?.stringValue, sd.hasPrefix("Q") else { continue }
-                #expect(t["type"]?.stringValue == sd && t["bytes_sha256"] == s["sha256"], "\(label) \(name)")
+                let bytesSHA256 = try Tool.storedSHA256(b, s)
+                #expect(t["type"]?.stringValue == sd && t["bytes_sha256"]?.stringValue == bytesSHA256, "\(label) \(name)")
             }
         }
     }

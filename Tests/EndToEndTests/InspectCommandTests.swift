@@ -89,7 +89,7 @@ import DiTKitCore
         #expect(try Tool.run(["convert", source, "-o", b, "--dtype", "int8", "--keep", "blocks.1.mlp.*"]).status == 0)
         let r = try Tool.run(["show", b])
         #expect(r.status == 0, "\(r.stderr)")
-        for line in ["\(b): DiTKit bundle, format 1, DiT-custom (dit), dit-official naming",
+        for line in ["\(b): DiTKit bundle, format 3, DiT-custom (dit), dit-official naming",
                      "  model: depth 2, hidden 128, heads 2, patch 2, image 64, classes 1000",
                      "  tensors: 32 (21 F32, 11 I8; the I8 ones with per-row F32 scales), parameters: 812,576, ",
                      "  dtype policy: int8, float tensors F32, rounding nearest-even",

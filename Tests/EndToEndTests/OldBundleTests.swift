@@ -12,7 +12,7 @@ import DiTKitCore
         let dir = try Tool.temporaryDirectory()
         let r = try Tool.run(["unpack", Tool.fixture("bundles/dit_tiny_int8_v1.ditkit.zst"), "-o", dir])
         #expect(r.status == 0, "\(r.stderr)")
-        return (dir, dir + "/dit_tiny_int8_v1.ditkit")
+        return (dir, dir + "/dit_tiny_int8.ditkit")   // the name recorded in the pack
     }
 
     @Test func versionOneBundlesAreCheckedWithTheirSHA256() throws {
@@ -43,7 +43,9 @@ import DiTKitCore
         var recorded: [String: JSONValue] = [:]
         for t in manifest["tensors"]?.arrayValue ?? [] { recorded[t["name"]?.stringValue ?? ""] = t["sha256"] }
         let tensors = try JSONReader.parse(listing.stdout)["tensors"]?.arrayValue ?? []
-        #expect(tensors.count == 32 + 13)
+        // 32 tensors; the 13 I8 ones carry their scale vectors (with the scales' SHA-256s).
+        #expect(tensors.count == 32)
+        #expect(tensors.filter { $0["scale"]?["sha256"]?.stringValue?.count == 64 }.count == 13)
         for t in tensors where recorded[t["name"]?.stringValue ?? ""] != nil {
             #expect(t["sha256"] == recorded[t["name"]!.stringValue!], "\(t["name"]!)")
         }
