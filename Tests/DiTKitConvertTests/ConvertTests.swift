@@ -239,4 +239,35 @@ import DiTKitModels
             #expect(h == hash.stringValue, "\(key)")
         }
     }
+
+    /// Conversion streams a tensor in steps of rows: the row figures of the steps, merged, are those
+    /// of the whole tensor (row numbers counted from the tensor's first row), for F16 and int8.
+    @Test func rowFiguresOfStepsAddUpToTheWholeTensors() {
+        let rows = 12, cols = 64
+        var values = (0..<(rows * cols)).map { i in Float(sin(Double(i) * 0.37)) * Float(1 + i % 7) }
+        // Row 9: a ruined int8 row (one outlier sets its scale) and tiny values F16 flushes.
+        for c in 0..<cols { values[9 * cols + c] = c == 0 ? 1e6 : 1e-9 }
+        values.withUnsafeBufferPointer { all in
+            for int8 in [false, true] {
+                func narrow(_ first: Int, _ count: Int) -> ErrorAccumulator {
+                    let src = UnsafeBufferPointer(rebasing: all[(first * cols)..<((first + count) * cols)])
+                    let q = UnsafeMutablePointer<Int8>.allocate(capacity: src.count), h = UnsafeMutablePointer<UInt16>.allocate(capacity: src.count)
+                    let scales = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                    defer { q.deallocate(); h.deallocate(); scales.deallocate() }
+                    return int8 ? Narrowing.toInt8(src, rows: count, track: true, q, scales) : Narrowing.toF16(src, rows: count, track: true, h)
+                }
+                let whole = narrow(0, rows)
+                var merged = RowTracker()
+                var acc = ErrorAccumulator()
+                for (first, count) in [(0, 5), (5, 1), (6, 6)] {
+                    let a = narrow(first, count)
+                    acc.merge(a)
+                    if let r = a.rows { merged.merge(r, firstRow: first) }
+                }
+                acc.rows = merged
+                #expect(acc.figures == whole.figures, "int8: \(int8)")
+                #expect(whole.figures.ruinedRows?.row == 9 && whole.figures.ruinedRows?.count == 1, "int8: \(int8)")
+            }
+        }
+    }
 }
