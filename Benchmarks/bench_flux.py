@@ -126,6 +126,36 @@ for line in out.splitlines():
 # Block types, when `convert` offers them (issue 14).
 help_text = subprocess.run([DITKIT, "convert", "--help"], capture_output=True, text=True).stdout.lower()
 dtypes = [("f16", 24), ("int8", 13)] + [(q, gb) for q, gb in (("q8_0", 13), ("q4_k", 7)) if q in help_text]
+# FLUX_TYPES adds block types that are converted and verified for the fidelity table only (no
+# timing rows), e.g. FLUX_TYPES="q6_k q5_k q5_0 q4_0 q3_k q2_k".
+extra = [(q, 13) for q in os.environ.get("FLUX_TYPES", "").split() if q in help_text]
+fidelity = []
+
+
+def fidelity_row(dtype, bundle, verified=None):
+    """Size, stored types, worst tensor (conversion), worst layer and output SQNR of `verify --against`
+    (run here unless `verified` holds its --json output)."""
+    with open(os.path.join(bundle, "manifest.json")) as f:
+        m = json.load(f)
+    types = {}
+    for t in m["tensors"]:
+        types[t["stored"]["dtype"]] = types.get(t["stored"]["dtype"], 0) + 1
+    worst_tensor = min((t["error"]["sqnr_db"], t["name"]) for t in m["tensors"] if t.get("error", {}).get("sqnr_db") is not None)
+    t = time.perf_counter()
+    if verified is None:
+        verified = subprocess.run([DITKIT, "verify", bundle, "--against", SOURCE, "--json"], capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - t
+    j = json.loads(verified)[0]
+    layers = [(l["sqnr_db"], l["name"]) for l in j["layers"] if l.get("sqnr_db") is not None]
+    worst = min(layers)
+    output = next(l["sqnr_db"] for l in j["layers"] if l["name"] == "output")
+    fidelity.append((dtype, ", ".join("%d %s" % (n, k) for k, n in sorted(types.items(), key=lambda kv: -kv[1])),
+                     os.path.getsize(os.path.join(bundle, "weights.bin")), worst_tensor, worst, output, j["passed"]))
+    print("    %s: %.0f MB, worst tensor %.1f dB (%s), worst layer %.1f dB (%s), output %.1f dB, %s; verify %.0f s" % (
+        dtype, fidelity[-1][2] / 1e6, worst_tensor[0], worst_tensor[1], worst[0], worst[1], output,
+        "PASSED" if j["passed"] else "FAILED", seconds), flush=True)
+
+
 for dtype, gb in dtypes:
     b = os.path.join(OUT, "flux-dev-%s.ditkit" % dtype)
     drop(b)
@@ -133,12 +163,14 @@ for dtype, gb in dtypes:
     measure("convert --dtype %s" % dtype, [DITKIT, "convert", SOURCE, "-o", b, "--dtype", dtype],
             target="≤ 512 MB" + ("; ≤ 2.0× cp" if dtype == "f16" else ""))
     measure("check (%s bundle)" % dtype, [DITKIT, "check", b])
+    if dtype in ("q8_0", "q4_k"):
+        fidelity_row(dtype, b)
     if dtype == "int8":
         out = measure("forward, int8 bundle, %s px + %s text tokens" % (SIZE, TOKENS), [BENCH, "flux-forward", b, SIZE, TOKENS], env=env)
         print("   ", out.strip(), flush=True)
         # Random weights through 57 blocks: the verdict is reported, the memory is the point.
-        out = measure("verify int8 --against the bf16 source (2 forwards each)", [DITKIT, "verify", b, "--against", SOURCE], allow_fail=True)
-        print("   ", "\n    ".join(l for l in out.splitlines() if l.startswith(("output", "PASSED", "FAILED"))), flush=True)
+        out = measure("verify int8 --against the bf16 source (2 forwards each)", [DITKIT, "verify", b, "--against", SOURCE, "--json"], allow_fail=True)
+        fidelity_row(dtype, b, verified=out)
         vae = os.path.join(OUT, "flux-vae.ditkit")
         subprocess.run([DITKIT, "convert", VAE, "-o", vae, "--force"], check=True, capture_output=True)
         measure("sample int8, 1 step, %s px (+ VAE decode)" % SIZE,
@@ -146,7 +178,6 @@ for dtype, gb in dtypes:
         drop(vae)
         drop(os.path.join(OUT, "s.png"))
     drop(b)
-shutil.rmtree(OUT, ignore_errors=True)
 if not any(q in help_text for q in ("q8_0", "q4_k")):
     notes.append("Q8_0 and Q4_K: `convert --dtype q8_0|q4_k` does not exist in this build (issue 14), so they were not converted")
 
@@ -163,3 +194,19 @@ for task, s, cpu, rss, own, load, target in rows:
     print("| %s | %.1f s | %.1f s | %d MB | %d MB | %.1f | %s | %s |" % (task, s, cpu, rss // 1024, own // 1024, load, verdict, "%.2f" % ratio if ratio else ""))
 for n in notes:
     print("\n" + n)
+sys.stdout.flush()
+# The fidelity table's extra types come last: the timing table above is complete without them.
+for dtype, gb in extra:
+    b = os.path.join(OUT, "flux-dev-%s.ditkit" % dtype)
+    drop(b)
+    room(gb)
+    subprocess.run([DITKIT, "convert", SOURCE, "-o", b, "--dtype", dtype], check=True, capture_output=True)
+    fidelity_row(dtype, b)
+    drop(b)
+shutil.rmtree(OUT, ignore_errors=True)
+if fidelity:
+    print("\n| storage | stored types | weights, MB | worst tensor SQNR (conversion) | worst layer SQNR | output SQNR | verify |")
+    print("|---|---|---|---|---|---|---|")
+    for dtype, types, size, wt, wl, out, passed in fidelity:
+        print("| %s | %s | {:,} | %.1f dB | %.1f dB (`%s`) | %.1f dB | %s |".format(round(size / 1e6)) % (
+            dtype, types, wt[0], wl[0], wl[1], out, "passed" if passed else "failed"))
