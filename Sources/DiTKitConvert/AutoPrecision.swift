@@ -62,7 +62,7 @@ public enum AutoPrecision {
         if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: resolved) }
         if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
         let plan = try FileError.wrapping(resolved) { try ModelDetector.plan(container, hints: hints) }
-        let policy = plan.configuration.blockPolicy
+        let policy = options.blockPolicy(plan.configuration)
         let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let weights = PlannedWeights(container: container, plan: plan)
 

@@ -102,6 +102,13 @@ public struct ConversionOptions: Sendable {
     /// Block types and `.auto`: the type of the kept float tensors (F16, BF16 or F32); nil: each keeps
     /// its source type losslessly (`LosslessKeep`). Block-typed sources stay verbatim either way.
     public var keepDType: DType?
+    /// Block types and `.auto`: quantize the blocks' adaLN modulation linears too, as ComfyUI-GGUF's
+    /// converter does (kept in high precision by default).
+    public var quantizeModulations = false
+    /// The family's block policy as these options apply it.
+    public func blockPolicy(_ configuration: ModelConfiguration) -> BlockPolicy {
+        quantizeModulations ? configuration.blockPolicy.quantizingModulations() : configuration.blockPolicy
+    }
     /// The fidelity budget of `dtype` `.auto`.
     public var auto: AutoPrecisionOptions?
     /// `.auto` only, set by AutoPrecision: each quantized tensor's block type, and the manifest record.

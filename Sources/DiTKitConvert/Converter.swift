@@ -120,7 +120,7 @@ public enum Converter {
         if let f = dtype.floatDType { m.append(("float_dtype", .string(f.name))) }
         m.append(("rounding", .string("nearest-even")))
         if let type = dtype.blockType {
-            m.append(("blocks", StoragePlan.json(type, policy: config.blockPolicy, decisions: storage.decisions, keepDType: o.keepDType)))
+            m.append(("blocks", StoragePlan.json(type, policy: o.blockPolicy(config), decisions: storage.decisions, keepDType: o.keepDType)))
         }
         if dtype == .auto && o.autoRecord != .null { m.append(("auto", o.autoRecord)) }
         if dtype == .int8 {

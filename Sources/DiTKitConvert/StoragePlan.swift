@@ -35,7 +35,7 @@ public struct StoragePlan: Sendable {
     /// Chooses the stored dtype of every tensor of `plan` for `dtype` and `options.keep`.
     static func make(plan: ModelPlan, container: any TensorContainer, index: [String: Int], dtype: StorageType, options: ConversionOptions) -> StoragePlan {
         let config = plan.configuration
-        let policy = dtype.blockType != nil ? config.blockPolicy : nil
+        let policy = dtype.blockType != nil ? options.blockPolicy(config) : nil
         var dtypes: [DType] = []
         var decisions: [StorageDecision] = []
         for t in plan.tensors {

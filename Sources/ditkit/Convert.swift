@@ -47,6 +47,9 @@ struct Convert: ParsableCommand {
     @Option(help: "With a block type or auto: the type of the tensors kept out of the blocks: f16, bf16 or f32 (default: each keeps its source type, losslessly).")
     var keepDtype: StorageType?
 
+    @Flag(help: "With a block type or auto: quantize the blocks' adaLN modulation linears too (DiT adaLN_modulation; SD3 and FLUX norm1, norm1_context, the single blocks' norm), as ComfyUI-GGUF's converter does. Smaller files (FLUX.1-dev in Q4_K: about 7 GB instead of 11.5), a less precise model; kept in high precision by default.")
+    var quantizeModulations = false
+
     @Option(help: "With --dtype auto: the output SQNR (dB) the converted model must reach against the source, confirmed with verify --against.")
     var minSqnr: Double?
 
@@ -100,6 +103,9 @@ struct Convert: ParsableCommand {
             guard [.f16, .bf16, .f32].contains(k) else { throw ValidationError("--keep-dtype must be f16, bf16 or f32") }
             guard dtype?.blockType != nil || dtype == .auto else { throw ValidationError("--keep-dtype applies to the block types and auto only") }
         }
+        if quantizeModulations && !(dtype?.blockType != nil || dtype == .auto) {
+            throw ValidationError("--quantize-modulations applies to the block types and auto only")
+        }
         if dtype == .auto && minSqnr == nil { throw ValidationError("--dtype auto needs --min-sqnr DB (the output SQNR to reach)") }
         if dtype != .auto && (minSqnr != nil || maxSize != nil) { throw ValidationError("--min-sqnr and --max-size apply to --dtype auto only") }
         if let m = minSqnr, !m.isFinite { throw ValidationError("--min-sqnr must be a number of dB") }
@@ -114,6 +120,7 @@ struct Convert: ParsableCommand {
             o.dtype = dtype
             if let m = minSqnr { o.auto = AutoPrecisionOptions(minSQNR: m, maxSize: maxSize) }
             o.keepDType = keepDtype?.floatDType
+            o.quantizeModulations = quantizeModulations
             o.keep = keep
             o.allowNonfinite = allowNonfinite
             o.force = force

@@ -224,4 +224,37 @@ func convertFixture(_ source: String, heads: Int?, _ dtype: StorageType?, into d
         _ = try Converter.convert(source: dir + "/v.safetensors", output: dir + "/v.ditkit", options: o)
         #expect(try NativeBundle(path: dir + "/v.ditkit").view(tensor)?.floats().first == 1e9)
     }
+
+    /// `--quantize-modulations`: the blocks' modulation linears go into the block type too (as
+    /// ComfyUI-GGUF's converter does), every other tensor is stored as by default, and the manifest
+    /// says so.
+    @Test func quantizeModulationsQuantizesOnlyTheBlocksModulations() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        for (family, source, heads) in blockFixtures where ["dit", "flux"].contains(family) {
+            let plain = try convertFixture(source, heads: heads, .q8_0, into: dir, name: "\(family)-plain.ditkit")
+            let mod = try convertFixture(source, heads: heads, .q8_0, into: dir, name: "\(family)-mod.ditkit") { $0.quantizeModulations = true }
+            let config = try ModelConfiguration(family: mod.manifest.family, json: mod.manifest.config)
+            let modulationRules = config.blockPolicy.rules.filter(\.blockModulation)
+            #expect(!modulationRules.isEmpty, "\(family)")
+            var moved = 0
+            for t in mod.manifest.tensors {
+                let before = try #require(plain.record(t.name)).stored.dtype
+                let isModulation = modulationRules.contains { globMatch($0.pattern, t.name) } && t.stored.shape.count == 2
+                    && t.stored.shape.reduce(1, *) > BlockPolicy.smallTensorLimit
+                if isModulation {
+                    #expect(t.stored.dtype == .q8_0 && before != .q8_0, "\(family) \(t.name): \(t.stored.dtype), was \(before)")
+                    moved += 1
+                } else {
+                    #expect(t.stored.dtype == before, "\(family) \(t.name)")
+                }
+            }
+            #expect(moved > 0, "\(family)")
+            #expect(mod.manifest.dtypePolicy["blocks"]?["modulations_quantized"] == .bool(true))
+            #expect(plain.manifest.dtypePolicy["blocks"]?["modulations_quantized"] == .bool(false))
+            // Smaller tensors (weights.bin may keep its size: tensors start at aligned offsets).
+            #expect(mod.manifest.tensors.reduce(0) { $0 + $1.stored.bytes } < plain.manifest.tensors.reduce(0) { $0 + $1.stored.bytes })
+            #expect(try BundleCheck.run(mod).isEmpty)
+        }
+    }
 }

@@ -8,6 +8,26 @@ import Foundation
 import DiTKitCore
 
 extension ExportCommandTests {
+    /// `--quantize-modulations`: the GGUF holds BFL's modulation linears in Q8_0 (as ComfyUI-GGUF's
+    /// files do), and the bundle still passes verify --against its source under the Q8_0 profile.
+    @Test func fluxModulationsQuantizedStillVerifyAndExportAsComfyUIGGUFDoes() throws {
+        let source = Tool.fixture("flux/dev_bfl_fp8.safetensors")
+        let (dir, b) = try bundle("flux/dev_bfl_fp8.safetensors", ["--dtype", "q8_0", "--quantize-modulations"])
+        defer { FileSystem.removeTree(dir) }
+        let v = try Tool.run(["verify", b, "--against", source])
+        #expect(v.status == 0, "\(v.stdout)\(v.stderr)")
+        let e = try Tool.run(["export", b, "--to", "gguf", "-o", dir + "/m.gguf"])
+        #expect(e.status == 0, "\(e.stderr)")
+        let r = try Tool.run(["inspect", dir + "/m.gguf", "--json"])
+        let types = Dictionary(uniqueKeysWithValues: (try JSONReader.parse(r.stdout)["tensors"]?.arrayValue ?? []).map {
+            ($0["name"]?.stringValue ?? "", $0["dtype"]?.stringValue ?? "")
+        })
+        for name in ["double_blocks.0.img_mod.lin.weight", "double_blocks.0.txt_mod.lin.weight", "single_blocks.0.modulation.lin.weight"] {
+            #expect(types[name] == "Q8_0", "\(name): \(String(describing: types[name]))")
+        }
+        #expect(types["final_layer.adaLN_modulation.1.weight"] != "Q8_0")
+    }
+
     @Test func fluxDiffusersFolderMatchesWhatDiffusersSaves() throws {
         // From BFL's layout (float8, stored as bf16): the diffusers export equals save_pretrained's bf16 folder.
         let (dir, b) = try bundle("flux/dev_bfl_fp8.safetensors", ["--dtype", "bf16"])

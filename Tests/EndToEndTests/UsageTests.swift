@@ -49,6 +49,7 @@ import DiTKitCore
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "auto"], "--dtype auto needs --min-sqnr DB"),
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "f16", "--keep-dtype", "f16"], "--keep-dtype applies to the block types and auto only"),
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "q8_0", "--keep-dtype", "int8"], "--keep-dtype must be f16, bf16 or f32"),
+            (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "int8", "--quantize-modulations"], "--quantize-modulations applies to the block types and auto only"),
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "q4_k", "--min-sqnr", "30"], "--min-sqnr and --max-size apply to --dtype auto only"),
             (["convert", dit, "-o", dir + "/x.ditkit", "--dtype", "auto", "--min-sqnr", "30", "--max-size", "0"], "--max-size must be a positive number of bytes"),
             (["export", vaeBundle, "--to", "safetensors", "--naming", "official", "-o", dir + "/x.safetensors"], "naming 'official' does not apply to a SD VAE (AutoencoderKL) bundle"),

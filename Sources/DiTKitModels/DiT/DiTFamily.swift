@@ -145,7 +145,7 @@ public struct DiTFamily: ModelFamily {
             BlockKeepRule("t_embedder.*", "timestep embedding"),
             BlockKeepRule("y_embedder.*", "embedding table"),
             BlockKeepRule("pos_embed", "position embedding"),
-            BlockKeepRule("blocks.*.adaLN_modulation.*", "adaLN modulation"),
+            BlockKeepRule("blocks.*.adaLN_modulation.*", "adaLN modulation", blockModulation: true),
             BlockKeepRule("final_layer.*", "output layer"),
         ])
     }

@@ -13,13 +13,17 @@
 import DiTKitCore
 
 /// One keep rule: canonical names matching `pattern` (a glob: `*` any run, `?` one character) stay
-/// in high precision, for `reason`.
+/// in high precision, for `reason`. `blockModulation` marks the adaLN modulation linears inside the
+/// blocks: kept by default, quantized with `--quantize-modulations` as ComfyUI-GGUF's lcpp.patch does
+/// (it keeps only the final layer's).
 public struct BlockKeepRule: Sendable, Equatable {
     public var pattern: String
     public var reason: String
-    public init(_ pattern: String, _ reason: String) {
+    public var blockModulation: Bool
+    public init(_ pattern: String, _ reason: String, blockModulation: Bool = false) {
         self.pattern = pattern
         self.reason = reason
+        self.blockModulation = blockModulation
     }
 }
 
@@ -37,6 +41,22 @@ public struct BlockPolicy: Sendable, Equatable {
         self.quantized = quantized
         self.rules = rules
     }
+
+    /// The policy with the blocks' modulation linears quantized too (`--quantize-modulations`), as
+    /// ComfyUI-GGUF's lcpp.patch quantizes FLUX's `img_mod`/`txt_mod`/`modulation` and SD3's
+    /// `adaLN_modulation`: what its published GGUF files hold. Itself when the family marks none.
+    public func quantizingModulations() -> BlockPolicy {
+        let modulations = rules.filter(\.blockModulation)
+        guard !modulations.isEmpty else { return self }
+        var p = BlockPolicy(quantized: quantized + "; with --quantize-modulations, the blocks' adaLN modulation linears ("
+                                + modulations.map(\.pattern).joined(separator: ", ") + ")",
+                            keep: rules.filter { !$0.blockModulation })
+        p.modulationsQuantized = true
+        return p
+    }
+
+    /// Whether the blocks' modulation linears are quantized (`quantizingModulations()`).
+    public private(set) var modulationsQuantized = false
 
     /// Why the canonical tensor `name` of `shape` stays in high precision, or nil when it is quantized.
     public func keepReason(_ name: String, shape: [Int]) -> String? {
@@ -64,6 +84,7 @@ public struct BlockPolicy: Sendable, Equatable {
             ("kept", .string(kept)),
             ("small_tensor_limit", .int(Self.smallTensorLimit)),
             ("rules", .array(rules.map { .object([("pattern", .string($0.pattern)), ("reason", .string($0.reason))]) })),
+            ("modulations_quantized", .bool(modulationsQuantized)),
         ])
     }
 }

@@ -193,9 +193,9 @@ public struct FluxFamily: ModelFamily {
             BlockKeepRule("x_embedder.*", "input layer"),
             BlockKeepRule("context_embedder.*", "input layer"),
             BlockKeepRule("time_text_embed.*", "timestep, guidance and pooled-text embedding"),
-            BlockKeepRule("transformer_blocks.*.norm1.*", "adaLN modulation"),
-            BlockKeepRule("transformer_blocks.*.norm1_context.*", "adaLN modulation"),
-            BlockKeepRule("single_transformer_blocks.*.norm.*", "adaLN modulation"),
+            BlockKeepRule("transformer_blocks.*.norm1.*", "adaLN modulation", blockModulation: true),
+            BlockKeepRule("transformer_blocks.*.norm1_context.*", "adaLN modulation", blockModulation: true),
+            BlockKeepRule("single_transformer_blocks.*.norm.*", "adaLN modulation", blockModulation: true),
             BlockKeepRule("norm_out.*", "adaLN modulation"),
             BlockKeepRule("proj_out.*", "output layer"),
         ])

@@ -195,8 +195,8 @@ public struct SD3Family: ModelFamily {
             BlockKeepRule("pos_embed.*", "input layer"),
             BlockKeepRule("time_text_embed.*", "timestep and pooled-text embedding"),
             BlockKeepRule("context_embedder.*", "input layer"),
-            BlockKeepRule("transformer_blocks.*.norm1.*", "adaLN modulation"),
-            BlockKeepRule("transformer_blocks.*.norm1_context.*", "adaLN modulation"),
+            BlockKeepRule("transformer_blocks.*.norm1.*", "adaLN modulation", blockModulation: true),
+            BlockKeepRule("transformer_blocks.*.norm1_context.*", "adaLN modulation", blockModulation: true),
             BlockKeepRule("norm_out.*", "adaLN modulation"),
             BlockKeepRule("proj_out.*", "output layer"),
         ])
