@@ -55,13 +55,7 @@ public enum AutoPrecision {
     /// `confirm` (tests only) replaces the confirmation: the output SQNR of the bundle at a path.
     static func convert(source: String, output: String, options: ConversionOptions, auto: AutoPrecisionOptions,
                         progress: ProgressReporter?, confirm: ((String) throws -> Double)? = nil) throws -> ConversionSummary {
-        let resolved = LoadedModel.resolve(source, hints: options.hints)
-        let container = try Checkpoint.open(resolved)
-        if container is NativeBundle { throw FileError(path: resolved, ConvertError.sourceIsBundle) }
-        var hints = options.hints
-        if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: resolved) }
-        if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
-        let plan = try FileError.wrapping(resolved) { try ModelDetector.plan(container, hints: hints) }
+        let (resolved, container, plan, hints) = try Converter.open(source, options: options)
         let policy = options.blockPolicy(plan.configuration)
         let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let weights = PlannedWeights(container: container, plan: plan)

@@ -17,13 +17,7 @@ public enum Converter {
         }
         let clock = ContinuousClock()
         let start = clock.now
-        let source = LoadedModel.resolve(source, hints: options.hints)
-        let container = try Checkpoint.open(source)
-        if container is NativeBundle { throw FileError(path: source, ConvertError.sourceIsBundle) }
-        var hints = options.hints
-        if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: source) }
-        if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
-        let plan = try FileError.wrapping(source) { try ModelDetector.plan(container, hints: hints) }
+        let (source, container, plan, _) = try open(source, options: options)
         // GGUF files (quantized or not) keep their types unless asked otherwise.
         let dtype = options.dtype ?? (container is GGUFFile || container.tensors.contains { $0.dtype.block != nil } ? .source : .f32)
 
@@ -88,6 +82,19 @@ public enum Converter {
 
     /// Where the weights came from: the file (for a model folder, its weights file; for shards, the
     /// index, with every shard's name, size and SHA-256).
+    /// Opens a conversion's source (a folder resolved to its weights; a bundle refused) and plans
+    /// its model from the tensors, the hints, a config.json beside it and a training checkpoint's args.
+    static func open(_ source: String, options: ConversionOptions) throws -> (path: String, container: any TensorContainer, plan: ModelPlan, hints: DetectionHints) {
+        let resolved = LoadedModel.resolve(source, hints: options.hints)
+        let container = try Checkpoint.open(resolved)
+        if container is NativeBundle { throw FileError(path: resolved, ConvertError.sourceIsBundle) }
+        var hints = options.hints
+        if hints.diffusersConfig == nil { hints.diffusersConfig = LoadedModel.diffusersConfig(besides: resolved) }
+        if hints.trainArgsModel == nil { hints.trainArgsModel = container.objects.first { $0.name == "args.model" }?.value }
+        let plan = try FileError.wrapping(resolved) { try ModelDetector.plan(container, hints: hints) }
+        return (resolved, container, plan, hints)
+    }
+
     static func provenance(container: any TensorContainer, plan: ModelPlan, sha256: String, shards: [(String, String)], zoo: String?) -> JSONValue {
         let source = container.path
         var s: [(String, JSONValue)] = [
