@@ -87,6 +87,72 @@ public struct DetectionHints: Sendable {
 }
 
 /// The source tensors as the detector sees them.
+extension DetectionHints {
+    /// What a GGUF's metadata says that its tensors cannot, where `general.architecture` names one of
+    /// DiTKit's families: `<arch>.num_heads`, `<arch>.image_size`, `<arch>.scaling_factor` and
+    /// `<arch>.shift_factor`; and, in a GGUF DiTKit wrote (`ditkit.variant`), the whole model.config
+    /// under `<arch>.` standing in for a config.json (the families other than DiT name its members as
+    /// diffusers does). Options and a config.json given by the user win; values that make no sense
+    /// are ignored.
+    mutating func adopt(_ g: GGUFFile) {
+        guard case .string(let arch)? = g.value("general.architecture"),
+              let family = ModelFamilies.registered.first(where: { $0.ggufArchitecture == arch }) else { return }
+        if diffusersConfig == nil, g.value("ditkit.variant") != nil, family.ggufArchitecture != "dit" {
+            let prefix = arch + "."
+            let members: [(String, JSONValue)] = g.values.compactMap { kv in
+                guard kv.key.hasPrefix(prefix), let v = Self.json(kv.value) else { return nil }
+                return (String(kv.key.dropFirst(prefix.count)), v)
+            }
+            if !members.isEmpty { diffusersConfig = .object(members) }
+        }
+        func number(_ key: String) -> Double? {
+            switch g.value(arch + "." + key) {
+            case .u8(let v)?: return Double(v)
+            case .u16(let v)?: return Double(v)
+            case .u32(let v)?: return Double(v)
+            case .i32(let v)?: return Double(v)
+            case .u64(let v)?: return Double(v)
+            case .i64(let v)?: return Double(v)
+            // float32 as the shortest decimal that reads back to it (0.18215, not 0.18215000629...).
+            case .f32(let v)?: return v.isFinite ? Double("\(v)") : nil
+            case .f64(let v)?: return v.isFinite ? v : nil
+            default: return nil
+            }
+        }
+        func count(_ key: String, upTo limit: Double) -> Int? {
+            guard let v = number(key), v >= 1, v <= limit, v == v.rounded() else { return nil }
+            return Int(v)
+        }
+        if numHeads == nil { numHeads = count("num_heads", upTo: 65536) }
+        if imageSize == nil, let s = count("image_size", upTo: 1_048_576), s % 8 == 0 { imageSize = s }
+        guard family.role == .autoencoder else { return }
+        if scalingFactor == nil, let s = number("scaling_factor"), s > 0 { scalingFactor = s }
+        if shiftFactor == nil, let s = number("shift_factor") { shiftFactor = s }
+    }
+
+    /// A GGUF metadata value as JSON: numbers (float32 as the shortest decimal that reads back to
+    /// it), booleans, strings and arrays of them; nil for anything else.
+    private static func json(_ v: GGUFValue) -> JSONValue? {
+        switch v {
+        case .u8(let x): return .int(Int(x))
+        case .i8(let x): return .int(Int(x))
+        case .u16(let x): return .int(Int(x))
+        case .i16(let x): return .int(Int(x))
+        case .u32(let x): return .int(Int(x))
+        case .i32(let x): return .int(Int(x))
+        case .u64(let x): return x <= UInt64(Int.max) ? .int(Int(x)) : nil
+        case .i64(let x): return .int(Int(x))
+        case .f32(let x): return x.isFinite ? Double("\(x)").map { .double($0) } : nil
+        case .f64(let x): return x.isFinite ? .double(x) : nil
+        case .bool(let x): return .bool(x)
+        case .string(let x): return .string(x)
+        case .array(let items, _):
+            let converted = items.compactMap(json)
+            return converted.count == items.count ? .array(converted) : nil
+        }
+    }
+}
+
 public struct SourceTensor: Sendable {
     public var name: String
     public var dtype: DType
@@ -370,7 +436,9 @@ public enum ModelDetector {
     }
 
     /// Detects the model in a container, reading a tensor's values only when a family needs them.
-    public static func plan(_ container: any TensorContainer, hints: DetectionHints = DetectionHints()) throws -> ModelPlan {
+    public static func plan(_ container: any TensorContainer, hints given: DetectionHints = DetectionHints()) throws -> ModelPlan {
+        var hints = given
+        if let g = container as? GGUFFile { hints.adopt(g) }
         let sources = container.tensors.map { SourceTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
         let index = Dictionary(container.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let box = ContainerBox(container)

@@ -12,6 +12,28 @@ import DiTKitExport
 import DiTKitVerify
 
 @Suite struct GGUFImportTests {
+    /// What the tensors do not say comes back from the GGUF's metadata (DiTKit writes model.config
+    /// under the architecture's namespace): a DiT's head count, a PixArt's or SD3's image size, a VAE's
+    /// scaling factor; the re-imported bundle has the original's configuration without any option.
+    @Test func metadataSuppliesWhatTheTensorsDoNotSay() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        for (family, source, heads) in blockFixtures {
+            let b = try convertFixture(source, heads: heads, .f32, into: dir, name: "\(family).ditkit") {
+                if family == "vae" { $0.hints.scalingFactor = 0.13025 }
+            }
+            _ = try GGUFExport.export(b, to: dir + "/\(family).gguf")
+            _ = try Converter.convert(source: dir + "/\(family).gguf", output: dir + "/\(family)-back.ditkit", options: ConversionOptions())
+            let back = try NativeBundle(path: dir + "/\(family)-back.ditkit")
+            #expect(back.manifest.config == b.manifest.config, "\(family): \(back.manifest.config) vs \(b.manifest.config)")
+        }
+        // Options still win over the metadata.
+        var o = ConversionOptions()
+        o.hints.scalingFactor = 0.5
+        _ = try Converter.convert(source: dir + "/vae.gguf", output: dir + "/vae-opt.ditkit", options: o)
+        #expect(try NativeBundle(path: dir + "/vae-opt.ditkit").manifest.config["scaling_factor"] == .double(0.5))
+    }
+
     @Test(arguments: [StorageType.q8_0, .q4_k, .q5_1])
     func exportsConvertBackToTheSameModel(_ storage: StorageType) throws {
         let dir = try temporaryDirectory()
