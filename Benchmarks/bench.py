@@ -160,12 +160,12 @@ f = inner(json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0])
 p = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decode", VAE_DIR, "256"], env=env)[0])
 row("SD-VAE decode, batch 1, 256 px", f, "PyTorch CPU decode", p, "<= 1.5")
 
-# 6. verify --against, end to end (one run each: they are long), against PyTorch running the same
+# 6. verify --against, end to end (median of RUNS, about 20 s each), against PyTorch running the same
 # forwards: the bundle's and the source's, batch 4 each.
 torch_b4 = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=env)[0])
 torch_two = M(2 * torch_b4.wall, 2 * torch_b4.cpu if torch_b4.cpu else None)
 for d in ("int8", "f16"):
-    t = timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1)
+    t = timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT])
     row("verify %s --against .pt (2 forwards, batch 4)" % d, t, "PyTorch: the same 2 forwards", torch_two, "<= 1.0" if d == "int8" else None)
 
 # 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.

@@ -128,7 +128,8 @@ help_text = subprocess.run([DITKIT, "convert", "--help"], capture_output=True, t
 dtypes = [("f16", 24), ("int8", 13)] + [(q, gb) for q, gb in (("q8_0", 13), ("q4_k", 7)) if q in help_text]
 # FLUX_TYPES adds block types that are converted and verified for the fidelity table only (no
 # timing rows), e.g. FLUX_TYPES="q6_k q5_k q5_0 q4_0 q3_k q2_k".
-extra = [(q, 13) for q in os.environ.get("FLUX_TYPES", "").split() if q in help_text]
+# "q4_k+mod" converts with --quantize-modulations.
+extra = [(q, 13) for q in os.environ.get("FLUX_TYPES", "").split() if q.split("+")[0] in help_text]
 fidelity = []
 
 
@@ -139,8 +140,8 @@ def fidelity_row(dtype, bundle, verified=None):
         m = json.load(f)
     types = {}
     for t in m["tensors"]:
-        types[t["stored"]["dtype"]] = types.get(t["stored"]["dtype"], 0) + 1
-    worst_tensor = min((t["error"]["sqnr_db"], t["name"]) for t in m["tensors"] if t.get("error", {}).get("sqnr_db") is not None)
+        types[t["dtype"]] = types.get(t["dtype"], 0) + 1
+    worst_tensor = min((t["error"]["sqnr_db"], t["name"]) for t in m["tensors"] if (t.get("error") or {}).get("sqnr_db") is not None)
     t = time.perf_counter()
     if verified is None:
         verified = subprocess.run([DITKIT, "verify", bundle, "--against", SOURCE, "--json"], capture_output=True, text=True).stdout
@@ -200,8 +201,9 @@ for dtype, gb in extra:
     b = os.path.join(OUT, "flux-dev-%s.ditkit" % dtype)
     drop(b)
     room(gb)
-    subprocess.run([DITKIT, "convert", SOURCE, "-o", b, "--dtype", dtype], check=True, capture_output=True)
-    fidelity_row(dtype, b)
+    flags = ["--quantize-modulations"] if dtype.endswith("+mod") else []
+    subprocess.run([DITKIT, "convert", SOURCE, "-o", b, "--dtype", dtype.split("+")[0]] + flags, check=True, capture_output=True)
+    fidelity_row(dtype.replace("+mod", " --quantize-modulations"), b)
     drop(b)
 shutil.rmtree(OUT, ignore_errors=True)
 if fidelity:
