@@ -148,6 +148,19 @@ public final class MappedFile: @unchecked Sendable {
     /// This mapping's slot in the guard, or -1 when it is not guarded.
     private var guardSlot: Int32 = -1
 
+    /// `count` bytes at `offset`, read with `pread(2)` instead of through the mapping (no page of
+    /// the mapping becomes resident), or copied from it for an in-memory file; fewer at the end of
+    /// the file. Throws `SystemError` when the read fails.
+    public func read(at offset: Int, count: Int) throws -> [UInt8] {
+        guard offset >= 0, count >= 0, offset <= length else { return [] }
+        let n = min(count, length - offset)
+        guard n > 0 else { return [] }
+        guard descriptor >= 0 else { return Array(bytes[offset..<(offset + n)]) }
+        var out = [UInt8](repeating: 0, count: n)
+        try out.withUnsafeMutableBytes { try RegularFile.read(descriptor, into: $0.baseAddress!, count: n, at: offset, path: path) }
+        return out
+    }
+
     /// Pages of this mapping that vanished (the file shrank) and now read as zeros.
     public var pagesLost: UInt64 { guardSlot >= 0 ? ditkit_mapping_faults(guardSlot) : 0 }
 

@@ -11,6 +11,9 @@
 // TorchScript archives (`constants.pkl`, `code/`) are refused.
 import CZip
 import DiTKitCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A `torch.save` zip checkpoint. Storages are viewed zero-copy in the mapped file.
 public final class TorchArchive: TensorContainer, @unchecked Sendable {
@@ -37,7 +40,9 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
     public init(file: MappedFile) throws {
         self.file = file
         path = file.path
-        let directory = try ZipDirectory(file.bytes)
+        // Local headers by pread: read through the mapping they would make every large folio of
+        // the page cache that holds one resident in this process.
+        let directory = try ZipDirectory(file.bytes) { try file.read(at: $0, count: $1) }
         let zip = try LibZipArchive(file: file)
         defer { zip.close() }
         try zip.crossCheck(directory)
@@ -158,7 +163,9 @@ public final class TorchArchive: TensorContainer, @unchecked Sendable {
     }
 }
 
-/// A libzip handle over the mapped bytes (`zip_source_buffer_create` + `zip_open_from_source`).
+/// A libzip handle over the file: read with stdio on a duplicate of the mapping's descriptor (so
+/// its consistency check of every local header maps no page), or over the mapped bytes for an
+/// in-memory file (`zip_source_buffer_create`); `zip_open_from_source` either way.
 final class LibZipArchive {
     private var archive: OpaquePointer?
     private let count: Int
@@ -167,16 +174,31 @@ final class LibZipArchive {
         var error = zip_error_t()
         zip_error_init(&error)
         defer { zip_error_fini(&error) }
-        // SAFETY: libzip reads the mapping only while this object is alive, and `file` outlives it.
-        guard let source = zip_source_buffer_create(file.bytes.baseAddress, zip_uint64_t(file.count), 0, &error) else {
-            throw ZipError.libzip(String(cString: zip_error_strerror(&error)))
+        var source: OpaquePointer?
+        if file.descriptor >= 0, let stream = Self.stream(file) {
+            // libzip owns (and closes) the stream; the length is the mapping's, as the directory saw it.
+            source = zip_source_filep_create(stream, 0, zip_int64_t(file.count), &error)
+            if source == nil { fclose(stream) }
+        } else {
+            // SAFETY: libzip reads the mapping only while this object is alive, and `file` outlives it.
+            source = zip_source_buffer_create(file.bytes.baseAddress, zip_uint64_t(file.count), 0, &error)
         }
+        guard let source else { throw ZipError.libzip(String(cString: zip_error_strerror(&error))) }
         guard let za = zip_open_from_source(source, ZIP_RDONLY | ZIP_CHECKCONS, &error) else {
             zip_source_free(source)
             throw ZipError.libzip(String(cString: zip_error_strerror(&error)))
         }
         archive = za
         count = Int(zip_get_num_entries(za, 0))
+    }
+
+    /// A stdio stream on the mapped file, from its own open file description (reopened through
+    /// /proc/self/fd, so no other reader shares its position), at its start; nil on failure.
+    private static func stream(_ file: MappedFile) -> UnsafeMutablePointer<FILE>? {
+        let fd = Glibc.open("/proc/self/fd/\(file.descriptor)", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        guard lseek(fd, 0, SEEK_SET) == 0, let f = fdopen(fd, "rb") else { Glibc.close(fd); return nil }
+        return f
     }
 
     /// Requires libzip's view of the entries to equal ours: same names, order and sizes.

@@ -45,8 +45,11 @@ public struct ZipDirectory: Sendable {
 
     private static let maxEntries = 1_000_000
 
-    /// Parses the directory of the archive in `bytes`. Throws `ZipError`.
-    public init(_ bytes: UnsafeRawBufferPointer) throws {
+    /// Parses the directory of the archive in `bytes`. Throws `ZipError`. `read(offset, count)`, when
+    /// given, reads the local headers (one beside each record, spread over the whole file) instead of
+    /// `bytes`: touching one page of a mapped file can map a whole large folio of the page cache, so
+    /// a checkpoint of 300 records read through its mapping counts hundreds of MB as resident.
+    public init(_ bytes: UnsafeRawBufferPointer, localHeaders read: ((Int, Int) throws -> [UInt8])? = nil) throws {
         let n = bytes.count
         func u16(_ o: Int) -> Int { Int(bytes[o]) | Int(bytes[o + 1]) << 8 }
         func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
@@ -137,13 +140,18 @@ public struct ZipDirectory: Sendable {
             guard names.insert(name).inserted else { throw ZipError.malformed("duplicate entry name \(TerminalText.quoted(name))", offset: p) }
 
             try need(lh, 30, "local header of \(TerminalText.quoted(name))")
-            guard u32(lh) == 0x0403_4B50 else { throw ZipError.malformed("bad local-header signature for \(TerminalText.quoted(name))", offset: lh) }
-            let lNameLen = u16(lh + 26), lExtraLen = u16(lh + 28)
+            // The local header's fixed part and name, from `read` or from `bytes`.
+            let fixed = try read.map { try $0(lh, 30) } ?? Array(bytes[lh..<(lh + 30)])
+            guard fixed.count == 30 else { throw ZipError.malformed("local header of \(TerminalText.quoted(name)) extends past the end of the file", offset: lh) }
+            func l16(_ o: Int) -> Int { Int(fixed[o]) | Int(fixed[o + 1]) << 8 }
+            guard l16(0) | l16(2) << 16 == 0x0403_4B50 else { throw ZipError.malformed("bad local-header signature for \(TerminalText.quoted(name))", offset: lh) }
+            let lNameLen = l16(26), lExtraLen = l16(28)
             try need(lh + 30, lNameLen + lExtraLen, "local header of \(TerminalText.quoted(name))")
-            guard lNameLen == nameLen, bytes[(lh + 30)..<(lh + 30 + lNameLen)].elementsEqual(bytes[(p + 46)..<(p + 46 + nameLen)]) else {
+            let localName = lNameLen == nameLen ? try read.map { try $0(lh + 30, lNameLen) } ?? Array(bytes[(lh + 30)..<(lh + 30 + lNameLen)]) : []
+            guard lNameLen == nameLen, localName.elementsEqual(bytes[(p + 46)..<(p + 46 + nameLen)]) else {
                 throw ZipError.malformed("local header name differs from the central directory for \(TerminalText.quoted(name))", offset: lh)
             }
-            guard UInt16(u16(lh + 8)) == method else {
+            guard UInt16(l16(8)) == method else {
                 throw ZipError.malformed("local header compression method differs from the central directory for \(TerminalText.quoted(name))", offset: lh)
             }
             let data = lh + 30 + lNameLen + lExtraLen
