@@ -47,7 +47,7 @@ struct Convert: ParsableCommand {
     @Option(help: "With a block type or auto: the type of the tensors kept out of the blocks: f16, bf16 or f32 (default: each keeps its source type, losslessly).")
     var keepDtype: StorageType?
 
-    @Flag(help: "With a block type or auto: quantize the blocks' adaLN modulation linears too (DiT adaLN_modulation; SD3 and FLUX norm1, norm1_context, the single blocks' norm), as ComfyUI-GGUF's converter does. Smaller files (FLUX.1-dev in Q4_K: about 7 GB instead of 11.5), a less precise model; kept in high precision by default.")
+    @Flag(help: "With a block type or auto: quantize the blocks' adaLN modulation linears too (DiT adaLN_modulation; SD3 and FLUX norm1, norm1_context, the single blocks' norm), as ComfyUI-GGUF's converter does. Smaller files (FLUX.1-dev in Q4_K: 6.8 GB instead of 11.4), a less precise model; kept in high precision by default.")
     var quantizeModulations = false
 
     @Option(help: "With --dtype auto: the output SQNR (dB) the converted model must reach against the source, confirmed with verify --against.")
