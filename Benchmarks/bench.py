@@ -93,9 +93,13 @@ def verdict(d, ratio, target):
     return "**met**" if ratio <= limit else "**missed**"
 
 
-def row(task, d, baseline_name, b, target=None, rss_target_mb=None):
+def row(task, d, baseline_name, b, target=None, rss_target_mb=None, paired=None):
+    """`paired`: (wall ratio, CPU ratio) measured round by round (medians of the rounds' ratios),
+    used instead of the ratio of the medians."""
     ratio = d.wall / b.wall if b.wall else float("nan")
     cpu_ratio = d.cpu / b.cpu if d.cpu and b.cpu else None
+    if paired:
+        ratio, cpu_ratio = paired
     v = verdict(d, ratio, target)
     if rss_target_mb is not None and d.rss is not None:
         ok = d.rss // 1024 <= rss_target_mb
@@ -148,25 +152,48 @@ row("open bundle + read one tensor (18 MB)", o, "safe_open + get_tensor", s, "<=
 for q in ("q8_0", "q4_k"):
     run([BENCH, "requantize", os.path.join(OUT, "xl-f32.ditkit"), os.path.join(OUT, "xl-%s.ditkit" % q), q])
 torch_fwd = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0])
-fwd = {}
-for d in ("f32", "f16", "int8", "q8_0", "q4_k"):
-    fwd[d] = inner(json_lines([BENCH, "dit-forward", os.path.join(OUT, "xl-%s.ditkit" % d), "1"], env=env)[0])
+# The five bundles run in one process in interleaved rounds (FWD_RUNS, default 7): each quantized
+# forward is paired with the f32 forward of the same round, so a slow minute of the VM slows both.
+FWD_DTYPES = ("f32", "f16", "int8", "q8_0", "q4_k")
+fwd_env = dict(env, RUNS=os.environ.get("FWD_RUNS", "7"))
+fwd_json = json_lines([BENCH, "dit-forwards", "1"] + [os.path.join(OUT, "xl-%s.ditkit" % d) for d in FWD_DTYPES], env=fwd_env)
+fwd = {d: inner(j) for d, j in zip(FWD_DTYPES, fwd_json)}
 row("DiT-XL/2 forward, batch 1, 256 px, f32", fwd["f32"], "PyTorch CPU forward", torch_fwd, "<= 1.0")
-for d in ("f16", "int8", "q8_0", "q4_k"):
-    row("DiT-XL/2 forward, batch 1, 256 px, %s" % d, fwd[d], "DiTKit f32 forward", fwd["f32"], "<= 1.2")
+
+
+def round_ratios(a, b):
+    """Medians of the per-round wall and CPU ratios of two dit-forwards measurements."""
+    wall = statistics.median(x / y for x, y in zip(a["runs"], b["runs"]))
+    cpu = statistics.median(x / y for x, y in zip(a["cpu_runs"], b["cpu_runs"]))
+    return wall, cpu
+
+
+for d, j in zip(FWD_DTYPES[1:], fwd_json[1:]):
+    row("DiT-XL/2 forward, batch 1, 256 px, %s" % d, fwd[d], "DiTKit f32 forward, same rounds", fwd["f32"], "<= 1.2",
+        paired=round_ratios(j, fwd_json[0]))
 vb = os.path.join(OUT, "vae-f32.ditkit")
 run([DITKIT, "convert", VAE, "-o", vb, "--force"])
 f = inner(json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0])
 p = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decode", VAE_DIR, "256"], env=env)[0])
 row("SD-VAE decode, batch 1, 256 px", f, "PyTorch CPU decode", p, "<= 1.5")
 
-# 6. verify --against, end to end (median of RUNS, about 20 s each), against PyTorch running the same
-# forwards: the bundle's and the source's, batch 4 each.
-torch_b4 = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=env)[0])
-torch_two = M(2 * torch_b4.wall, 2 * torch_b4.cpu if torch_b4.cpu else None)
-for d in ("int8", "f16"):
-    t = timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT])
-    row("verify %s --against .pt (2 forwards, batch 4)" % d, t, "PyTorch: the same 2 forwards", torch_two, "<= 1.0" if d == "int8" else None)
+# 6. verify --against, end to end (about 15 s each), against PyTorch running the same forwards: the
+# bundle's and the source's, batch 4 each. RUNS interleaved rounds, each of one PyTorch forward (after
+# its warm-up, in its own process) and one verify per dtype; the ratios are paired round by round.
+VERIFY_DTYPES = ("int8", "f16")
+torch_b4, verify_runs = [], {d: [] for d in VERIFY_DTYPES}
+for _ in range(RUNS):
+    torch_b4.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=dict(env, RUNS="1"))[0]))
+    for d in VERIFY_DTYPES:
+        verify_runs[d].append(timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1))
+torch_two = M(2 * statistics.median(t.wall for t in torch_b4), 2 * statistics.median(t.cpu for t in torch_b4))
+for d in VERIFY_DTYPES:
+    v = verify_runs[d]
+    t = M(statistics.median(x.wall for x in v), statistics.median(x.cpu for x in v), max(x.rss for x in v))
+    pairs = (statistics.median(x.wall / (2 * b.wall) for x, b in zip(v, torch_b4)),
+             statistics.median(x.cpu / (2 * b.cpu) for x, b in zip(v, torch_b4)))
+    row("verify %s --against .pt (2 forwards, batch 4)" % d, t, "PyTorch: the same 2 forwards, same rounds", torch_two,
+        "<= 1.0" if d == "int8" else None, paired=pairs)
 
 # 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
 fb = os.path.join(OUT, "flux-blocks.ditkit")

@@ -3,6 +3,10 @@
 //   ditkit-bench open BUNDLE TENSOR           open a bundle and read one tensor: every value summed through
 //                                             its zero-copy view (median of runs)
 //   ditkit-bench dit-forward MODEL [BATCH]    one DiT forward at the trained size, seeded inputs
+//   ditkit-bench dit-forwards BATCH MODEL...  the same for several models in one process, in
+//                                             interleaved rounds (each round runs every model once,
+//                                             starting one model later than the round before), so
+//                                             the models' times can be paired round by round
 //   ditkit-bench vae-decode MODEL SIZE        one VAE decode of a seeded latent for a SIZE image
 //   ditkit-bench quants [MVALUES]             quantize and dequantize MVALUES million (default 16)
 //                                             Gaussian float32 values in every block type, on one
@@ -95,7 +99,7 @@ if args.count == 2 && args[1] == "ops" {
     exit(0)
 }
 guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
-    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS | flux-blocks MODEL SIZE TOKENS | requantize BUNDLE OUT TYPE\n", stderr)
+    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | dit-forwards BATCH MODEL... | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS | flux-blocks MODEL SIZE TOKENS | requantize BUNDLE OUT TYPE\n", stderr)
     exit(64)
 }
 do {
@@ -133,6 +137,32 @@ do {
             cpu.append(cpuSeconds() - c)
         }
         report("dit-forward", times, [("threads", .int(Gemm.threads)), ("batch", .int(batch)), ("cpu_s", .double(median(cpu)))])
+    case "dit-forwards":
+        let batch = max(Int(args[2]) ?? 1, 1)
+        var models: [(path: String, model: DiTModel, inputs: (x: Tensor, t: [Float], y: [Int]))] = []
+        for path in args.dropFirst(3) {
+            let m = try LoadedModel.open(path)
+            guard let c = m.configuration.as(DiTConfiguration.self) else { throw ModelError.notRecognised("\(path) is not a DiT") }
+            let (x, t, y) = DiTFamily.inputs(c, batch: batch, seed: 0)
+            let model = DiTModel(config: c, weights: m.weights)
+            let inputs = (x: x, t: batch == 1 ? [Float(500)] : t, y: batch == 1 ? [207] : y)
+            _ = try model.forward(x: inputs.x, t: inputs.t, y: inputs.y)  // warm-up (page in weights)
+            models.append((path, model, inputs))
+        }
+        var times = [[Double]](repeating: [], count: models.count), cpu = times
+        for round in 0..<runs {
+            for step in 0..<models.count {
+                let k = (round + step) % models.count
+                let start = clock.now, c = cpuSeconds()
+                _ = try models[k].model.forward(x: models[k].inputs.x, t: models[k].inputs.t, y: models[k].inputs.y)
+                times[k].append(seconds(clock.now - start))
+                cpu[k].append(cpuSeconds() - c)
+            }
+        }
+        for (k, m) in models.enumerated() {
+            report("dit-forward", times[k], [("model", .string(m.path)), ("threads", .int(Gemm.threads)), ("batch", .int(batch)),
+                                             ("cpu_s", .double(median(cpu[k]))), ("cpu_runs", .array(cpu[k].map { .double($0) }))])
+        }
     case "vae-decode":
         let m = try LoadedModel.open(args[2])
         guard let c = m.configuration.as(VAEConfiguration.self) else { throw ModelError.notRecognised("not a VAE") }

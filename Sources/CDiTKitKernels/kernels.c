@@ -557,3 +557,147 @@ void ditkit_rms_norm_rows(const float *x, size_t rows, size_t dim, double eps, c
         else for (size_t i = 0; i < dim; i++) q[i] = p[i] * inv;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Few-row products straight from narrow stored weights. Each output is 16 partial sums (lane l
+// takes columns c with c mod 16 == l of every whole group of 16), each a chain of fused
+// multiply-adds, folded as s[l] = p[l] + p[l + 8], then ((s0 + s1) + (s2 + s3)) + ((s4 + s5) +
+// (s6 + s7)); the columns past the last whole group follow by fused multiply-adds in order. Each
+// weight is first made exactly the float32 value widening gives it (an int8 times its row's
+// scale, rounded once), so a product depends on the weights' values only, not on how they are
+// stored: a float16 weight gives the bits its float32 widening gives. The portable path performs
+// the same operations.
+
+enum { W_I8 = 0, W_F16 = 1, W_BF16 = 2, W_F32 = 3 };
+
+static inline float weight_scalar(const void *w, int kind, size_t i) {
+    switch (kind) {
+    case W_I8: return (float)((const int8_t *)w)[i];
+    case W_F16: { uint16_t h; memcpy(&h, (const char *)w + 2 * i, 2); return f16_to_f32_scalar(h); }
+    case W_BF16: { uint16_t h; memcpy(&h, (const char *)w + 2 * i, 2); return u2f((uint32_t)h << 16); }
+    default: { float f; memcpy(&f, (const char *)w + 4 * i, 4); return f; }
+    }
+}
+
+static inline size_t weight_size(int kind) { return kind == W_I8 ? 1 : kind == W_F32 ? 4 : 2; }
+
+/// The float32 value of weight [j, i] (`w` at row j): an int8 times its row's scale.
+static inline float weight_value(const void *w, int kind, const float *scale, size_t j, size_t i) {
+    return kind == W_I8 ? weight_scalar(w, kind, i) * scale[j] : weight_scalar(w, kind, i);
+}
+
+static inline float fold8(const float *s) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
+
+static void gemv_portable(const void *w, int kind, const float *scale, size_t n, size_t k, const float *x, size_t ldx,
+                          size_t rows, float *y, size_t ldy) {
+    const size_t kv = k / 16 * 16;
+    for (size_t j = 0; j < n; j++) {
+        const char *wr = (const char *)w + j * k * weight_size(kind);
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * ldx;
+            float p[16] = {0}, s[8];
+            for (size_t c = 0; c < kv; c += 16)
+                for (int l = 0; l < 16; l++) p[l] = fmaf(weight_value(wr, kind, scale, j, c + l), xr[c + l], p[l]);
+            for (int l = 0; l < 8; l++) s[l] = p[l] + p[l + 8];
+            float t = fold8(s);
+            for (size_t c = kv; c < k; c++) t = fmaf(weight_value(wr, kind, scale, j, c), xr[c], t);
+            y[r * ldy + j] = t;
+        }
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 weight8(const char *w, int kind, __m256 scale, size_t c) {
+    switch (kind) {
+    case W_I8: return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + c)))), scale);
+    case W_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * c)));
+    case W_BF16: return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * c))), 16));
+    default: return _mm256_loadu_ps((const float *)(w + 4 * c));
+    }
+}
+
+// `kind` and `rows` are constants at every call site (see gemv_vector), so the accumulators stay
+// in registers.
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void gemv_vector_body(const void *w, int kind, const float *scale, size_t n, size_t k, const float *x,
+                                    size_t ldx, size_t rows, float *y, size_t ldy) {
+    const size_t kv = k / 16 * 16;
+    for (size_t j = 0; j < n; j++) {
+        const char *wr = (const char *)w + j * k * weight_size(kind);
+        __m256 a[DITKIT_DIRECT_MAX_ROWS], b[DITKIT_DIRECT_MAX_ROWS];
+        for (size_t r = 0; r < rows; r++) { a[r] = _mm256_setzero_ps(); b[r] = _mm256_setzero_ps(); }
+        const __m256 vs = _mm256_set1_ps(kind == W_I8 ? scale[j] : 1.0f);
+        for (size_t c = 0; c < kv; c += 16) {
+            const __m256 w0 = weight8(wr, kind, vs, c), w1 = weight8(wr, kind, vs, c + 8);
+            for (size_t r = 0; r < rows; r++) {
+                a[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * ldx + c), a[r]);
+                b[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + r * ldx + c + 8), b[r]);
+            }
+        }
+        for (size_t r = 0; r < rows; r++) {
+            float s[8];
+            _mm256_storeu_ps(s, _mm256_add_ps(a[r], b[r]));
+            float t = fold8(s);
+            const float *xr = x + r * ldx;
+            for (size_t c = kv; c < k; c++) t = fmaf(weight_value(wr, kind, scale, j, c), xr[c], t);
+            y[r * ldy + j] = t;
+        }
+    }
+}
+
+#define GEMV_ROWS(kind)                                                                             \
+    switch (rows) {                                                                                 \
+    case 1: gemv_vector_body(w, kind, scale, n, k, x, ldx, 1, y, ldy); break;                       \
+    case 2: gemv_vector_body(w, kind, scale, n, k, x, ldx, 2, y, ldy); break;                       \
+    case 3: gemv_vector_body(w, kind, scale, n, k, x, ldx, 3, y, ldy); break;                       \
+    case 4: gemv_vector_body(w, kind, scale, n, k, x, ldx, 4, y, ldy); break;                       \
+    case 5: gemv_vector_body(w, kind, scale, n, k, x, ldx, 5, y, ldy); break;                       \
+    case 6: gemv_vector_body(w, kind, scale, n, k, x, ldx, 6, y, ldy); break;                       \
+    case 7: gemv_vector_body(w, kind, scale, n, k, x, ldx, 7, y, ldy); break;                       \
+    default: gemv_vector_body(w, kind, scale, n, k, x, ldx, 8, y, ldy); break;                      \
+    }
+
+__attribute__((target("avx2,fma,f16c")))
+static void gemv_vector(const void *w, int kind, const float *scale, size_t n, size_t k, const float *x, size_t ldx,
+                        size_t rows, float *y, size_t ldy) {
+    switch (kind) {
+    case W_I8: GEMV_ROWS(W_I8) break;
+    case W_F16: GEMV_ROWS(W_F16) break;
+    case W_BF16: GEMV_ROWS(W_BF16) break;
+    default: GEMV_ROWS(W_F32) break;
+    }
+}
+
+static int fma_state = -1;
+
+static void gemv(const void *w, int kind, const float *scale, size_t n, size_t k, const float *x, size_t ldx,
+                 size_t rows, float *y, size_t ldy) {
+    if (rows == 0 || n == 0) return;
+    if (rows > DITKIT_DIRECT_MAX_ROWS) {   // callers split larger inputs; stay correct regardless
+        for (size_t r0 = 0; r0 < rows; r0 += DITKIT_DIRECT_MAX_ROWS) {
+            size_t m = rows - r0 < DITKIT_DIRECT_MAX_ROWS ? rows - r0 : DITKIT_DIRECT_MAX_ROWS;
+            gemv(w, kind, scale, n, k, x + r0 * ldx, ldx, m, y + r0 * ldy, ldy);
+        }
+        return;
+    }
+    if (fma_state < 0) { __builtin_cpu_init(); fma_state = __builtin_cpu_supports("fma"); }
+    if (ditkit_kernels_vectorised() && fma_state) gemv_vector(w, kind, scale, n, k, x, ldx, rows, y, ldy);
+    else gemv_portable(w, kind, scale, n, k, x, ldx, rows, y, ldy);
+}
+
+void ditkit_direct_i8(const int8_t *w, const float *scale, size_t n, size_t k, const float *x, size_t ldx, size_t rows,
+                      float *y, size_t ldy) {
+    gemv(w, W_I8, scale, n, k, x, ldx, rows, y, ldy);
+}
+
+void ditkit_direct_f16(const uint16_t *w, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy) {
+    gemv(w, W_F16, NULL, n, k, x, ldx, rows, y, ldy);
+}
+
+void ditkit_direct_bf16(const uint16_t *w, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy) {
+    gemv(w, W_BF16, NULL, n, k, x, ldx, rows, y, ldy);
+}
+
+void ditkit_direct_f32(const float *w, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy) {
+    gemv(w, W_F32, NULL, n, k, x, ldx, rows, y, ldy);
+}

@@ -21,6 +21,13 @@ public protocol WeightStore: AnyObject, Sendable {
     /// layer never needs its whole float32 copy; F32 storage (and the default implementation) is
     /// one block, zero-copy where it can be. Throws `ModelError` when there is no such tensor.
     func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws
+
+    /// `y[r · ldy + j] = Σ_c x[r · ldx + c] · W[j, c]` (no bias) for `rows` ≤ `DirectProduct.maxRows`,
+    /// with `W` = `name` (`n × k` values) multiplied as stored when it is int8, float16 or bfloat16:
+    /// no widened copy. Returns false, having written nothing, when the store keeps `name` in
+    /// another form (the caller then widens it for BLAS).
+    func directProduct(_ name: String, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, ldx: Int,
+                       into y: UnsafeMutablePointer<Float>, ldy: Int) throws -> Bool
 }
 
 extension WeightStore {
@@ -31,6 +38,36 @@ extension WeightStore {
     public func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws {
         try withFloats(name) { values in try body(0, values) }
     }
+
+    /// Never: the store widens every weight.
+    public func directProduct(_ name: String, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, ldx: Int,
+                              into y: UnsafeMutablePointer<Float>, ldy: Int) throws -> Bool { false }
+}
+
+/// Runs a direct product (`WeightStore.directProduct`) on `n × k` stored values of `dtype` at
+/// `bytes` (per-row `scales` for int8); false when `dtype` is not one the kernels read or the
+/// sizes do not match.
+func directProduct(dtype: DType, bytes: RawBytes, scales: RawBytes?, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int,
+                   outFeatures n: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) -> Bool {
+    guard rows > 0, rows <= DirectProduct.maxRows, k > 0, n > 0, let base = bytes.buffer.baseAddress else { return false }
+    let weight: DirectProduct.Weight
+    switch dtype {
+    case .i8:
+        guard bytes.count == n * k, let scales, scales.count == n * 4, scales.isAligned(to: 4),
+              let s = scales.buffer.baseAddress else { return false }
+        weight = .int8(base.assumingMemoryBound(to: Int8.self), scales: s.assumingMemoryBound(to: Float.self))
+    case .f16:
+        guard bytes.count == n * k * 2 else { return false }
+        weight = .f16(base.assumingMemoryBound(to: UInt16.self))
+    case .bf16:
+        guard bytes.count == n * k * 2 else { return false }
+        weight = .bf16(base.assumingMemoryBound(to: UInt16.self))
+    default:
+        return false
+    }
+    DirectProduct.multiply(x, rows: rows, inFeatures: k, weight: weight, outFeatures: n, into: y, ldx: ldx, ldy: ldy,
+                           threads: ProcessInfoLite.activeProcessorCount)
+    return true
 }
 
 /// Float32 buffers reused across layers (one per nesting level in use), so widening a layer's
@@ -89,6 +126,15 @@ public final class BundleWeights: WeightStore, @unchecked Sendable {
     }
 
     public func elementCount(_ name: String) throws -> Int { try view(name).elementCount }
+
+    public func directProduct(_ name: String, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, ldx: Int,
+                              into y: UnsafeMutablePointer<Float>, ldy: Int) throws -> Bool {
+        let view = try view(name)
+        guard view.dtype == .i8 || view.dtype == .f16 || view.dtype == .bf16 else { return false }
+        defer { bundle.releaseTensor(name) }
+        return DiTKitModels.directProduct(dtype: view.dtype, bytes: view.bytes, scales: view.scale, x: x, rows: rows, inFeatures: k,
+                                          outFeatures: n, ldx: ldx, into: y, ldy: ldy)
+    }
 
     public func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws {
         let view = try view(name)
@@ -151,6 +197,24 @@ public final class PlannedWeights: WeightStore, @unchecked Sendable {
             break
         }
         return try scratch.with(n) { buffer in try assemble(t, name, n, into: buffer, body) }
+    }
+
+    /// Directly from a float16 or bfloat16 source tensor used as it is (FLUX.1 and SD3 releases
+    /// are bfloat16 or float16).
+    public func directProduct(_ name: String, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, ldx: Int,
+                              into y: UnsafeMutablePointer<Float>, ldy: Int) throws -> Bool {
+        guard let t = recipes[name] else { throw ModelError.notRecognised("\(container.path) has no tensor '\(name)'") }
+        switch t.recipe {
+        case .copy(let s), .reshape(let s, _):
+            guard let i = index[s], container.tensors[i].dtype == .f16 || container.tensors[i].dtype == .bf16,
+                  container.tensors[i].elementCount == n * k else { return false }
+            let bytes = try container.bytes(of: i)
+            defer { container.release(i) }
+            return DiTKitModels.directProduct(dtype: container.tensors[i].dtype, bytes: bytes, scales: nil, x: x, rows: rows,
+                                              inFeatures: k, outFeatures: n, ldx: ldx, into: y, ldy: ldy)
+        default:
+            return false
+        }
     }
 
     private let scratch = ScratchPool()

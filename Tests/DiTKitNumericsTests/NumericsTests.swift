@@ -192,4 +192,82 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
             #expect(maxDifference(Array(two[0..<n]), c) < 1e-5)
         }
     }
+
+    /// Few-row products on int8 (per-row scale), float16 and bfloat16 weights against the same
+    /// weights widened and multiplied in double, and bit for bit against the float32 kernel on the
+    /// widened values (a product depends on the values only, not on their storage); the vector and
+    /// portable paths bit for bit; more rows than one pass takes, a ragged last column group and
+    /// strided x and y.
+    @Test func directProductsMatchTheWidenedWeights() {
+        let n = 37, k = 16 * 9 + 5, ldx = k + 3, ldy = n + 2
+        let w = randomValues(n * k, seed: 21)
+        let q = (0..<(n * k)).map { Int8(clamping: Int((w[$0] * 127).rounded())) }
+        let scales = (0..<n).map { Float($0 + 1) / 64 }
+        let f16 = w.map { Float16($0).bitPattern }
+        let bf16 = w.map { UInt16($0.bitPattern >> 16) }
+        let widened: [(String, [Float])] = [
+            ("int8", (0..<(n * k)).map { Float(q[$0]) * scales[$0 / k] }),
+            ("f16", f16.map { Float(Float16(bitPattern: $0)) }),
+            ("bf16", bf16.map { Float(bitPattern: UInt32($0) << 16) }),
+        ]
+        for rows in [1, 2, 4, DirectProduct.maxRows, DirectProduct.maxRows + 3] {
+            let x = randomValues(rows * ldx, seed: UInt64(30 + rows))
+            for (kind, wide) in widened {
+                func product(threads: Int, widened: Bool = false) -> [Float] {
+                    var y = [Float](repeating: -7, count: rows * ldy)
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            q.withUnsafeBufferPointer { qp in
+                                scales.withUnsafeBufferPointer { sp in
+                                    (kind == "f16" ? f16 : bf16).withUnsafeBufferPointer { hp in
+                                        wide.withUnsafeBufferPointer { wp in
+                                        let weight: DirectProduct.Weight = widened ? .f32(wp.baseAddress!)
+                                            : kind == "int8" ? .int8(qp.baseAddress!, scales: sp.baseAddress!)
+                                            : kind == "f16" ? .f16(hp.baseAddress!) : .bf16(hp.baseAddress!)
+                                        DirectProduct.multiply(xp.baseAddress!, rows: rows, inFeatures: k, weight: weight, outFeatures: n,
+                                                               into: yp.baseAddress!, ldx: ldx, ldy: ldy, threads: threads)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    return y
+                }
+                let y = product(threads: 1)
+                #expect(product(threads: 1, widened: true) == y, "\(kind), \(rows) rows: float32 of the same values")
+                ditkit_kernels_force_portable(1)
+                let portable = product(threads: 1)
+                ditkit_kernels_force_portable(0)
+                #expect(portable == y, "\(kind), \(rows) rows: portable path")
+                for r in 0..<rows {
+                    for j in 0..<n {
+                        let exact = (0..<k).reduce(0.0) { $0 + Double(x[r * ldx + $1]) * Double(wide[j * k + $1]) }
+                        let magnitude = (0..<k).reduce(0.0) { $0 + abs(Double(x[r * ldx + $1]) * Double(wide[j * k + $1])) }
+                        #expect(abs(Double(y[r * ldy + j]) - exact) <= 1e-6 * magnitude + 1e-9, "\(kind) [\(r), \(j)]")
+                    }
+                    // Padding between rows of y stays untouched.
+                    #expect(y[r * ldy + n] == -7 && y[r * ldy + n + 1] == -7)
+                }
+            }
+        }
+    }
+
+    /// A product large enough to be split across threads gives the bits it gives on one.
+    @Test func directProductsDoNotDependOnTheThreadCount() {
+        let n = 2048, k = 512, rows = 3
+        let w = randomValues(n * k, seed: 41).map { Float16($0).bitPattern }
+        let x = randomValues(rows * k, seed: 42)
+        func product(threads: Int) -> [Float] {
+            var y = [Float](repeating: 0, count: rows * n)
+            w.withUnsafeBufferPointer { wp in
+                DirectProduct.multiply(x, rows: rows, inFeatures: k, weight: .f16(wp.baseAddress!), outFeatures: n, into: &y, threads: threads)
+            }
+            return y
+        }
+        let one = product(threads: 1)
+        #expect(one.contains { $0 != 0 })
+        #expect(product(threads: 3) == one)
+        #expect(product(threads: 2) == one)
+    }
 }

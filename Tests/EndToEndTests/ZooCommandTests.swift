@@ -269,7 +269,7 @@ import DiTKitCore
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
         let bin = try installed(dir)
-        let repo = try FileSystem.listDirectory(Tool.root + "/Manifests").filter { $0.hasSuffix(".json") && $0 != "schema.json" }
+        let repo = FileSystem.listDirectory(Tool.root + "/Manifests").filter { $0.hasSuffix(".json") && $0 != "schema.json" }
             .map { String($0.dropLast(5)) }.sorted()
         let r = try Tool.run([bin, "zoo", "list", "--json"], environment: ["DITKIT_MANIFESTS": ""], cwd: "/", viaShell: true)
         #expect(r.status == 0, "\(r.stderr)")

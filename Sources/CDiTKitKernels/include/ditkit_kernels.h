@@ -54,4 +54,20 @@ void ditkit_softmax_rows(float *x, size_t rows, size_t cols);
 /// weight when NULL), the mean of squares summed in double in 4 lanes (same bits in both paths).
 void ditkit_rms_norm_rows(const float *x, size_t rows, size_t dim, double eps, const float *weight, float *y);
 
+
+/// Most rows of `x` the direct products take in one pass over the weights (more are done in groups).
+#define DITKIT_DIRECT_MAX_ROWS 8
+/// Few-row products straight from stored weights, without widening them first:
+/// y[r * ldy + j] = sum_c x[r * ldx + c] * W[j, c] for r < rows, j < n, with `w` [n, k] row-major
+/// and W[j, c] its float32 value (an int8 times scale[j]). Each output is 16 chains of fused
+/// multiply-adds over the columns (column c in chain c mod 16, for every whole group of 16
+/// columns), folded in a fixed order, then the remaining columns in order. A product depends on
+/// the weights' float32 values only (an int8 or float16 weight gives the bits its float32 widening
+/// gives with ditkit_direct_f32), and the vector (AVX2 + FMA + F16C) and portable paths give the
+/// same bits.
+void ditkit_direct_i8(const int8_t *w, const float *scale, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy);
+void ditkit_direct_f16(const uint16_t *w, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy);
+void ditkit_direct_bf16(const uint16_t *w, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy);
+void ditkit_direct_f32(const float *w, size_t n, size_t k, const float *x, size_t ldx, size_t rows, float *y, size_t ldy);
+
 #endif

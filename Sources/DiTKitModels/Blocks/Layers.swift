@@ -73,18 +73,34 @@ public enum Layers {
 
     /// `y[rows, n] = x[rows, k] Wᵀ + b` with `W` (`[n, k]`, named `weight` in `store`) read a block
     /// of rows at a time (`WeightStore.withRowBlocks`): a quantized weight is widened a block at a
-    /// time into a reused buffer, and each block's product fills its columns of `y`. `x` rows are
+    /// time into a reused buffer, and each block's product fills its columns of `y`. A few rows
+    /// (≤ `DirectProduct.maxRows`) go through the direct kernels instead, on the stored values of
+    /// an int8, float16 or bfloat16 weight (`WeightStore.directProduct`). `x` rows are
     /// `ldx` floats apart (`k` by default). Throws `ModelError` when the weight does not hold `n × k` values.
     public static func linear(_ x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, weight: String,
                               in store: any WeightStore, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
                               ldx: Int? = nil) throws {
+        // A few rows (a batch's modulation or embedding layers): the direct kernels, on the stored
+        // values where the store can (int8, float16, bfloat16), else on the widened blocks. Every
+        // few-row product takes this path whatever the storage, so it depends on the values only.
+        let direct = rows <= DirectProduct.maxRows
+        if direct, try store.directProduct(weight, x: x, rows: rows, inFeatures: k, outFeatures: n, ldx: ldx ?? k, into: y, ldy: n) {
+            if let bias { Ops.addRowVector(y, rows: rows, cols: n, bias, ld: n) }
+            return
+        }
         var covered = 0
         try store.withRowBlocks(weight) { first, w in
             guard k > 0, w.count % k == 0, first == covered, first + w.count / k <= n, let wp = w.baseAddress else {
                 throw ModelError.inconsistent("'\(weight)' does not hold \(n) rows of \(k) values")
             }
             let r = w.count / k
-            Ops.linear(x, rows: rows, inFeatures: k, weight: wp, bias: bias.map { $0 + first }, outFeatures: r, into: y + first, ldx: ldx, ldy: n)
+            if direct {
+                DirectProduct.multiply(x, rows: rows, inFeatures: k, weight: .f32(wp), outFeatures: r, into: y + first, ldx: ldx, ldy: n,
+                                       threads: ProcessInfoLite.activeProcessorCount)
+                if let bias { Ops.addRowVector(y + first, rows: rows, cols: r, bias + first, ld: n) }
+            } else {
+                Ops.linear(x, rows: rows, inFeatures: k, weight: wp, bias: bias.map { $0 + first }, outFeatures: r, into: y + first, ldx: ldx, ldy: n)
+            }
             covered += r
         }
         guard covered == n else { throw ModelError.inconsistent("'\(weight)' has \(covered * k) values, expected \(n * k)") }
