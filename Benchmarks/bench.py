@@ -69,6 +69,18 @@ def timed(cmd, runs=RUNS, before=None):
     return M(statistics.median(times), statistics.median(cpus), max(rss))
 
 
+def merged(ms):
+    """One measurement from single runs: median wall and CPU, the largest peak RSS."""
+    return M(statistics.median(m.wall for m in ms), statistics.median(m.cpu for m in ms), max(m.rss for m in ms))
+
+
+def paired_ratios(ours, theirs, factor=1.0):
+    """Medians of the round-by-round wall and CPU ratios of two lists of single runs (each of
+    `theirs` counted `factor` times)."""
+    return (statistics.median(a.wall / (factor * b.wall) for a, b in zip(ours, theirs)),
+            statistics.median(a.cpu / (factor * b.cpu) for a, b in zip(ours, theirs)))
+
+
 def json_lines(cmd, env=None):
     loads.append(load())
     out = run(cmd, env=env).stdout
@@ -126,19 +138,28 @@ row("inspect --hash DiT-XL/2 .pt (XXH3-128)", timed([DITKIT, "inspect", "--hash"
 row("inspect --sha256 DiT-XL/2 .pt", timed([DITKIT, "inspect", "--sha256", DIT]), "sha256sum of the file", sha)
 
 # 2-3. convert, against cp and torch.load + safetensors.save_file
+# RUNS interleaved rounds, each of cp, cp + sync and the three conversions, so each conversion is
+# paired with the copies of its own round (the page cache's state moves a copy's time 1-5x).
 copy = os.path.join(OUT, "copy.pt")
-cp = timed(["cp", DIT, copy], before=drop(copy))
-cps = timed(["sh", "-c", "cp \"$0\" \"$1\" && sync \"$1\"", DIT, copy], before=drop(copy))
-os.remove(copy)
+CONVERT_DTYPES = ("f32", "f16", "int8")
+cp_runs, cps_runs, convert_runs = [], [], {d: [] for d in CONVERT_DTYPES}
+for _ in range(RUNS):
+    cp_runs.append(timed(["cp", DIT, copy], runs=1, before=drop(copy)))
+    cps_runs.append(timed(["sh", "-c", "cp \"$0\" \"$1\" && sync \"$1\"", DIT, copy], runs=1, before=drop(copy)))
+    os.remove(copy)
+    for d in CONVERT_DTYPES:
+        b = os.path.join(OUT, "xl-%s.ditkit" % d)
+        convert_runs[d].append(timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d], runs=1, before=drop(b)))
+cp, cps = merged(cp_runs), merged(cps_runs)
 torch_convert = {}
 for d in ("f32", "f16"):
     st = os.path.join(OUT, "torch-%s.safetensors" % d)
     torch_convert[d] = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "convert", DIT, st, d], env=env)[0])
-for d in ("f32", "f16", "int8"):
-    b = os.path.join(OUT, "xl-%s.ditkit" % d)
-    t = timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d], before=drop(b))
-    row("convert --dtype %s" % d, t, "cp of the source", cp, "<= 1.5", rss_target_mb=256)
-    row("convert --dtype %s" % d, t, "cp + sync of the copy (durable)", cps)
+for d in CONVERT_DTYPES:
+    t = merged(convert_runs[d])
+    row("convert --dtype %s" % d, t, "cp of the source, same rounds", cp, "<= 1.5", rss_target_mb=256,
+        paired=paired_ratios(convert_runs[d], cp_runs))
+    row("convert --dtype %s" % d, t, "cp + sync of the copy (durable), same rounds", cps, paired=paired_ratios(convert_runs[d], cps_runs))
     base = "f16" if d == "f16" else "f32"
     row("convert --dtype %s" % d, t, "torch.load + %ssave_file (%s)" % (".half() + " if d == "f16" else "", base), torch_convert[base], "<= 0.2")
 
@@ -188,12 +209,8 @@ for _ in range(RUNS):
         verify_runs[d].append(timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1))
 torch_two = M(2 * statistics.median(t.wall for t in torch_b4), 2 * statistics.median(t.cpu for t in torch_b4))
 for d in VERIFY_DTYPES:
-    v = verify_runs[d]
-    t = M(statistics.median(x.wall for x in v), statistics.median(x.cpu for x in v), max(x.rss for x in v))
-    pairs = (statistics.median(x.wall / (2 * b.wall) for x, b in zip(v, torch_b4)),
-             statistics.median(x.cpu / (2 * b.cpu) for x, b in zip(v, torch_b4)))
-    row("verify %s --against .pt (2 forwards, batch 4)" % d, t, "PyTorch: the same 2 forwards, same rounds", torch_two,
-        "<= 1.0" if d == "int8" else None, paired=pairs)
+    row("verify %s --against .pt (2 forwards, batch 4)" % d, merged(verify_runs[d]), "PyTorch: the same 2 forwards, same rounds",
+        torch_two, "<= 1.0" if d == "int8" else None, paired=paired_ratios(verify_runs[d], torch_b4, factor=2))
 
 # 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
 fb = os.path.join(OUT, "flux-blocks.ditkit")
