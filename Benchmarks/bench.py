@@ -138,18 +138,24 @@ row("inspect --hash DiT-XL/2 .pt (XXH3-128)", timed([DITKIT, "inspect", "--hash"
 row("inspect --sha256 DiT-XL/2 .pt", timed([DITKIT, "inspect", "--sha256", DIT]), "sha256sum of the file", sha)
 
 # 2-3. convert, against cp and torch.load + safetensors.save_file
-# RUNS interleaved rounds, each of cp, cp + sync and the three conversions, so each conversion is
-# paired with the copies of its own round (the page cache's state moves a copy's time 1-5x).
+# CONVERT_RUNS interleaved rounds (default 5), each of cp, cp + sync and the three conversions, so
+# each conversion is paired with the copies of its own round; each round starts one command later
+# than the round before, so no command is always the first to write after the others' files were
+# deleted (on this VM, a writer that gets memory the host has not backed recently pays for it in
+# kernel time: cp of the warm 2.7 GB file takes 0.8 s or 7 s).
 copy = os.path.join(OUT, "copy.pt")
 CONVERT_DTYPES = ("f32", "f16", "int8")
-cp_runs, cps_runs, convert_runs = [], [], {d: [] for d in CONVERT_DTYPES}
-for _ in range(RUNS):
-    cp_runs.append(timed(["cp", DIT, copy], runs=1, before=drop(copy)))
-    cps_runs.append(timed(["sh", "-c", "cp \"$0\" \"$1\" && sync \"$1\"", DIT, copy], runs=1, before=drop(copy)))
-    os.remove(copy)
-    for d in CONVERT_DTYPES:
-        b = os.path.join(OUT, "xl-%s.ditkit" % d)
-        convert_runs[d].append(timed([DITKIT, "convert", DIT, "-o", b, "--dtype", d], runs=1, before=drop(b)))
+convert_runs = {k: [] for k in ("cp", "cps") + CONVERT_DTYPES}
+commands = [("cp", ["cp", DIT, copy], copy), ("cps", ["sh", "-c", "cp \"$0\" \"$1\" && sync \"$1\"", DIT, copy], copy)] + [
+    (d, [DITKIT, "convert", DIT, "-o", os.path.join(OUT, "xl-%s.ditkit" % d), "--dtype", d], os.path.join(OUT, "xl-%s.ditkit" % d))
+    for d in CONVERT_DTYPES]
+for r in range(int(os.environ.get("CONVERT_RUNS", "5"))):
+    for step in range(len(commands)):
+        key, cmd, out = commands[(r + step) % len(commands)]
+        convert_runs[key].append(timed(cmd, runs=1, before=drop(out)))
+        if key in ("cp", "cps"):
+            os.remove(copy)
+cp_runs, cps_runs = convert_runs["cp"], convert_runs["cps"]
 cp, cps = merged(cp_runs), merged(cps_runs)
 torch_convert = {}
 for d in ("f32", "f16"):
@@ -215,11 +221,22 @@ for d in VERIFY_DTYPES:
 # 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
 fb = os.path.join(OUT, "flux-blocks.ditkit")
 run([DITKIT, "convert", FLUX_BLOCKS, "-o", fb, "--force"])
-ours = {j["measure"]: j for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=env)}
-theirs = {j["measure"]: j for j in json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=env)}
-row("FLUX double-stream block, 4096+512 tokens", inner(ours["flux-double-block"]), "diffusers FluxTransformerBlock", inner(theirs["torch-flux-double-block"]), "<= 1.0")
-row("FLUX single-stream block, 4096+512 tokens", inner(ours["flux-single-block"]), "diffusers FluxSingleTransformerBlock", inner(theirs["torch-flux-single-block"]), "<= 1.0")
-row("FLUX 1+1-block forward, 1024 px", inner(ours["flux-forward"]), "diffusers forward", inner(theirs["torch-flux-forward"]))
+# RUNS rounds, each of one DiTKit process and one diffusers process (each a warm-up and one timed
+# forward), paired round by round.
+flux_ours, flux_theirs = [], []
+for _ in range(RUNS):
+    flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
+    flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
+        [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
+for task, ours_key, theirs_name, theirs_key, target in (
+        ("FLUX double-stream block, 4096+512 tokens", "flux-double-block", "diffusers FluxTransformerBlock", "torch-flux-double-block", "<= 1.0"),
+        ("FLUX single-stream block, 4096+512 tokens", "flux-single-block", "diffusers FluxSingleTransformerBlock", "torch-flux-single-block", "<= 1.0"),
+        ("FLUX 1+1-block forward, 1024 px", "flux-forward", "diffusers forward", "torch-flux-forward", None)):
+    a, b = [m[ours_key] for m in flux_ours], [m[theirs_key] for m in flux_theirs]
+    wall = statistics.median(x.wall / y.wall for x, y in zip(a, b))
+    cpu = statistics.median(x.cpu / y.cpu for x, y in zip(a, b)) if all(x.cpu and y.cpu for x, y in zip(a, b)) else None
+    row(task, M(statistics.median(x.wall for x in a), statistics.median(x.cpu for x in a) if cpu else None), theirs_name + ", same rounds",
+        M(statistics.median(x.wall for x in b), statistics.median(x.cpu for x in b) if cpu else None), target, paired=(wall, cpu))
 shutil.rmtree(fb, ignore_errors=True)
 
 # Packs: compression ratio and speed per dtype (zstd level 3, all cores, long-distance matching).
