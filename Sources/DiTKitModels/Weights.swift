@@ -23,9 +23,10 @@ public protocol WeightStore: AnyObject, Sendable {
     func withRowBlocks(_ name: String, _ body: (_ firstRow: Int, _ values: UnsafeBufferPointer<Float>) throws -> Void) throws
 
     /// `y[r · ldy + j] = Σ_c x[r · ldx + c] · W[j, c]` (no bias) for `rows` ≤ `DirectProduct.maxRows`,
-    /// with `W` = `name` (`n × k` values) multiplied as stored when it is int8, float16 or bfloat16:
-    /// no widened copy. Returns false, having written nothing, when the store keeps `name` in
-    /// another form (the caller then widens it for BLAS).
+    /// with `W` = `name` (`n × k` values) multiplied as stored when it is int8, float16 or bfloat16
+    /// (no widened copy), or dequantized a few rows at a time where the store can (block types).
+    /// Returns false, having written nothing, when the store keeps `name` in another form (the
+    /// caller then widens it and calls the float32 direct kernel, which gives the same bits).
     func directProduct(_ name: String, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, ldx: Int,
                        into y: UnsafeMutablePointer<Float>, ldy: Int) throws -> Bool
 }
@@ -130,8 +131,17 @@ public final class BundleWeights: WeightStore, @unchecked Sendable {
     public func directProduct(_ name: String, x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int, ldx: Int,
                               into y: UnsafeMutablePointer<Float>, ldy: Int) throws -> Bool {
         let view = try view(name)
-        guard view.dtype == .i8 || view.dtype == .f16 || view.dtype == .bf16 else { return false }
         defer { bundle.releaseTensor(name) }
+        if view.dtype.block != nil {
+            // Block types: each thread dequantizes a few rows at a time into its own small buffer.
+            guard rows > 0, rows <= DirectProduct.maxRows, view.rowCount == n, view.elementCount == n * k else { return false }
+            DirectProduct.multiplyWidening(x, rows: rows, inFeatures: k, outFeatures: n, into: y, ldx: ldx, ldy: ldy,
+                                           threads: ProcessInfoLite.activeProcessorCount) { first, count, buffer in
+                view.dequantize(rows: first..<(first + count), into: buffer)
+            }
+            return true
+        }
+        guard view.dtype == .i8 || view.dtype == .f16 || view.dtype == .bf16 else { return false }
         return DiTKitModels.directProduct(dtype: view.dtype, bytes: view.bytes, scales: view.scale, x: x, rows: rows, inFeatures: k,
                                           outFeatures: n, ldx: ldx, into: y, ldy: ldy)
     }

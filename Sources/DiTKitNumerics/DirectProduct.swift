@@ -52,4 +52,32 @@ public enum DirectProduct {
             run(first, end - first)
         }
     }
+
+    /// Like `multiply`, for weights the kernels cannot read as stored (block types): each thread
+    /// widens its output rows `chunk` rows at a time into a small buffer of its own (`widen(first,
+    /// count, into)` writes rows `first..<first + count` of `W` as float32) and multiplies them while
+    /// they are in the cache. Gives the bits `multiply` gives on the whole widened weight.
+    public static func multiplyWidening(_ x: UnsafePointer<Float>, rows: Int, inFeatures k: Int, outFeatures n: Int,
+                                        into y: UnsafeMutablePointer<Float>, ldx: Int? = nil, ldy: Int? = nil, threads: Int,
+                                        widen: (_ first: Int, _ count: Int, _ into: UnsafeMutablePointer<Float>) -> Void) {
+        guard rows > 0, n > 0, k > 0 else { return }
+        let ldx = ldx ?? k, ldy = ldy ?? n
+        // 128 KB of float32 rows: they stay in the core's cache between the widening and the product.
+        let chunk = max(1, min(n, (128 << 10) / (4 &* k)))
+        let parts = max(1, min(threads, (n + chunk - 1) / chunk, n &* k / (1 << 18)))
+        withoutActuallyEscaping(widen) { widen in
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let end = n &* (p &+ 1) / parts
+                var first = n &* p / parts
+                let buffer = UnsafeMutablePointer<Float>.allocate(capacity: chunk &* k)
+                defer { buffer.deallocate() }
+                while first < end {
+                    let count = min(chunk, end - first)
+                    widen(first, count, buffer)
+                    ditkit_direct_f32(buffer, count, k, x, ldx, rows, y + first, ldy)
+                    first += count
+                }
+            }
+        }
+    }
 }

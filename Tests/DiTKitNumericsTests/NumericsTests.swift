@@ -253,7 +253,8 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
-    /// A product large enough to be split across threads gives the bits it gives on one.
+    /// A product large enough to be split across threads gives the bits it gives on one, and so
+    /// does one widened by the caller a few rows at a time.
     @Test func directProductsDoNotDependOnTheThreadCount() {
         let n = 2048, k = 512, rows = 3
         let w = randomValues(n * k, seed: 41).map { Float16($0).bitPattern }
@@ -269,5 +270,13 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         #expect(one.contains { $0 != 0 })
         #expect(product(threads: 3) == one)
         #expect(product(threads: 2) == one)
+        // Widened a few rows at a time by the caller (block types), in chunks and on threads: the same bits.
+        for threads in [1, 2, 3] {
+            var y = [Float](repeating: 0, count: rows * n)
+            DirectProduct.multiplyWidening(x, rows: rows, inFeatures: k, outFeatures: n, into: &y, threads: threads) { first, count, buffer in
+                for i in 0..<(count * k) { buffer[i] = Float(Float16(bitPattern: w[first * k + i])) }
+            }
+            #expect(y == one, "widened on \(threads) threads")
+        }
     }
 }
