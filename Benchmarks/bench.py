@@ -77,8 +77,9 @@ def merged(ms):
 def paired_ratios(ours, theirs, factor=1.0):
     """Medians of the round-by-round wall and CPU ratios of two lists of single runs (each of
     `theirs` counted `factor` times)."""
-    return (statistics.median(a.wall / (factor * b.wall) for a, b in zip(ours, theirs)),
-            statistics.median(a.cpu / (factor * b.cpu) for a, b in zip(ours, theirs)))
+    walls = [a.wall / (factor * b.wall) for a, b in zip(ours, theirs)]
+    print("  rounds' wall ratios: %s" % " ".join("%.2f" % w for w in walls), flush=True)
+    return statistics.median(walls), statistics.median(a.cpu / (factor * b.cpu) for a, b in zip(ours, theirs))
 
 
 def json_lines(cmd, env=None):
@@ -190,7 +191,9 @@ row("DiT-XL/2 forward, batch 1, 256 px, f32", fwd["f32"], "PyTorch CPU forward",
 
 def round_ratios(a, b):
     """Medians of the per-round wall and CPU ratios of two dit-forwards measurements."""
-    wall = statistics.median(x / y for x, y in zip(a["runs"], b["runs"]))
+    walls = [x / y for x, y in zip(a["runs"], b["runs"])]
+    print("  rounds' wall ratios: %s" % " ".join("%.2f" % w for w in walls), flush=True)
+    wall = statistics.median(walls)
     cpu = statistics.median(x / y for x, y in zip(a["cpu_runs"], b["cpu_runs"]))
     return wall, cpu
 
@@ -233,7 +236,9 @@ for task, ours_key, theirs_name, theirs_key, target in (
         ("FLUX single-stream block, 4096+512 tokens", "flux-single-block", "diffusers FluxSingleTransformerBlock", "torch-flux-single-block", "<= 1.0"),
         ("FLUX 1+1-block forward, 1024 px", "flux-forward", "diffusers forward", "torch-flux-forward", None)):
     a, b = [m[ours_key] for m in flux_ours], [m[theirs_key] for m in flux_theirs]
-    wall = statistics.median(x.wall / y.wall for x, y in zip(a, b))
+    walls = [x.wall / y.wall for x, y in zip(a, b)]
+    print("  rounds' wall ratios: %s" % " ".join("%.2f" % w for w in walls), flush=True)
+    wall = statistics.median(walls)
     cpu = statistics.median(x.cpu / y.cpu for x, y in zip(a, b)) if all(x.cpu and y.cpu for x, y in zip(a, b)) else None
     row(task, M(statistics.median(x.wall for x in a), statistics.median(x.cpu for x in a) if cpu else None), theirs_name + ", same rounds",
         M(statistics.median(x.wall for x in b), statistics.median(x.cpu for x in b) if cpu else None), target, paired=(wall, cpu))
