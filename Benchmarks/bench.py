@@ -137,6 +137,8 @@ sha = timed(["sha256sum", DIT])
 row("inspect DiT-XL/2 .pt (no hash)", timed([DITKIT, "inspect", DIT]), "sha256sum of the file", sha, "<= 0.5 s")
 row("inspect --hash DiT-XL/2 .pt (XXH3-128)", timed([DITKIT, "inspect", "--hash", DIT]), "sha256sum of the file", sha)
 row("inspect --sha256 DiT-XL/2 .pt", timed([DITKIT, "inspect", "--sha256", DIT]), "sha256sum of the file", sha)
+# The conversions' floor: the whole source file's SHA-256 on one core, here OpenSSL's (SHA-NI where the CPU has it).
+sha_floor = timed(["openssl", "dgst", "-sha256", DIT]) if shutil.which("openssl") else None
 
 # 2-3. convert, against cp and torch.load + safetensors.save_file
 # CONVERT_RUNS interleaved rounds (default 5), each of cp, cp + sync and the three conversions, so
@@ -167,6 +169,8 @@ for d in CONVERT_DTYPES:
     row("convert --dtype %s" % d, t, "cp of the source, same rounds", cp, "<= 1.5", rss_target_mb=256,
         paired=paired_ratios(convert_runs[d], cp_runs))
     row("convert --dtype %s" % d, t, "cp + sync of the copy (durable), same rounds", cps, paired=paired_ratios(convert_runs[d], cps_runs))
+    if sha_floor:
+        row("convert --dtype %s" % d, t, "SHA-256 of the source alone (openssl dgst)", sha_floor)
     base = "f16" if d == "f16" else "f32"
     row("convert --dtype %s" % d, t, "torch.load + %ssave_file (%s)" % (".half() + " if d == "f16" else "", base), torch_convert[base], "<= 0.2")
 
