@@ -101,9 +101,11 @@ final class ScratchPool: @unchecked Sendable {
 public final class BundleWeights: WeightStore, @unchecked Sendable {
     public let bundle: NativeBundle
     private let scratch = ScratchPool()
-    /// Largest block `withRowBlocks` widens at a time (bytes of float32): a block of a DiT-XL/2 MLP
-    /// weight is half of it, a FLUX.1 `linear1` (264 MB as float32) comes in 17 blocks.
-    static let blockBytes = 16 << 20
+    /// Largest block `withRowBlocks` widens at a time (bytes of float32): every DiT-XL/2 weight a
+    /// GEMM reads (21 MB at most) is one block, a FLUX.1 `linear1` (264 MB as float32) comes in 9.
+    /// Each block is a GEMM of its own that packs the whole input again, so blocks are as few and
+    /// as even as this allows.
+    static let blockBytes = 32 << 20
 
     public init(_ bundle: NativeBundle) { self.bundle = bundle }
 
@@ -154,7 +156,9 @@ public final class BundleWeights: WeightStore, @unchecked Sendable {
             return
         }
         let rows = view.rowCount, cols = rows == 0 ? 0 : view.elementCount / rows
-        let step = max(1, min(rows, BundleWeights.blockBytes / 4 / max(cols, 1)))
+        let most = max(1, min(rows, BundleWeights.blockBytes / 4 / max(cols, 1)))
+        let blocks = (rows + most - 1) / most
+        let step = max(1, (rows + blocks - 1) / max(blocks, 1))
         try scratch.with(step * cols) { buffer in
             var first = 0
             while first < rows {

@@ -63,12 +63,13 @@ import DiTKitNumerics
         }
     }
 
-    /// A weight larger than one block (16 MB of float32) comes in several blocks, and the linear
-    /// layer computed block by block equals the product with the whole weight.
+    /// A weight larger than one block (32 MB of float32) comes in several even blocks, and the
+    /// linear layer computed block by block (many rows of input) or by the direct kernel (a few)
+    /// equals the product with the whole weight.
     @Test func aLinearLayerByBlocksEqualsTheWholeProduct() throws {
         let dir = try temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
-        let rows = 4608, cols = 1152   // DiT-XL/2's fc1: 21 MB as float32, two blocks
+        let rows = 8000, cols = 1152   // 37 MB as float32: two blocks of 4000 rows
         var rng = SeededRandom(seed: 7)
         let values = rng.normals(rows * cols).map { $0 * 0.02 }
         let writer = try BundleWriter(path: dir + "/w.ditkit", force: false)
@@ -89,34 +90,35 @@ import DiTKitNumerics
         try writer.finish(BundleManifest(alignment: BundleManifest.defaultAlignment, family: "dit", variant: "test", config: .object([]), naming: "n",
                                          provenance: .object([]), dtypePolicy: .object([]), weightsBytes: total, tensors: [t]))
         let store = BundleWeights(try NativeBundle(path: dir + "/w.ditkit"))
-        var blocks = 0
-        try store.withRowBlocks("w") { _, _ in blocks += 1 }
-        #expect(blocks == 2)
-        let m = 7
-        let x = rng.normals(m * cols)
+        var blocks: [Int] = []
+        try store.withRowBlocks("w") { first, w in blocks.append(w.count / cols) }
+        #expect(blocks == [4000, 4000])
         let bias = rng.normals(rows)
-        var byBlocks = [Float](repeating: 0, count: m * rows), whole = byBlocks
-        try x.withUnsafeBufferPointer { xp in
-            try bias.withUnsafeBufferPointer { bp in
-                try byBlocks.withUnsafeMutableBufferPointer { yp in
-                    try Layers.linear(xp.baseAddress!, rows: m, inFeatures: cols, outFeatures: rows, weight: "w", in: store, bias: bp.baseAddress!, into: yp.baseAddress!)
-                }
-                try store.withFloats("w") { w in
-                    whole.withUnsafeMutableBufferPointer { yp in
-                        Ops.linear(xp.baseAddress!, rows: m, inFeatures: cols, weight: w.baseAddress!, bias: bp.baseAddress!, outFeatures: rows, into: yp.baseAddress!)
+        for m in [3, 16] {
+            let x = rng.normals(m * cols)
+            var byBlocks = [Float](repeating: 0, count: m * rows), whole = byBlocks
+            try x.withUnsafeBufferPointer { xp in
+                try bias.withUnsafeBufferPointer { bp in
+                    try byBlocks.withUnsafeMutableBufferPointer { yp in
+                        try Layers.linear(xp.baseAddress!, rows: m, inFeatures: cols, outFeatures: rows, weight: "w", in: store, bias: bp.baseAddress!, into: yp.baseAddress!)
+                    }
+                    try store.withFloats("w") { w in
+                        whole.withUnsafeMutableBufferPointer { yp in
+                            Ops.linear(xp.baseAddress!, rows: m, inFeatures: cols, weight: w.baseAddress!, bias: bp.baseAddress!, outFeatures: rows, into: yp.baseAddress!)
+                        }
                     }
                 }
             }
-        }
-        var err = 0.0, ref = 0.0
-        for (a, b) in zip(byBlocks, whole) { err += Double(a - b) * Double(a - b); ref += Double(b) * Double(b) }
-        // The same dot products: equal up to the BLAS kernel's blocking of the sums (relative L2 1e-6).
-        #expect((err / ref).squareRoot() < 1e-6)
-        // A wrong row count is refused, not read past.
-        #expect(throws: ModelError.self) {
-            try x.withUnsafeBufferPointer { xp in
-                try byBlocks.withUnsafeMutableBufferPointer { yp in
-                    try Layers.linear(xp.baseAddress!, rows: m, inFeatures: cols, outFeatures: rows - 1, weight: "w", in: store, bias: nil, into: yp.baseAddress!)
+            var err = 0.0, ref = 0.0
+            for (a, b) in zip(byBlocks, whole) { err += Double(a - b) * Double(a - b); ref += Double(b) * Double(b) }
+            // The same dot products: equal up to the BLAS kernel's blocking of the sums (relative L2 1e-6).
+            #expect((err / ref).squareRoot() < 1e-6, "\(m) rows")
+            // A wrong row count is refused, not read past.
+            #expect(throws: ModelError.self) {
+                try x.withUnsafeBufferPointer { xp in
+                    try byBlocks.withUnsafeMutableBufferPointer { yp in
+                        try Layers.linear(xp.baseAddress!, rows: m, inFeatures: cols, outFeatures: rows - 1, weight: "w", in: store, bias: nil, into: yp.baseAddress!)
+                    }
                 }
             }
         }
