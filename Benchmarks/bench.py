@@ -76,10 +76,11 @@ def merged(ms):
 
 def paired_ratios(ours, theirs, factor=1.0):
     """Medians of the round-by-round wall and CPU ratios of two lists of single runs (each of
-    `theirs` counted `factor` times)."""
+    `theirs` counted `factor` times); the CPU ratio is None when a run has no CPU time."""
     walls = [a.wall / (factor * b.wall) for a, b in zip(ours, theirs)]
     print("  rounds' wall ratios: %s" % " ".join("%.2f" % w for w in walls), flush=True)
-    return statistics.median(walls), statistics.median(a.cpu / (factor * b.cpu) for a, b in zip(ours, theirs))
+    cpu_known = all(a.cpu and b.cpu for a, b in zip(ours, theirs))
+    return statistics.median(walls), statistics.median(a.cpu / (factor * b.cpu) for a, b in zip(ours, theirs)) if cpu_known else None
 
 
 def json_lines(cmd, env=None):
@@ -193,18 +194,14 @@ fwd = {d: inner(j) for d, j in zip(FWD_DTYPES, fwd_json)}
 row("DiT-XL/2 forward, batch 1, 256 px, f32", fwd["f32"], "PyTorch CPU forward", torch_fwd, "<= 1.0")
 
 
-def round_ratios(a, b):
-    """Medians of the per-round wall and CPU ratios of two dit-forwards measurements."""
-    walls = [x / y for x, y in zip(a["runs"], b["runs"])]
-    print("  rounds' wall ratios: %s" % " ".join("%.2f" % w for w in walls), flush=True)
-    wall = statistics.median(walls)
-    cpu = statistics.median(x / y for x, y in zip(a["cpu_runs"], b["cpu_runs"]))
-    return wall, cpu
+def rounds(j):
+    """The single runs of a dit-forwards measurement."""
+    return [M(w, c) for w, c in zip(j["runs"], j["cpu_runs"])]
 
 
 for d, j in zip(FWD_DTYPES[1:], fwd_json[1:]):
     row("DiT-XL/2 forward, batch 1, 256 px, %s" % d, fwd[d], "DiTKit f32 forward, same rounds", fwd["f32"], "<= 1.2",
-        paired=round_ratios(j, fwd_json[0]))
+        paired=paired_ratios(rounds(j), rounds(fwd_json[0])))
 vb = os.path.join(OUT, "vae-f32.ditkit")
 run([DITKIT, "convert", VAE, "-o", vb, "--force"])
 f = inner(json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0])
@@ -240,10 +237,7 @@ for task, ours_key, theirs_name, theirs_key, target in (
         ("FLUX single-stream block, 4096+512 tokens", "flux-single-block", "diffusers FluxSingleTransformerBlock", "torch-flux-single-block", "<= 1.0"),
         ("FLUX 1+1-block forward, 1024 px", "flux-forward", "diffusers forward", "torch-flux-forward", None)):
     a, b = [m[ours_key] for m in flux_ours], [m[theirs_key] for m in flux_theirs]
-    walls = [x.wall / y.wall for x, y in zip(a, b)]
-    print("  rounds' wall ratios: %s" % " ".join("%.2f" % w for w in walls), flush=True)
-    wall = statistics.median(walls)
-    cpu = statistics.median(x.cpu / y.cpu for x, y in zip(a, b)) if all(x.cpu and y.cpu for x, y in zip(a, b)) else None
+    wall, cpu = paired_ratios(a, b)
     row(task, M(statistics.median(x.wall for x in a), statistics.median(x.cpu for x in a) if cpu else None), theirs_name + ", same rounds",
         M(statistics.median(x.wall for x in b), statistics.median(x.cpu for x in b) if cpu else None), target, paired=(wall, cpu))
 shutil.rmtree(fb, ignore_errors=True)

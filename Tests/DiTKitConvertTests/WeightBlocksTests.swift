@@ -109,6 +109,19 @@ import DiTKitNumerics
                     }
                 }
             }
+            if m <= DirectProduct.maxRows {
+                // A few rows are multiplied on the stored int8 values, not widened.
+                var direct = [Float](repeating: 0, count: m * rows)
+                let took = try x.withUnsafeBufferPointer { xp in
+                    try direct.withUnsafeMutableBufferPointer { yp in
+                        try store.directProduct("w", x: xp.baseAddress!, rows: m, inFeatures: cols, outFeatures: rows, ldx: cols,
+                                                into: yp.baseAddress!, ldy: rows)
+                    }
+                }
+                #expect(took)
+                // Layers.linear took that path: its output is this product plus the bias, bit for bit.
+                #expect((0..<(m * rows)).allSatisfy { direct[$0] + bias[$0 % rows] == byBlocks[$0] })
+            }
             var err = 0.0, ref = 0.0
             for (a, b) in zip(byBlocks, whole) { err += Double(a - b) * Double(a - b); ref += Double(b) * Double(b) }
             // The same dot products: equal up to the BLAS kernel's blocking of the sums (relative L2 1e-6).
