@@ -126,6 +126,9 @@ public enum Verifier {
         public var batch: Int?
         /// Image size of the passes that take one (VAE: 256 for the SD VAE, 64 otherwise).
         public var imageSize: Int?
+        /// Forwards run at once: 1 (the source's, then the converted model's) or 2 (side by side,
+        /// one thread each). The caller that owns OpenBLAS's thread count chooses: `shareCores`.
+        public var forwardsAtOnce = 1
         public init() {}
 
         var inputOptions: VerificationInputOptions { VerificationInputOptions(seed: seed, batch: batch, imageSize: imageSize) }
@@ -148,17 +151,16 @@ public enum Verifier {
         defer { progress?.finish() }
         for pass in passes {
             let inputs = try family.verificationInputs(pass.name, configuration, options: options.inputOptions)
-            var reference: [String: Tensor] = [:]
-            let refOut = try family.forward(pass.name, configuration, weights: source.weights, inputs: inputs) { name, value in
-                reference[name] = value
+            let pairing = LayerPairing(threshold: policy.maxRelL2)
+            // Side 0 is the source (the reference), side 1 the converted model.
+            let outputs = try parallelMap(2, workers: max(1, min(options.forwardsAtOnce, 2))) { side in
+                let out = try family.forward(pass.name, configuration, weights: side == 0 ? source.weights : converted.weights,
+                                             inputs: inputs) { name, value in pairing.add(side, name, value) }
+                progress?.advance(1)
+                return out
             }
-            progress?.advance(1)
-            let out = try family.forward(pass.name, configuration, weights: converted.weights, inputs: inputs) { name, value in
-                guard let r = reference.removeValue(forKey: name) else { return }
-                rows.append(.compare(name, value.data, r.data, shape: value.shape, threshold: policy.maxRelL2))
-            }
-            progress?.advance(1)
-            rows.append(.compare(pass.name, out.data, refOut.data, shape: out.shape, threshold: policy.maxRelL2))
+            rows += pairing.comparisons
+            rows.append(.compare(pass.name, outputs[1].data, outputs[0].data, shape: outputs[1].shape, threshold: policy.maxRelL2))
         }
         return VerificationResult(model: configuration.variant, profile: policy, layers: rows, skipped: [],
                                   baseline: .against(source.path))
@@ -212,13 +214,26 @@ extension Verifier {
         return try LoadedModel.open(path, hints: h)
     }
 
-    /// Verifies several models against one source, `jobs` at a time (each job gets cores/jobs BLAS
-    /// threads). Results are in input order; a model that cannot be opened gives its error.
+    /// Shares the cores between `jobs` verifications `--against` and, within each, between its two
+    /// forwards when it has two cores or more: sets OpenBLAS's thread count (cores / jobs / forwards)
+    /// and returns the forwards each verification runs at once (`AgainstOptions.forwardsAtOnce`).
+    /// Two single-threaded forwards side by side beat one forward after the other on two threads:
+    /// neither waits for the other's half of each product.
+    public static func shareCores(jobs: Int) -> Int {
+        let perJob = max(1, ProcessInfoLite.activeProcessorCount / max(1, jobs))
+        let atOnce = perJob >= 2 ? 2 : 1
+        Gemm.setThreads(max(1, perJob / atOnce))
+        return atOnce
+    }
+
+    /// Verifies several models against one source, `jobs` at a time (each job gets cores/jobs
+    /// threads, shared by its two forwards: `shareCores`). Results are in input order; a model that cannot be opened gives its error.
     /// `hints` open the models under test; `sourceHints` the source (see `openSource`).
     public static func verifyMany(_ paths: [String], against source: String, hints: DetectionHints, sourceHints: DetectionHints,
                                   options: AgainstOptions, profile: TolerancePolicy?, jobs: Int) -> [Result<VerificationResult, Error>] {
         let jobs = max(1, min(jobs, paths.count))
-        if jobs > 1 { Gemm.setThreads(max(1, ProcessInfoLite.activeProcessorCount / jobs)) }
+        var options = options
+        options.forwardsAtOnce = shareCores(jobs: jobs)
         return parallelMap(paths.count, workers: jobs) { k in
             Result {
                 let model = try LoadedModel.open(paths[k], hints: hints)
@@ -226,4 +241,46 @@ extension Verifier {
             }
         }
     }
+}
+
+/// Pairs the layers two forwards trace (side 0 the reference, side 1 the model under test) and
+/// compares each as soon as both sides have produced it. The forwards may run on two threads: the
+/// side that runs ahead parks its activations here until the other catches up, so at most the gap
+/// between them is held. Comparisons come out in the order the model under test traced them;
+/// a layer only one side traces is not compared (as before: the reference names what is checked).
+final class LayerPairing: @unchecked Sendable {
+    private struct Parked {
+        var value: Tensor
+        /// The model under test's trace index of the layer, when it was that side that parked.
+        var order: Int
+    }
+    private struct State {
+        var parked: [[String: Parked]] = [[:], [:]]
+        var traced = [0, 0]
+        var rows: [(order: Int, row: LayerComparison)] = []
+    }
+    private let state = Locked(State())
+    private let threshold: Double
+
+    init(threshold: Double) { self.threshold = threshold }
+
+    /// Records `value` as `side`'s activation of layer `name` (called from that side's thread).
+    func add(_ side: Int, _ name: String, _ value: Tensor) {
+        let match: (other: Parked, index: Int)? = state.withLock { s in
+            let index = s.traced[side]
+            s.traced[side] += 1
+            guard let other = s.parked[1 - side].removeValue(forKey: name) else {
+                s.parked[side][name] = Parked(value: value, order: index)
+                return nil
+            }
+            return (other, index)
+        }
+        guard let match else { return }
+        let (ours, reference, order) = side == 1 ? (value, match.other.value, match.index) : (match.other.value, value, match.other.order)
+        let row = LayerComparison.compare(name, ours.data, reference.data, shape: ours.shape, threshold: threshold)
+        state.withLock { $0.rows.append((order, row)) }
+    }
+
+    /// Every comparison made, in the model under test's trace order.
+    var comparisons: [LayerComparison] { state.withLock { $0.rows.sorted { $0.order < $1.order }.map(\.row) } }
 }

@@ -19,7 +19,7 @@ struct Verify: ParsableCommand {
     @Argument(help: "The model(s) under test: .ditkit bundles (or any checkpoint convert accepts). Several need --against.")
     var models: [String]
 
-    @Option(help: "Models verified at once when several are given (each gets cores/jobs BLAS threads).")
+    @Option(help: "Models verified at once when several are given (each gets cores/jobs threads; a model's two forwards run side by side when it has two or more).")
     var jobs: Int = 1
 
     var model: String { models[0] }
@@ -176,6 +176,7 @@ struct Verify: ParsableCommand {
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.imageSize = size
+                o.forwardsAtOnce = Verifier.shareCores(jobs: 1)
                 result = try Verifier.verify(m, against: s, options: o, profile: policy, progress: json ? nil : TerminalProgress())
             } else {
                 throw ValidationError("give --reference or --against")

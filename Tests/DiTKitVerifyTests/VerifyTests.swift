@@ -120,6 +120,39 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
         }
     }
 
+    // verify --against runs the two forwards side by side (one thread each) when it has two cores:
+    // every comparison, its values and its order must be what one forward after the other gives.
+    @Test(arguments: ["verify/dit_verify.pt", "verify/vae_verify/diffusion_pytorch_model.safetensors"])
+    func sideBySideForwardsGiveTheSameComparisons(_ source: String) throws {
+        let (m, dir) = try bundle(source, .int8)
+        defer { FileSystem.removeTree(dir) }
+        let s = try LoadedModel.open(Fixtures.path(source))
+        var one = Verifier.AgainstOptions(), two = Verifier.AgainstOptions()
+        one.forwardsAtOnce = 1
+        two.forwardsAtOnce = 2
+        let a = try Verifier.verify(m, against: s, options: one), b = try Verifier.verify(m, against: s, options: two)
+        #expect(a.layers.count > 10 && a.layers.contains { $0.relL2 > 0 })
+        #expect(a.layers == b.layers)
+    }
+
+    // The pairing behind it: layers compared once both sides traced them, whichever came first,
+    // in the order the model under test traced them; a layer one side alone traces is not compared.
+    @Test func layerPairingComparesInTheModelUnderTestsOrder() {
+        let p = LayerPairing(threshold: 1)
+        func t(_ v: Float) -> Tensor { Tensor(shape: [2], data: [v, 1]) }
+        p.add(0, "a", t(1))                  // the reference ahead
+        p.add(0, "b", t(2))
+        p.add(1, "c", t(3))                  // the model under test ahead
+        p.add(1, "a", t(1.5))
+        p.add(0, "c", t(3))
+        p.add(1, "x", t(9))                  // never traced by the reference
+        p.add(1, "b", t(2))
+        p.add(0, "y", t(9))                  // never traced by the model under test
+        let rows = p.comparisons
+        #expect(rows.map(\.name) == ["c", "a", "b"])
+        #expect(rows.map(\.maxAbs) == [0, 0.5, 0])
+    }
+
     @Test func damagedWeightsFailAgainstTheSourceAtTheRightLayer() throws {
         let (m, dir) = try bundle("verify/dit_verify.pt", .f16)
         defer { FileSystem.removeTree(dir) }
@@ -129,7 +162,9 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
         h.write(Data([UInt8](repeating: 0x7B, count: 4096)))   // large f16 values over the first rows
         try h.close()
         let damaged = try LoadedModel.open(dir + "/m.ditkit")
-        let r = try Verifier.verify(damaged, against: LoadedModel.open(Fixtures.path("verify/dit_verify.pt")))
+        var sideBySide = Verifier.AgainstOptions()
+        sideBySide.forwardsAtOnce = 2
+        let r = try Verifier.verify(damaged, against: LoadedModel.open(Fixtures.path("verify/dit_verify.pt")), options: sideBySide)
         #expect(!r.passed)
         #expect(r.firstFailingLayer == "blocks.1.mlp")
     }
