@@ -99,6 +99,12 @@ public struct ConversionOptions: Sendable {
     public var zooEntry: String?
     /// Worker threads (default: every core).
     public var threads = ProcessInfoLite.activeProcessorCount
+    /// Where SHA-256s of whole source files are remembered (nil: none; the command line uses
+    /// `FileDigests.standard`). A source whose SHA-256 is remembered for its present version is not
+    /// read for its hash; every hash made is remembered.
+    public var digests: FileDigests?
+    /// Hash the source files even when their SHA-256 is remembered.
+    public var rehash = false
     /// Block types and `.auto`: the type of the kept float tensors (F16, BF16 or F32); nil: each keeps
     /// its source type losslessly (`LosslessKeep`). Block-typed sources stay verbatim either way.
     public var keepDType: DType?
@@ -182,7 +188,8 @@ extension ConversionSummary {
             ("output", .string(output)),
             ("model", .object([("family", .string(family)), ("variant", .string(variant))])),
             ("dtype", .string(dtype.rawValue)),
-            ("source", .object([("file", .string(sourcePath)), ("naming", .string(sourceNaming)), ("subtree", .string(subtree))])),
+            ("source", .object([("file", .string(sourcePath)), ("naming", .string(sourceNaming)), ("subtree", .string(subtree)),
+                                ("sha256_remembered", .bool(sourceHashRemembered))])),
             ("tensors", .int(tensors)),
             ("stored_types", .object(storedTypes.map { ($0.0.name, .int($0.1)) })),
             ("parameters", .int(parameters)),
@@ -219,4 +226,6 @@ public struct ConversionSummary: Sendable {
     public var nonFinite: [(name: String, count: Int)] = []
     /// Block storage types: the tensors not stored in the requested type, and why.
     public var kept: [StorageDecision] = []
+    /// Whether every source file's SHA-256 was remembered (`ConversionOptions.digests`), not hashed now.
+    public var sourceHashRemembered = false
 }

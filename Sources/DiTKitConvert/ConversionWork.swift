@@ -89,20 +89,31 @@ final class ConversionWork: @unchecked Sendable {
     /// the page cache is read from the disk once.
     static let hashLead = 1 << 30
 
-    /// Converts every tensor and hashes the source files (one, or every shard); returns their SHA-256s.
-    func run(threads: Int, hashFiles: [String]) throws -> [String] {
+    /// Converts every tensor and hashes the source files (one, or every shard); returns their
+    /// SHA-256s and how many of them `digests` remembered (those files are not read for their
+    /// hash; `rehash` hashes every file again). Each hash made is remembered in `digests`.
+    func run(threads: Int, hashFiles: [String], digests: FileDigests?, rehash: Bool) throws -> (sha256: [String], remembered: Int) {
         // The whole-file hash (task 0) starts at once; tensors follow in the order of their bytes
         // in the source, so the hash and the conversion read the same part of the file at about
         // the same time (one read from the disk when the file is not cached).
         let (tensorOrder, keys) = fileOrder()
-        let order = [-1] + tensorOrder
         let mapped = container.mappedFiles
+        let viaMapping = mapped.count == hashFiles.count && zip(mapped, hashFiles).allSatisfy { $0.path == $1 }
+        func descriptor(_ f: Int) -> Int32? { viaMapping && mapped[f].descriptor >= 0 ? mapped[f].descriptor : nil }
+        func identity(_ f: Int) -> FileIdentity? { descriptor(f).flatMap { FileIdentity(descriptor: $0) } ?? FileIdentity(path: hashFiles[f]) }
+        let identities = hashFiles.indices.map(identity)
+        let known: [String?] = hashFiles.indices.map { f in
+            guard let digests, !rehash else { return nil }
+            return identities[f].flatMap(digests.sha256)
+        }
+        let remembered = known.count { $0 != nil }
+        var fileHashes = known.compactMap { $0 }
+        let order = (remembered < hashFiles.count ? [-1] : []) + tensorOrder
         let next = AtomicCounter()
         // The (file, offset) of the last tensor handed out, which the hash does not outrun by more
         // than `hashLead` (with one worker there is no one to wait for).
         let started = Locked<(Int, Int)>((0, 0))
         let pace = threads > 1
-        var fileHashes: [String] = []
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
             let scratch = ConversionScratch()
             while !errors.hasError {
@@ -111,9 +122,11 @@ final class ConversionWork: @unchecked Sendable {
                 let i = order[k]
                 if i < 0 {
                     do {
-                        if mapped.count == hashFiles.count, zip(mapped, hashFiles).allSatisfy({ $0.path == $1 }) {
-                            fileHashes = try mapped.enumerated().map { f, file in
-                                try SHA256Hasher.hex(mapped: file, pace: !pace ? nil : { range in
+                        fileHashes = try hashFiles.indices.map { f in
+                            if let sha = known[f] { return sha }
+                            let hash = {
+                                guard viaMapping else { return try SHA256Hasher.hex(file: hashFiles[f]) }
+                                return try SHA256Hasher.hex(mapped: mapped[f], pace: !pace ? nil : { range in
                                     while !self.errors.hasError {
                                         let (sf, so) = started.withLock { $0 }
                                         if sf > f || (sf == f && so > range.lowerBound - ConversionWork.hashLead) { return }
@@ -121,8 +134,8 @@ final class ConversionWork: @unchecked Sendable {
                                     }
                                 })
                             }
-                        } else {
-                            fileHashes = try hashFiles.map { try SHA256Hasher.hex(file: $0) }
+                            guard let digests else { return try hash() }
+                            return try digests.sha256(path: hashFiles[f], descriptor: descriptor(f), rehash: true, hash: hash).sha256
                         }
                     } catch { errors.set(error) }
                     continue
@@ -132,7 +145,11 @@ final class ConversionWork: @unchecked Sendable {
             }
         }
         if let e = errors.error { throw e }
-        return fileHashes
+        // The recorded SHA-256s (remembered or hashed) and the bundle are of one version of each file.
+        for f in hashFiles.indices where identities[f] != nil && identity(f) != identities[f] {
+            throw FileWrittenWhileReading(path: hashFiles[f])
+        }
+        return (fileHashes, remembered)
     }
 
     /// Planned tensors by the position of their first source's bytes (mapped file, offset), then

@@ -49,7 +49,8 @@ public enum Converter {
             let totalBytes = plan.tensors.flatMap(\.recipe.sources).compactMap { index[$0] }.reduce(0) { $0 + container.tensors[$1].byteCount }
             progress?.begin("converting", total: totalBytes, unit: .bytes)
             let shards = (container as? ShardedSafetensors)?.shards.map(\.path) ?? []
-            let hashes = try work.run(threads: options.threads, hashFiles: shards.isEmpty ? [container.path] : shards)
+            let hashFiles = shards.isEmpty ? [container.path] : shards
+            let (hashes, remembered) = try work.run(threads: options.threads, hashFiles: hashFiles, digests: options.digests, rehash: options.rehash)
             let fileHash = shards.isEmpty ? hashes[0] : try SHA256Hasher.hex(file: container.path)
             progress?.finish()
             let nonFinite = work.nonFinite()
@@ -72,7 +73,7 @@ public enum Converter {
                                      bytesIn: (shards.isEmpty ? [container.path] : shards).reduce(0) { $0 + (FileSystem.fileSize($1) ?? 0) }, bytesOut: total,
                                      seconds: Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds),
                                      storedTypes: counts.sorted { $0.key.name < $1.key.name }.map { ($0.key, $0.value) }, lossy: lossy,
-                                     nonFinite: nonFinite, kept: storage.decisions)
+                                     nonFinite: nonFinite, kept: storage.decisions, sourceHashRemembered: remembered == hashFiles.count)
         } catch {
             writer.discard()
             if error is ModelError || error is ConvertError || error is CheckpointError { throw FileError(path: source, error) }

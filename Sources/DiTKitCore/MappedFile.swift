@@ -92,6 +92,14 @@ public struct FileChangedWhileReading: Error, CustomStringConvertible, Sendable 
     }
 }
 
+/// The file was written (its size or its modification or status-change time changed) while it was
+/// being read: what was read from it, and any hash of it, may mix two versions.
+public struct FileWrittenWhileReading: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public init(path: String) { self.path = path }
+    public var description: String { "\(path): the file was written while it was being read; what was read from it is void (run again once it is complete)" }
+}
+
 /// A whole file mapped read-only into memory (`mmap(PROT_READ, MAP_PRIVATE)`).
 ///
 /// The mapping lives as long as the object; buffers handed out keep it alive through

@@ -9,18 +9,7 @@ import FoundationNetworking
 /// The local cache: `$DITKIT_CACHE`, else `$XDG_CACHE_HOME/ditkit`, else `~/.cache/ditkit`.
 public enum ZooCache {
     public static func directory(_ explicit: String? = nil) -> String {
-        // Without a trailing slash, so that paths built from it print without `//`.
-        if let e = explicit { return trimmed(e) }
-        let env = ProcessInfo.processInfo.environment
-        if let d = env["DITKIT_CACHE"] { return trimmed(d) }
-        if let x = env["XDG_CACHE_HOME"] { return FileSystem.join(x, "ditkit") }
-        return FileSystem.join(env["HOME"] ?? ".", ".cache/ditkit")
-    }
-
-    static func trimmed(_ path: String) -> String {
-        var p = path
-        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
-        return p
+        explicit.map(CacheDirectory.trimmed) ?? CacheDirectory.standard
     }
 
     /// Trust-on-first-use pins recorded by fetch.
@@ -71,7 +60,7 @@ extension ZooCache {
         try entry.files.map { f in
             let local = cache + "/zoo/" + entry.id + "/" + f.name
             guard FileSystem.exists(local) else { return LocalCopy(file: f, path: nil, status: "none") }
-            let sha = try SHA256Hasher.hex(file: local)
+            let sha = try FileDigests(cache: cache).sha256(path: local) { try SHA256Hasher.hex(file: local) }.sha256
             let want = f.sha256 ?? checksums.last { $0.path == "\(entry.id)/\(f.name)" }?.sha256
             // A pin says only that this is the file seen first (its structure checked), not that anyone vouched for it.
             let match = f.sha256 != nil ? "verified" : "pinned"
@@ -98,7 +87,7 @@ public enum Fetcher {
         let expected = file.sha256 ?? pinned
 
         if FileSystem.exists(final) {
-            let sha = try SHA256Hasher.hex(file: final)
+            let sha = try FileDigests(cache: cache).sha256(path: final) { try SHA256Hasher.hex(file: final) }.sha256
             // Nothing to check the hash against: the file must at least hold what the entry describes.
             let structure = expected == nil ? try? entry.checkStructure(of: file, at: final) : nil
             if let e = expected, e != sha {

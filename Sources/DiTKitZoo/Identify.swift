@@ -52,13 +52,21 @@ public struct Identification: Sendable {
 
 extension Zoo {
     /// Identifies the file (or bundle, or diffusers model folder) at `path`.
-    public func identify(_ path: String, checksums: [ChecksumLine], hints: DetectionHints = DetectionHints()) throws -> Identification {
+    /// `digests` remembers the file's SHA-256 (and answers it for an unchanged file that was
+    /// converted, identified or fetched before).
+    public func identify(_ path: String, checksums: [ChecksumLine], hints: DetectionHints = DetectionHints(),
+                         digests: FileDigests? = nil) throws -> Identification {
         var result = Identification(path: path, hashMatches: [])
         let bundle = FileSystem.isDirectory(path) && FileSystem.exists(path + "/" + BundleManifest.manifestFile)
         if !bundle {
             // A model folder is identified by its weights file.
             let file = FileSystem.isDirectory(path) ? DiffusersFolder.weights(in: path) : path
-            if let f = file { result.sha256 = try FileError.wrapping(f) { try SHA256Hasher.hex(file: f) } }
+            if let f = file {
+                result.sha256 = try FileError.wrapping(f) {
+                    guard let digests else { return try SHA256Hasher.hex(file: f) }
+                    return try digests.sha256(path: f) { try SHA256Hasher.hex(file: f) }.sha256
+                }
+            }
         }
         func matchHash(_ sha: String) {
             for line in checksums where line.sha256 == sha { result.hashMatches.append((line.path, "checksums")) }

@@ -37,6 +37,7 @@ public enum ZooImport {
         o.hints.model = recipe.model ?? entry.architecture
         o.hints.imageSize = recipe.imageSize ?? entry.imageSize
         o.zooEntry = entry.id
+        o.digests = FileDigests(cache: cache)
         let summary = try Converter.convert(source: fetched.path, output: output, options: o, progress: progress)
         var hints = DetectionHints()
         hints.select = recipe.select

@@ -79,6 +79,9 @@ struct Convert: ParsableCommand {
     @Option(help: "VAE latent shift factor (default: config.json, else the layout's: none for SD, 0.1159 for BFL's FLUX ae).")
     var shiftFactor: Double?
 
+    @Flag(help: "Hash the source file again even when its SHA-256 is remembered from an earlier conversion, identify or fetch of the same unchanged file (in $DITKIT_CACHE/digests, else $XDG_CACHE_HOME/ditkit/digests, else ~/.cache/ditkit/digests).")
+    var rehash = false
+
     @Flag(help: "Replace an existing bundle at the output path.")
     var force = false
 
@@ -124,6 +127,8 @@ struct Convert: ParsableCommand {
             o.keep = keep
             o.allowNonfinite = allowNonfinite
             o.force = force
+            o.digests = .standard
+            o.rehash = rehash
             o.hints.select = select
             o.hints.model = model
             o.hints.numHeads = heads
@@ -169,7 +174,8 @@ enum ConversionReport {
         var out = "wrote \(s.output): \(s.variant) (\(s.family)), \(s.dtype.rawValue)\n"
         out += "  source: \(s.sourceNaming) naming" + (s.subtree.isEmpty ? "" : ", subtree \(TerminalText.quoted(s.subtree))") + "\n"
         out += "  tensors: \(s.tensors) (" + s.storedTypes.map { "\($0.1) \($0.0.name)" }.joined(separator: ", ") + "), parameters: \(grouped(s.parameters))\n"
-        out += "  bytes: \(humanBytes(s.bytesIn)) in, \(humanBytes(s.bytesOut)) out, \(fixed(s.seconds, 2)) s\n"
+        out += "  bytes: \(humanBytes(s.bytesIn)) in, \(humanBytes(s.bytesOut)) out, \(fixed(s.seconds, 2)) s"
+            + (s.sourceHashRemembered ? " (source SHA-256 remembered, not read again; --rehash reads it)" : "") + "\n"
         if !s.lossy.isEmpty {
             let sqnrs = s.lossy.compactMap { e in e.error.sqnrDB.map { (e.name, $0) } }
             let worst = sqnrs.min { $0.1 < $1.1 }

@@ -116,7 +116,8 @@ struct ZooCommand: ParsableCommand {
                 var hints = DetectionHints()
                 hints.numHeads = heads
                 hints.imageSize = imageSize
-                let r = try zoo.identify(file, checksums: try location.checksumLines(zoo), hints: hints)
+                let r = try zoo.identify(file, checksums: try location.checksumLines(zoo), hints: hints,
+                                         digests: FileDigests(cache: ZooCache.directory(location.cache)))
                 if json { writeOut(JSONWriter.string(r.json)); return }
                 var out = "\(file)\n"
                 if let sha = r.sha256 { out += "  sha256: \(sha)\n" }

@@ -21,6 +21,74 @@ import DiTKitModels
         return (try NativeBundle(path: out), s, dir)
     }
 
+    // A source whose SHA-256 is remembered for its present version is not read for it: a planted
+    // digest is what the manifest records (and --rehash restores the true one). The committed
+    // fixture was last changed when the repository was checked out, long settled.
+    @Test func aRememberedSourceDigestIsNotHashedAgain() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let source = Fixtures.path("verify/dit_verify.pt")
+        let truth = try SHA256Hasher.hex(file: source)
+        var o = ConversionOptions()
+        o.dtype = .f16
+        o.digests = FileDigests(cache: dir + "/cache")
+        func run(_ name: String, rehash: Bool = false) throws -> (ConversionSummary, String?, [UInt8]) {
+            o.rehash = rehash
+            let s = try Converter.convert(source: source, output: dir + "/" + name, options: o)
+            let b = try NativeBundle(path: dir + "/" + name)
+            return (s, b.manifest.provenance["source"]?["sha256"]?.stringValue, try FileSystem.readFile(dir + "/" + name + "/manifest.json"))
+        }
+        let (s1, sha1, m1) = try run("a.ditkit")
+        #expect(!s1.sourceHashRemembered && sha1 == truth)
+        let identity = try #require(FileIdentity(path: source))
+        #expect(o.digests?.sha256(identity) == truth)
+        let (s2, sha2, m2) = try run("b.ditkit")
+        #expect(s2.sourceHashRemembered && sha2 == truth && m2 == m1)
+
+        let planted = String(repeating: "0", count: 64)
+        #expect(o.digests?.remember(planted, before: identity, after: identity, started: identity.changed + FileDigests.settle, path: source) == true)
+        let (s3, sha3, _) = try run("c.ditkit")
+        #expect(s3.sourceHashRemembered && sha3 == planted)
+        let (s4, sha4, _) = try run("d.ditkit", rehash: true)
+        #expect(!s4.sourceHashRemembered && sha4 == truth && o.digests?.sha256(identity) == truth)
+    }
+
+    // A source written while it is converted (here: one byte rewritten in place, same size and
+    // contents, as soon as the conversion reports progress) is refused and leaves nothing, whether
+    // its SHA-256 is hashed now or remembered from before.
+    @Test(arguments: [false, true])
+    func aSourceWrittenDuringTheConversionIsRefused(_ remembered: Bool) throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let source = dir + "/dit.pt"
+        try FileSystem.writeFile(source, try FileSystem.readFile(Fixtures.path("verify/dit_verify.pt")))
+        var o = ConversionOptions()
+        o.dtype = .f16
+        o.digests = FileDigests(cache: dir + "/cache")
+        if remembered, let id = FileIdentity(path: source) {
+            #expect(o.digests?.remember(try SHA256Hasher.hex(file: source), before: id, after: id, started: id.changed + FileDigests.settle, path: source) == true)
+        }
+        final class Writer: ProgressReporter, @unchecked Sendable {
+            let path: String
+            let done = Locked(false)
+            init(_ path: String) { self.path = path }
+            func begin(_ label: String, total: Int, unit: ProgressUnit) {}
+            func finish() {}
+            func advance(_ units: Int) {
+                guard done.withLock({ d in defer { d = true }; return !d }), let h = FileHandle(forUpdatingAtPath: path) else { return }
+                let first = h.readData(ofLength: 1)
+                h.seek(toFileOffset: 0)
+                h.write(first)
+                try? h.close()
+            }
+        }
+        #expect(throws: FileWrittenWhileReading.self) {
+            _ = try Converter.convert(source: source, output: dir + "/out.ditkit", options: o, progress: Writer(source))
+        }
+        #expect(!FileSystem.exists(dir + "/out.ditkit"))
+        #expect(FileSystem.listDirectory(dir).sorted() == ["cache", "dit.pt"] || FileSystem.listDirectory(dir).sorted() == ["dit.pt"])
+    }
+
     @Test(arguments: [StorageType.f32, .f16, .bf16])
     func floatStorageIsBitIdenticalToTorch(_ dtype: StorageType) throws {
         let (b, _, dir) = try convert("readers/dit_tiny.pt", dtype)

@@ -24,6 +24,31 @@ let python = ProcessInfo.processInfo.environment["DITKIT_PYTHON"]
         #expect(again.stderr.contains("already exists (use --force"))
     }
 
+    // The source's SHA-256 is remembered in $DITKIT_CACHE: the second conversion says so, --rehash
+    // reads the file again, and `zoo identify` answers from the same store (a planted digest shows it).
+    @Test func aSourcesSHA256IsRememberedAcrossCommands() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let source = Tool.fixture("verify/dit_verify.pt"), env = ["DITKIT_CACHE": dir + "/cache"]
+        let truth = try SHA256Hasher.hex(file: source)
+        func convert(_ name: String, _ extra: [String] = []) throws -> JSONValue? {
+            let r = try Tool.run(["convert", source, "-o", dir + "/" + name, "--json"] + extra, environment: env)
+            #expect(r.status == 0, "\(r.stderr)")
+            return try JSONReader.parse(Array(r.stdout.utf8)).arrayValue?.first?["source"]?["sha256_remembered"]
+        }
+        #expect(try convert("a.ditkit") == .bool(false))
+        #expect(try convert("b.ditkit") == .bool(true))
+        #expect(try convert("c.ditkit", ["--rehash"]) == .bool(false))
+        let text = try Tool.run(["convert", source, "-o", dir + "/d.ditkit", "--dtype", "f16"], environment: env)
+        #expect(text.stdout.contains("(source SHA-256 remembered, not read again; --rehash reads it)"))
+        let sha = { try JSONReader.parse(Array(Tool.run(["zoo", "identify", source, "--json"], environment: env).stdout.utf8))["sha256"] }
+        #expect(try sha() == .string(truth))
+        let id = try #require(FileIdentity(path: source))
+        let planted = String(repeating: "0", count: 64)
+        #expect(FileDigests(cache: dir + "/cache").remember(planted, before: id, after: id, started: id.changed + FileDigests.settle, path: source))
+        #expect(try sha() == .string(planted))
+    }
+
     @Test func checkExitsOneOnDamage() throws {
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
