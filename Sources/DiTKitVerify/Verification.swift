@@ -127,7 +127,7 @@ public enum Verifier {
         /// Image size of the passes that take one (VAE: 256 for the SD VAE, 64 otherwise).
         public var imageSize: Int?
         /// Forwards run at once: 1 (the source's, then the converted model's) or 2 (side by side,
-        /// one thread each). The caller that owns OpenBLAS's thread count chooses: `shareCores`.
+        /// one thread each). The caller that owns OpenBLAS's thread count chooses: `sharingCores`.
         public var forwardsAtOnce = 1
         public init() {}
 
@@ -215,29 +215,34 @@ extension Verifier {
     }
 
     /// Shares the cores between `jobs` verifications `--against` and, within each, between its two
-    /// forwards when it has two cores or more: sets OpenBLAS's thread count (cores / jobs / forwards)
-    /// and returns the forwards each verification runs at once (`AgainstOptions.forwardsAtOnce`).
-    /// Two single-threaded forwards side by side beat one forward after the other on two threads:
-    /// neither waits for the other's half of each product.
-    public static func shareCores(jobs: Int) -> Int {
+    /// forwards when it has two cores or more: runs `body` with OpenBLAS's thread count set to
+    /// cores / jobs / forwards and the forwards each verification runs at once as its argument
+    /// (`AgainstOptions.forwardsAtOnce`), then sets the thread count back. Two single-threaded
+    /// forwards side by side beat one forward after the other on two threads: neither waits for
+    /// the other's half of each product.
+    public static func sharingCores<R>(jobs: Int, _ body: (Int) throws -> R) rethrows -> R {
         let perJob = max(1, ProcessInfoLite.activeProcessorCount / max(1, jobs))
         let atOnce = perJob >= 2 ? 2 : 1
+        let before = Gemm.threads
         Gemm.setThreads(max(1, perJob / atOnce))
-        return atOnce
+        defer { Gemm.setThreads(before) }
+        return try body(atOnce)
     }
 
     /// Verifies several models against one source, `jobs` at a time (each job gets cores/jobs
-    /// threads, shared by its two forwards: `shareCores`). Results are in input order; a model that cannot be opened gives its error.
+    /// threads, shared by its two forwards: `sharingCores`). Results are in input order; a model that cannot be opened gives its error.
     /// `hints` open the models under test; `sourceHints` the source (see `openSource`).
     public static func verifyMany(_ paths: [String], against source: String, hints: DetectionHints, sourceHints: DetectionHints,
                                   options: AgainstOptions, profile: TolerancePolicy?, jobs: Int) -> [Result<VerificationResult, Error>] {
         let jobs = max(1, min(jobs, paths.count))
-        var options = options
-        options.forwardsAtOnce = shareCores(jobs: jobs)
-        return parallelMap(paths.count, workers: jobs) { k in
-            Result {
-                let model = try LoadedModel.open(paths[k], hints: hints)
-                return try verify(model, against: try openSource(source, for: model, hints: sourceHints), options: options, profile: profile)
+        return sharingCores(jobs: jobs) { atOnce in
+            var options = options
+            options.forwardsAtOnce = atOnce
+            return parallelMap(paths.count, workers: jobs) { k in
+                Result {
+                    let model = try LoadedModel.open(paths[k], hints: hints)
+                    return try verify(model, against: try openSource(source, for: model, hints: sourceHints), options: options, profile: profile)
+                }
             }
         }
     }

@@ -176,8 +176,10 @@ struct Verify: ParsableCommand {
                 var o = Verifier.AgainstOptions()
                 o.seed = seed
                 o.imageSize = size
-                o.forwardsAtOnce = Verifier.shareCores(jobs: 1)
-                result = try Verifier.verify(m, against: s, options: o, profile: policy, progress: json ? nil : TerminalProgress())
+                result = try Verifier.sharingCores(jobs: 1) { atOnce in
+                    o.forwardsAtOnce = atOnce
+                    return try Verifier.verify(m, against: s, options: o, profile: policy, progress: json ? nil : TerminalProgress())
+                }
             } else {
                 throw ValidationError("give --reference or --against")
             }

@@ -135,6 +135,16 @@ func bundle(_ source: String, _ dtype: StorageType) throws -> (LoadedModel, Stri
         #expect(a.layers == b.layers)
     }
 
+    // The cores are shared for the verification only: OpenBLAS's thread count is set back after
+    // (a `--sample` run after the check gets every core again).
+    @Test func sharingCoresSetsTheThreadCountBack() {
+        let before = Gemm.threads
+        let cores = ProcessInfoLite.activeProcessorCount
+        let (atOnce, inside) = Verifier.sharingCores(jobs: 1) { ($0, Gemm.threads) }
+        #expect(atOnce == (cores >= 2 ? 2 : 1) && inside == max(1, cores / atOnce))
+        #expect(Gemm.threads == before)
+    }
+
     // The pairing behind it: layers compared once both sides traced them, whichever came first,
     // in the order the model under test traced them; a layer one side alone traces is not compared.
     @Test func layerPairingComparesInTheModelUnderTestsOrder() {
