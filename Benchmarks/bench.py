@@ -132,6 +132,8 @@ def drop(p):
 env = dict(os.environ, THREADS=str(THREADS), RUNS=str(RUNS))
 print("machine: %s, %d cores, %s; runs per figure: %d; load average at start %.2f %.2f %.2f" % (
     platform.processor() or platform.machine(), THREADS, platform.platform(), RUNS, *os.getloadavg()), flush=True)
+if os.environ.get("BENCH_FREE_PAGES"):
+    print("free pages: " + os.environ["BENCH_FREE_PAGES"], flush=True)
 
 # 1. inspect
 sha = timed(["sha256sum", DIT])
