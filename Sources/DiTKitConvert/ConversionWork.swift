@@ -66,6 +66,10 @@ final class ConversionWork: @unchecked Sendable {
     private var sourceDigests: [Int: String] = [:]
     private var mutex = pthread_mutex_t()
     private let errors = ErrorBox()
+    /// Where converters hand the source bytes they read to the whole-file hash (when it runs beside
+    /// them), and the index of each mapped file by its descriptor.
+    private var feed: HashFeed?
+    private var feedFiles: [Int32: Int] = [:]
 
     init(container: any TensorContainer, index: [String: Int], plan: ModelPlan, stored: [DType], offsets: [(Int, Int?)],
          writer: BundleWriter, progress: ProgressReporter?, tokens configuration: ModelConfiguration, allowNonFinite: Bool) {
@@ -114,6 +118,11 @@ final class ConversionWork: @unchecked Sendable {
         // than `hashLead` (with one worker there is no one to wait for).
         let started = Locked<(Int, Int)>((0, 0))
         let pace = threads > 1
+        if pace && viaMapping && remembered < hashFiles.count && mapped.allSatisfy({ $0.descriptor >= 0 }) {
+            feed = HashFeed(files: Set(hashFiles.indices.filter { known[$0] == nil }))
+            for (f, m) in mapped.enumerated() { feedFiles[m.descriptor] = f }
+        }
+        defer { feed = nil }
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
             let scratch = ConversionScratch()
             while !errors.hasError {
@@ -121,18 +130,24 @@ final class ConversionWork: @unchecked Sendable {
                 if k >= order.count { started.withLock { $0 = (Int.max, Int.max) }; return }
                 let i = order[k]
                 if i < 0 {
+                    defer { self.feed?.close() }
                     do {
                         fileHashes = try hashFiles.indices.map { f in
                             if let sha = known[f] { return sha }
                             let hash = {
                                 guard viaMapping else { return try SHA256Hasher.hex(file: hashFiles[f]) }
-                                return try SHA256Hasher.hex(mapped: mapped[f], pace: !pace ? nil : { range in
+                                let lead: ((Range<Int>) -> Void)? = !pace ? nil : { range in
                                     while !self.errors.hasError {
                                         let (sf, so) = started.withLock { $0 }
                                         if sf > f || (sf == f && so > range.lowerBound - ConversionWork.hashLead) { return }
                                         usleep(2000)
                                     }
-                                })
+                                }
+                                if let feed = self.feed {
+                                    return try feed.sha256(file: f, descriptor: mapped[f].descriptor, count: mapped[f].count, path: mapped[f].path,
+                                                           pace: lead, cancelled: { self.errors.hasError })
+                                }
+                                return try SHA256Hasher.hex(mapped: mapped[f], pace: lead)
                             }
                             guard let digests else { return try hash() }
                             return try digests.sha256(path: hashFiles[f], descriptor: descriptor(f), rehash: true, hash: hash).sha256
@@ -363,8 +378,18 @@ final class ConversionWork: @unchecked Sendable {
         var refused = false   // NaN or infinities met on the way to int8 or a block type
         var segment = 0, within = 0   // the reading position: segment, element in it
         var done = 0
+        // A step read from one place in a file is read into a slot of the hash's feed, and handed
+        // to the whole-file hash once converted.
+        var lent: (slot: Int, pointer: UnsafeMutableRawPointer)?
+        defer { if let lent { feed?.withdraw(lent.slot) } }
         while done < n {
             let count = min(step, n - done)
+            if let feed, segment < segments.count, let f = segments[segment].file, count <= segments[segment].elements - within,
+               let file = feedFiles[f.fd] {
+                let s = segments[segment]
+                lent = feed.borrow(file: file, offset: f.offset + s.byteOffset(within), count: s.byteOffset(within + count) - s.byteOffset(within),
+                                   cancelled: { self.errors.hasError })
+            }
             // Read the step's source elements, segment by segment.
             var filled = 0
             var readBytes = 0
@@ -376,7 +401,7 @@ final class ConversionWork: @unchecked Sendable {
                 let span = s.byteOffset(within)..<s.byteOffset(within + take)
                 let piece: UnsafeRawBufferPointer
                 if let f = s.file {
-                    let dst = scratch.raw + readBytes
+                    let dst = (lent?.pointer ?? scratch.raw) + readBytes
                     try RegularFile.read(f.fd, into: dst, count: span.count, at: f.offset + span.lowerBound, path: f.path)
                     piece = UnsafeRawBufferPointer(start: dst, count: span.count)
                 } else {
@@ -457,6 +482,10 @@ final class ConversionWork: @unchecked Sendable {
             }
             // Mapped source pages the step read are done with (they stay in the page cache).
             for r in mapped { MappedFile.releasePages(of: r) }
+            if let slot = lent?.slot {
+                feed?.publish(slot, count: readBytes)
+                lent = nil
+            }
             progress?.advance(readBytes)
             done += count
         }

@@ -21,6 +21,29 @@ import DiTKitModels
         return (try NativeBundle(path: out), s, dir)
     }
 
+    // The source's SHA-256, made beside the conversion from the bytes it reads (HashFeed) when
+    // there are two threads or more, is the file's, and the bundle does not depend on the threads.
+    @Test func theSourceDigestAndBundleDoNotDependOnTheThreads() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        for source in ["verify/dit_verify.pt", "verify/vae_verify/diffusion_pytorch_model.safetensors"] {
+            let truth = try SHA256Hasher.hex(file: Fixtures.path(source))
+            var manifests: [[UInt8]] = []
+            for threads in [1, 2, 3, 5] {
+                var o = ConversionOptions()
+                o.dtype = .f16
+                o.threads = threads
+                let out = dir + "/\(threads).ditkit"
+                _ = try Converter.convert(source: Fixtures.path(source), output: out, options: o)
+                let b = try NativeBundle(path: out)
+                #expect(b.manifest.provenance["source"]?["sha256"]?.stringValue == truth, "\(source), \(threads) threads")
+                manifests.append(try FileSystem.readFile(out + "/manifest.json") + FileSystem.readFile(out + "/weights.bin"))
+                FileSystem.removeTree(out)
+            }
+            #expect(Set(manifests).count == 1, "\(source)")
+        }
+    }
+
     // A source whose SHA-256 is remembered for its present version is not read for it: a planted
     // digest is what the manifest records (and --rehash restores the true one). The committed
     // fixture was last changed when the repository was checked out, long settled.
