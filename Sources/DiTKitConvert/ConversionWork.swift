@@ -4,7 +4,9 @@
 // views only where a reader must assemble the bytes), and from that buffer they are checked for
 // NaN and infinities, fed to the source tensor's XXH3-128, widened into a small float buffer,
 // stored (narrowed, quantized, or passed through unchanged), hashed again as stored bytes where
-// they differ, written at the tensor's precomputed offset and handed to the disk's writeback.
+// they differ, written at the tensor's precomputed offset and handed to the disk's writeback. When
+// the hash runs beside the conversion, a step read from one place in the file is read into a slot of
+// the hash's feed (HashFeed) and handed on to the hash once converted, so the hash's core only hashes.
 // No thread maps and unmaps pages under another (which costs both of them TLB flushes and the
 // page-table lock), and memory is a few steps per worker, whatever the model size.
 import Dispatch
