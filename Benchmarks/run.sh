@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: builds DiTKit in release, prepares a virtualenv with torch (outside the repository),
 # writes full-size stand-ins with real torch.save, and runs Benchmarks/bench.py, then the FLUX.1-dev
-# stand-in (Benchmarks/bench_flux.py; BENCH_FLUX=0 skips it: it needs 24 GB of disk for an hour;
+# stand-in (Benchmarks/bench_flux.py; BENCH_FLUX=0 skips it: it needs 24 GB of disk and 12 minutes to an hour;
 # FLUX_TYPES="q6_k q5_k q4_k+mod ..." adds block types to its fidelity table, about 4 minutes each;
 # +mod converts with --quantize-modulations).
 set -euo pipefail
