@@ -154,6 +154,28 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         } } }
     }
 
+    /// Bands of query rows (a long sequence's scores split to stay in the cache) give the values of
+    /// one band, with a key bias and different query and key lengths, for uneven and single-row bands.
+    @Test func attentionInBandsMatchesOneBand() {
+        let batch = 2, qTokens = 37, kvTokens = 23, heads = 3, hd = 5, d = heads * hd
+        let q = randomValues(batch * qTokens * d, seed: 11), k = randomValues(batch * kvTokens * d, seed: 12)
+        let v = randomValues(batch * kvTokens * d, seed: 13)
+        let bias = (0..<(batch * kvTokens)).map { $0 % 7 == 3 ? Float(-10000) : Float($0 % 3) * 0.25 }
+        func run(band: Int) -> [Float] {
+            var out = [Float](repeating: 0, count: batch * qTokens * d)
+            Attention.multiHead(q: q, qStride: d, qTokens: qTokens, k: k, v: v, kvStride: d, kvTokens: kvTokens, batch: batch,
+                                heads: heads, headDim: hd, scale: 0.4, keyBias: bias, into: &out, band: band)
+            return out
+        }
+        let whole = run(band: qTokens)
+        for band in [1, 5, 36] { #expect(maxDifference(run(band: band), whole) < 1e-6) }
+        // The row in each band: the budget decides, never fewer than the least.
+        #expect(Attention.bandRows(qTokens: 4608, kvTokens: 4608) == 220)
+        #expect(Attention.bandRows(qTokens: 256, kvTokens: 256) == 256)
+        #expect(Attention.bandRows(qTokens: 100, kvTokens: 50, budget: 1000, least: 8) == 20)
+        #expect(Attention.bandRows(qTokens: 100, kvTokens: 500, budget: 1000, least: 8) == 8)
+    }
+
     @Test func nearestUpsampling() {
         let x: [Float] = [1, 2, 3, 4]
         var y = [Float](repeating: 0, count: 16)
