@@ -252,13 +252,24 @@ for d in VERIFY_DTYPES:
 # 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
 fb = os.path.join(OUT, "flux-blocks.ditkit")
 run([DITKIT, "convert", FLUX_BLOCKS, "-o", fb, "--force"])
-# RUNS rounds, each of one DiTKit process and one diffusers process (each a warm-up and one timed
-# forward), paired round by round.
+# At least 5 rounds, each of one DiTKit process and one diffusers process (each a warm-up and one
+# timed forward), paired round by round; which of the two goes first alternates, so a drift of the
+# VM's speed within a round (10-30 % from one minute to the next) does not always favour the same one.
+FLUX_ROUNDS = max(RUNS, 5)
 flux_ours, flux_theirs = [], []
-for _ in range(RUNS):
-    flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
-    flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
-        [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
+for i in range(FLUX_ROUNDS):
+    def ours():
+        flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
+
+    def theirs():
+        flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
+            [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
+    for step in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+        step()
+    print("  FLUX round %d (%s first): DiTKit %s; diffusers %s" % (
+        i + 1, "DiTKit" if i % 2 == 0 else "diffusers",
+        ", ".join("%s %.2f s" % (k, v.wall) for k, v in sorted(flux_ours[-1].items())),
+        ", ".join("%s %.2f s" % (k, v.wall) for k, v in sorted(flux_theirs[-1].items()))), flush=True)
 for task, ours_key, theirs_name, theirs_key, target in (
         ("FLUX double-stream block, 4096+512 tokens", "flux-double-block", "diffusers FluxTransformerBlock", "torch-flux-double-block", "<= 1.0"),
         ("FLUX single-stream block, 4096+512 tokens", "flux-single-block", "diffusers FluxSingleTransformerBlock", "torch-flux-single-block", "<= 1.0"),
