@@ -257,14 +257,19 @@ run([DITKIT, "convert", FLUX_BLOCKS, "-o", fb, "--force"])
 # VM's speed within a round (10-30 % from one minute to the next) does not always favour the same one.
 FLUX_ROUNDS = max(RUNS, 5)
 flux_ours, flux_theirs = [], []
-for i in range(FLUX_ROUNDS):
-    def ours():
-        flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
 
-    def theirs():
-        flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
-            [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
-    for step in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+
+def flux_ours_once():
+    flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
+
+
+def flux_theirs_once():
+    flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
+        [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
+
+
+for i in range(FLUX_ROUNDS):
+    for step in ((flux_ours_once, flux_theirs_once) if i % 2 == 0 else (flux_theirs_once, flux_ours_once)):
         step()
     print("  FLUX round %d (%s first): DiTKit %s; diffusers %s" % (
         i + 1, "DiTKit" if i % 2 == 0 else "diffusers",
