@@ -284,6 +284,12 @@ for task, ours_key, theirs_name, theirs_key, target in (
     row(task, M(statistics.median(x.wall for x in a), statistics.median(x.cpu for x in a) if cpu else None), theirs_name + ", same rounds",
         M(statistics.median(x.wall for x in b), statistics.median(x.cpu for x in b) if cpu else None), target, paired=(wall, cpu))
 shutil.rmtree(fb, ignore_errors=True)
+# The FLUX blocks' attention alone (4608 tokens, 24 heads of 128), rounds of alternating order in one process:
+# the bands of all heads on workers side by side, one thread per product (what a forward runs for sequences
+# this long), against one head at a time with each product on OpenBLAS's threads.
+att = {j["measure"]: inner(j) for j in json_lines([BENCH, "attention", "4608", "24", "128"], env=dict(env, RUNS=str(max(RUNS, 5))))}
+row("attention, 4608 tokens, 24 heads of 128", att["attention-heads-in-parallel"], "the same, one head at a time",
+    att["attention-one-head-at-a-time"])
 
 # Packs: compression ratio and speed per dtype (zstd level 3, all cores, long-distance matching).
 packs = []

@@ -17,11 +17,16 @@
 //                                             text tokens, seeded inputs, no warm-up (weights stream from disk)
 //   ditkit-bench flux-blocks MODEL SIZE TOKENS    FLUX forwards (after a warm-up) timing each double-stream and
 //                                             single-stream block (from the traced block outputs)
+//   ditkit-bench attention TOKENS HEADS HEADDIM   self-attention of one sequence (seeded q, k, v), one head
+//                                             at a time on OpenBLAS's threads against heads in parallel
+//                                             on one thread each, in rounds of alternating order
 //   ditkit-bench requantize BUNDLE OUT TYPE   a copy of BUNDLE with every tensor its family quantizes by
 //                                             default stored in block type TYPE (Q8_0, Q4_K, ...), for the
 //                                             quantized forward benchmarks until convert chooses block types
 //
 // MODEL is a bundle or any checkpoint convert accepts. Each measurement runs RUNS times (env, default 3).
+// ATTENTION=one-head|parallel (env) fixes how every forward schedules its attention heads
+// (`Attention.Scheduling`; default automatic).
 import DiTKitCore
 import DiTKitFormats
 import DiTKitModels
@@ -94,12 +99,18 @@ func measureOps() {
     }
 }
 
+switch getenv("ATTENTION").map({ String(cString: $0) }) {
+case "one-head": Attention.scheduling = .oneHeadAtATime
+case "parallel": Attention.scheduling = .headsInParallel
+default: break
+}
+
 if args.count == 2 && args[1] == "ops" {
     measureOps()
     exit(0)
 }
 guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
-    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | dit-forwards BATCH MODEL... | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS | flux-blocks MODEL SIZE TOKENS | requantize BUNDLE OUT TYPE\n", stderr)
+    fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | dit-forwards BATCH MODEL... | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS | flux-blocks MODEL SIZE TOKENS | attention TOKENS HEADS HEADDIM | requantize BUNDLE OUT TYPE\n", stderr)
     exit(64)
 }
 do {
@@ -264,6 +275,33 @@ do {
         report("flux-double-block", double, [("image_tokens", .int((size / 16) * (size / 16))), ("text_tokens", .int(tokens)), ("threads", .int(Gemm.threads))])
         report("flux-single-block", single, [("image_tokens", .int((size / 16) * (size / 16))), ("text_tokens", .int(tokens)), ("threads", .int(Gemm.threads))])
         report("flux-forward", total, [("cpu_s", .double(median(cpu)))])
+    case "attention":
+        guard args.count == 5, let t = Int(args[2]), let heads = Int(args[3]), let hd = Int(args[4]), t > 0, heads > 0, hd > 0 else {
+            throw ModelError.notRecognised("attention TOKENS HEADS HEADDIM")
+        }
+        let d = heads * hd
+        var rng = SeededRandom(seed: 3)
+        let qkv = rng.normals(t * 3 * d)
+        var out = [Float](repeating: 0, count: t * d)
+        var times: [Attention.Scheduling: [Double]] = [.oneHeadAtATime: [], .headsInParallel: []]
+        func once(_ s: Attention.Scheduling) -> Double {
+            Attention.scheduling = s
+            let start = clock.now
+            qkv.withUnsafeBufferPointer { q in
+                Attention.multiHead(q: q.baseAddress!, k: q.baseAddress! + d, v: q.baseAddress! + 2 * d, rowStride: 3 * d,
+                                    batch: 1, tokens: t, heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(), into: &out)
+            }
+            return seconds(clock.now - start)
+        }
+        _ = once(.oneHeadAtATime); _ = once(.headsInParallel)   // warm-up
+        for r in 0..<max(runs, 1) {
+            for s in r % 2 == 0 ? [Attention.Scheduling.oneHeadAtATime, .headsInParallel] : [.headsInParallel, .oneHeadAtATime] {
+                times[s, default: []].append(once(s))
+            }
+        }
+        let shape: [(String, JSONValue)] = [("tokens", .int(t)), ("heads", .int(heads)), ("head_dim", .int(hd)), ("threads", .int(Gemm.threads))]
+        report("attention-one-head-at-a-time", times[.oneHeadAtATime] ?? [], shape)
+        report("attention-heads-in-parallel", times[.headsInParallel] ?? [], shape)
     case "requantize":
         guard args.count == 5, let type = DType(rawValue: args[4].uppercased()), let layout = type.block else {
             throw ModelError.notRecognised("requantize BUNDLE OUT TYPE (a block type: Q8_0, Q4_K, ...)")

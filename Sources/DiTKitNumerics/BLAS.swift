@@ -1,5 +1,8 @@
 // The only place DiTKit talks to BLAS: float32 matrix products through OpenBLAS `cblas_sgemm`.
 import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Row-major matrix products.
 public enum Gemm {
@@ -31,4 +34,42 @@ public enum Gemm {
 
     /// Sets OpenBLAS's thread count (`openblas_set_num_threads`).
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+    /// Runs `body(workers)` with OpenBLAS single-threaded, `workers` being the thread count it had
+    /// before: the caller runs that many products of its own side by side, each on one thread,
+    /// where many small products on OpenBLAS's threads would each wait for the slowest half.
+    /// OpenBLAS's count is process-wide, so callers that overlap share one section: the first
+    /// sets one thread, the last to leave restores the count the first found.
+    public static func oneThreadEach<R>(_ body: (Int) throws -> R) rethrows -> R {
+        let workers = SingleThreadSection.shared.enter()
+        defer { SingleThreadSection.shared.leave() }
+        return try body(workers)
+    }
+}
+
+/// The bookkeeping behind `Gemm.oneThreadEach`.
+private final class SingleThreadSection: @unchecked Sendable {
+    static let shared = SingleThreadSection()
+    private var mutex = pthread_mutex_t()
+    private var inside = 0, saved = 1
+    private init() { pthread_mutex_init(&mutex, nil) }
+
+    /// Enters the section and returns the thread count OpenBLAS had outside it.
+    func enter() -> Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if inside == 0 {
+            saved = max(1, Gemm.threads)
+            if saved > 1 { Gemm.setThreads(1) }
+        }
+        inside += 1
+        return saved
+    }
+
+    func leave() {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        inside -= 1
+        if inside == 0, saved > 1 { Gemm.setThreads(saved) }
+    }
 }

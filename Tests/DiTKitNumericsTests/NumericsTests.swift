@@ -161,19 +161,35 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         let q = randomValues(batch * qTokens * d, seed: 11), k = randomValues(batch * kvTokens * d, seed: 12)
         let v = randomValues(batch * kvTokens * d, seed: 13)
         let bias = (0..<(batch * kvTokens)).map { $0 % 7 == 3 ? Float(-10000) : Float($0 % 3) * 0.25 }
-        func run(band: Int) -> [Float] {
+        func run(band: Int, _ scheduling: Attention.Scheduling = .oneHeadAtATime) -> [Float] {
             var out = [Float](repeating: 0, count: batch * qTokens * d)
             Attention.multiHead(q: q, qStride: d, qTokens: qTokens, k: k, v: v, kvStride: d, kvTokens: kvTokens, batch: batch,
-                                heads: heads, headDim: hd, scale: 0.4, keyBias: bias, into: &out, band: band)
+                                heads: heads, headDim: hd, scale: 0.4, keyBias: bias, into: &out, band: band, scheduling: scheduling)
             return out
         }
         let whole = run(band: qTokens)
         for band in [1, 5, 36] { #expect(maxDifference(run(band: band), whole) < 1e-6) }
+        // Bands handed out to workers side by side fill every row, with the same values.
+        for band in [1, 5, 36, qTokens] { #expect(maxDifference(run(band: band, .headsInParallel), whole) < 1e-6) }
         // The row in each band: the budget decides, never fewer than the least.
         #expect(Attention.bandRows(qTokens: 4608, kvTokens: 4608) == 220)
         #expect(Attention.bandRows(qTokens: 256, kvTokens: 256) == 256)
         #expect(Attention.bandRows(qTokens: 100, kvTokens: 50, budget: 1000, least: 8) == 20)
         #expect(Attention.bandRows(qTokens: 100, kvTokens: 500, budget: 1000, least: 8) == 8)
+    }
+
+    /// Inside a one-thread section OpenBLAS runs on one thread, and a nested (or overlapping)
+    /// section is told the same worker count as the outer one: the count OpenBLAS had outside.
+    @Test func oneThreadSectionsNest() {
+        Gemm.oneThreadEach { outer in
+            #expect(outer >= 1)
+            #expect(Gemm.threads == 1)
+            Gemm.oneThreadEach { inner in
+                #expect(inner == outer)
+                #expect(Gemm.threads == 1)
+            }
+            #expect(Gemm.threads == 1)
+        }
     }
 
     @Test func nearestUpsampling() {
