@@ -130,7 +130,8 @@ public enum Attention {
     }
 }
 
-/// Hands out 0, 1, 2, ... to the workers of `Attention.multiHead`.
+/// Hands out 0, 1, 2, ... to the workers of `Attention.multiHead` (DiTKitCore's `AtomicCounter`
+/// does the same, but DiTKitNumerics depends on no DiTKit module: only on BLAS and the C kernels).
 private final class JobCounter: @unchecked Sendable {
     private var value = 0
     private var mutex = pthread_mutex_t()
