@@ -11,11 +11,20 @@ import Glibc
 
 public enum Ops {
     /// `y[m, n] = sum_k x[m, k] * w[n, k] + b[n]`: a PyTorch `nn.Linear` with weight `[out, in]`.
+    /// With a bias, as PyTorch's `addmm`: every row of `y` starts as the bias and the product is
+    /// added to it (BLAS's beta = 1), one pass over `y` where zeroing it (what beta = 0 makes OpenBLAS
+    /// do first) and adding the bias afterwards take two.
     public static func linear(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, outFeatures n: Int, into y: UnsafeMutablePointer<Float>, ldx: Int? = nil,
                               ldy: Int? = nil) {
-        Gemm.multiply(x, w, y, m: m, n: n, k: k, transB: true, lda: ldx ?? k, ldc: ldy ?? n)
-        if let bias { addRowVector(y, rows: m, cols: n, bias, ld: ldy ?? n) }
+        guard let bias, k > 0 else {
+            Gemm.multiply(x, w, y, m: m, n: n, k: k, transB: true, lda: ldx ?? k, ldc: ldy ?? n)
+            if let bias { addRowVector(y, rows: m, cols: n, bias, ld: ldy ?? n) }
+            return
+        }
+        let ld = ldy ?? n
+        for r in 0..<m { (y + r &* ld).update(from: bias, count: n) }
+        Gemm.multiply(x, w, y, m: m, n: n, k: k, transB: true, beta: 1, lda: ldx ?? k, ldc: ld)
     }
 
     /// Adds `v[c]` to every row of `x[rows, cols]` (rows `ld` floats apart, `cols` by default).
