@@ -70,8 +70,11 @@ def timed(cmd, runs=RUNS, before=None):
 
 
 def merged(ms):
-    """One measurement from single runs: median wall and CPU, the largest peak RSS."""
-    return M(statistics.median(m.wall for m in ms), statistics.median(m.cpu for m in ms), max(m.rss for m in ms))
+    """One measurement from single runs: median wall and CPU (None unless every run has one), the
+    largest peak RSS (None when the runs timed themselves and measured none)."""
+    cpu = statistics.median(m.cpu for m in ms) if all(m.cpu for m in ms) else None
+    rss = [m.rss for m in ms if m.rss is not None]
+    return M(statistics.median(m.wall for m in ms), cpu, max(rss) if rss else None)
 
 
 def paired_ratios(ours, theirs, factor=1.0):
@@ -211,14 +214,25 @@ row("open bundle + read one tensor (18 MB)", o, "safe_open + get_tensor", s, "<=
 # 5. forward passes against PyTorch CPU with the same thread count; quantized against float32.
 for q in ("q8_0", "q4_k"):
     run([BENCH, "requantize", os.path.join(OUT, "xl-f32.ditkit"), os.path.join(OUT, "xl-%s.ditkit" % q), q])
-torch_fwd = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=env)[0])
+# The f32 forward against PyTorch: at least 5 rounds, each of one DiTKit process and one PyTorch
+# process (each a warm-up and one timed forward), paired round by round, which of the two goes first
+# alternating, as the FLUX blocks below (one process of each, a minute apart, put the VM's drift into
+# the ratio: 0.75x, 0.86x and 1.01x in three runs on one host).
+fwd_ours, fwd_theirs = [], []
+for i in range(max(RUNS, 5)):
+    for step in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+        if step == "ours":
+            fwd_ours.append(inner(json_lines([BENCH, "dit-forward", os.path.join(OUT, "xl-f32.ditkit")], env=dict(env, RUNS="1"))[0]))
+        else:
+            fwd_theirs.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=dict(env, RUNS="1"))[0]))
+row("DiT-XL/2 forward, batch 1, 256 px, f32", merged(fwd_ours), "PyTorch CPU forward, same rounds", merged(fwd_theirs), "<= 1.0",
+    paired=paired_ratios(fwd_ours, fwd_theirs))
 # The five bundles run in one process in interleaved rounds (FWD_RUNS, default 7): each quantized
 # forward is paired with the f32 forward of the same round, so a slow minute of the VM slows both.
 FWD_DTYPES = ("f32", "f16", "int8", "q8_0", "q4_k")
 fwd_env = dict(env, RUNS=os.environ.get("FWD_RUNS", "7"))
 fwd_json = json_lines([BENCH, "dit-forwards", "1"] + [os.path.join(OUT, "xl-%s.ditkit" % d) for d in FWD_DTYPES], env=fwd_env)
 fwd = {d: inner(j) for d, j in zip(FWD_DTYPES, fwd_json)}
-row("DiT-XL/2 forward, batch 1, 256 px, f32", fwd["f32"], "PyTorch CPU forward", torch_fwd, "<= 1.0")
 
 
 def rounds(j):
@@ -236,14 +250,25 @@ p = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decod
 row("SD-VAE decode, batch 1, 256 px", f, "PyTorch CPU decode", p, "<= 1.5")
 
 # 6. verify --against, end to end (about 15 s each), against PyTorch running the same forwards: the
-# bundle's and the source's, batch 4 each. RUNS interleaved rounds, each of one PyTorch forward (after
-# its warm-up, in its own process) and one verify per dtype; the ratios are paired round by round.
+# bundle's and the source's, batch 4 each. At least 5 interleaved rounds, each of one PyTorch forward
+# (after its warm-up, in its own process) and one verify per dtype, PyTorch first in every other
+# round; the ratios are paired round by round.
 VERIFY_DTYPES = ("int8", "f16")
 torch_b4, verify_runs = [], {d: [] for d in VERIFY_DTYPES}
-for _ in range(RUNS):
+
+
+def verify_torch_once():
     torch_b4.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=dict(env, RUNS="1"))[0]))
+
+
+def verify_ours_once():
     for d in VERIFY_DTYPES:
         verify_runs[d].append(timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1))
+
+
+for i in range(max(RUNS, 5)):
+    for step in (verify_torch_once, verify_ours_once) if i % 2 == 0 else (verify_ours_once, verify_torch_once):
+        step()
 torch_two = M(2 * statistics.median(t.wall for t in torch_b4), 2 * statistics.median(t.cpu for t in torch_b4))
 for d in VERIFY_DTYPES:
     row("verify %s --against .pt (2 forwards, batch 4)" % d, merged(verify_runs[d]), "PyTorch: the same 2 forwards, same rounds",
