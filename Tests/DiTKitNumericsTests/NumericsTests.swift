@@ -207,6 +207,42 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         #expect(c == [17, 23, 39, 53])
     }
 
+    /// `Ops.linear` writing one block of columns of a wider output (as `Layers.linear` does for a
+    /// weight read a block of rows at a time), with and without a bias, one row (sgemv) and many:
+    /// the block equals `x Wᵀ + b` computed in double, and the columns outside it keep their values.
+    @Test func linearIntoAColumnBlockMatchesTheDefinition() {
+        let k = 45, n = 23, ldx = k + 4, ldy = 61, first = 17
+        let w = randomValues(n * k, seed: 11), bias = randomValues(n, seed: 12)
+        for m in [1, 9] {
+            let x = randomValues(m * ldx, seed: 13)
+            for withBias in [true, false] {
+                var y = [Float](repeating: 7, count: m * ldy)
+                x.withUnsafeBufferPointer { xp in
+                    w.withUnsafeBufferPointer { wp in
+                        bias.withUnsafeBufferPointer { bp in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                Ops.linear(xp.baseAddress!, rows: m, inFeatures: k, weight: wp.baseAddress!, bias: withBias ? bp.baseAddress! : nil,
+                                           outFeatures: n, into: yp.baseAddress! + first, ldx: ldx, ldy: ldy)
+                            }
+                        }
+                    }
+                }
+                for r in 0..<m {
+                    for c in 0..<ldy {
+                        let got = y[r * ldy + c]
+                        guard c >= first, c < first + n else {
+                            #expect(got == 7, "row \(r) column \(c) outside the block was overwritten")
+                            continue
+                        }
+                        var s = withBias ? Double(bias[c - first]) : 0
+                        for i in 0..<k { s += Double(x[r * ldx + i]) * Double(w[(c - first) * k + i]) }
+                        #expect(abs(Double(got) - s) < 1e-5, "m \(m) bias \(withBias) row \(r) column \(c)")
+                    }
+                }
+            }
+        }
+    }
+
     /// A single row goes through sgemv: with and without transposed B, alpha, beta and strides,
     /// it equals the naive product (and the first row of a two-row sgemm).
     @Test func oneRowProductsMatchTheDefinition() {
