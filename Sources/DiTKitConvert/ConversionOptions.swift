@@ -105,6 +105,9 @@ public struct ConversionOptions: Sendable {
     public var digests: FileDigests?
     /// Hash the source files even when their SHA-256 is remembered.
     public var rehash = false
+    /// Wait for the bundle to reach stable storage before it is moved into place (`fsync`); false
+    /// moves it into place as soon as it is written, as `cp` does (`BundleWriter.durable`).
+    public var durable = true
     /// Block types and `.auto`: the type of the kept float tensors (F16, BF16 or F32); nil: each keeps
     /// its source type losslessly (`LosslessKeep`). Block-typed sources stay verbatim either way.
     public var keepDType: DType?

@@ -36,7 +36,7 @@ public enum Converter {
             sizes.append(try d.byteCount(shape: t.shape))
             if d == .i8 { sizes.append(t.shape[0] * 4) }
         }
-        let writer = try BundleWriter(path: output, force: options.force, alignment: options.alignment)
+        let writer = try BundleWriter(path: output, force: options.force, alignment: options.alignment, durable: options.durable)
         do {
             let (offsets, total) = try writer.layout(sizes)
             var recordOffsets: [(Int, Int?)] = []

@@ -131,13 +131,14 @@ public enum FileSystem {
         }
     }
 
-    /// Writes a whole small file (not atomically; use inside an `AtomicOutput` temp path).
-    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    /// Writes a whole small file (not atomically; use inside an `AtomicOutput` temp path), and
+    /// flushes it to stable storage unless `sync` is false.
+    public static func writeFile(_ path: String, _ bytes: [UInt8], sync: Bool = true) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OutputError.system(SystemError("open", path: path)) }
         defer { close(fd) }
         try bytes.withUnsafeBytes { try writeAll(fd: fd, $0, path: path) }
-        guard fsync(fd) == 0 else { throw OutputError.system(SystemError("fsync", path: path)) }
+        guard !sync || fsync(fd) == 0 else { throw OutputError.system(SystemError("fsync", path: path)) }
     }
 
     /// Reads a whole small file. Throws `SystemError`.
@@ -316,8 +317,10 @@ public final class AtomicOutput {
         }
     }
 
-    /// Moves the temporary into place. Syncs the parent directory afterwards.
-    public func commit() throws {
+    /// Moves the temporary into place. Syncs the parent directory afterwards unless `sync` is false
+    /// (the output then survives a crash of the operating system only once the kernel has written it
+    /// back on its own).
+    public func commit(sync: Bool = true) throws {
         precondition(!done, "AtomicOutput committed twice")
         // Something may have appeared at the final path while the output was being written.
         try AtomicOutput.checkReplaceable(finalPath, kind: kind, force: force)
@@ -350,6 +353,7 @@ public final class AtomicOutput {
         done = true
         TemporaryPaths.unregister(temporaryPath)
         releaseLock()
+        guard sync else { return }
         let dfd = open(FileSystem.parentDirectory(finalPath), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }

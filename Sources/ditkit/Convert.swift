@@ -82,6 +82,9 @@ struct Convert: ParsableCommand {
     @Flag(help: "Hash the source file again even when its SHA-256 is remembered from an earlier conversion, identify or fetch of the same unchanged file (in $DITKIT_CACHE/digests, else $XDG_CACHE_HOME/ditkit/digests, else ~/.cache/ditkit/digests).")
     var rehash = false
 
+    @Flag(help: "Move the bundle into place as soon as it is written, without waiting for the disk (no fsync), as cp and safetensors' save_file do: faster, but an operating system crash or power loss in the next half minute can leave a bundle whose weights fail their checksums (ditkit check finds them). A crash of ditkit itself still leaves nothing behind.")
+    var noSync = false
+
     @Flag(help: "Replace an existing bundle at the output path.")
     var force = false
 
@@ -129,6 +132,7 @@ struct Convert: ParsableCommand {
             o.force = force
             o.digests = .standard
             o.rehash = rehash
+            o.durable = !noSync
             o.hints.select = select
             o.hints.model = model
             o.hints.numHeads = heads

@@ -49,6 +49,29 @@ let python = ProcessInfo.processInfo.environment["DITKIT_PYTHON"]
         #expect(try sha() == .string(planted))
     }
 
+    // --no-sync changes when the bundle reaches the disk, nothing in it: every file of the bundle is
+    // byte-identical to the default conversion's, `check` passes it, and an existing output is still
+    // refused without --force.
+    @Test func noSyncWritesTheSameBundle() throws {
+        let dir = try Tool.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let source = Tool.fixture("verify/dit_verify.pt")
+        for dtype in ["f32", "f16", "int8", "q4_k"] {
+            let synced = dir + "/\(dtype).ditkit", unsynced = dir + "/\(dtype)-no-sync.ditkit"
+            let a = try Tool.run(["convert", source, "-o", synced, "--dtype", dtype])
+            let b = try Tool.run(["convert", source, "-o", unsynced, "--dtype", dtype, "--no-sync"])
+            #expect(a.status == 0 && b.status == 0, "\(a.stderr)\(b.stderr)")
+            for file in ["weights.bin", "manifest.json", "manifest.json.sha256"] {
+                #expect(try FileSystem.readFile(synced + "/" + file) == FileSystem.readFile(unsynced + "/" + file), "\(dtype): \(file)")
+            }
+            let check = try Tool.run(["check", unsynced])
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+            let again = try Tool.run(["convert", source, "-o", unsynced, "--dtype", dtype, "--no-sync"])
+            #expect(again.status == 64)
+        }
+        #expect(FileSystem.listDirectory(dir).filter { $0.contains(".partial-") }.isEmpty)
+    }
+
     @Test func checkExitsOneOnDamage() throws {
         let dir = try Tool.temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
