@@ -137,6 +137,8 @@ print("machine: %s, %d cores, %s; runs per figure: %d; load average at start %.2
     platform.processor() or platform.machine(), THREADS, platform.platform(), RUNS, *os.getloadavg()), flush=True)
 if os.environ.get("BENCH_FREE_PAGES"):
     print("free pages: " + os.environ["BENCH_FREE_PAGES"], flush=True)
+if os.environ.get("BENCH_ONLY", "") not in ("", "convert"):
+    sys.exit("BENCH_ONLY: only 'convert' is known (the inspections and the conversions)")
 
 # 1. inspect
 sha = timed(["sha256sum", DIT])
@@ -158,15 +160,18 @@ sha_floor = timed(["openssl", "dgst", "-sha256", DIT]) if shutil.which("openssl"
 # state: only the source in the page cache, and pages the host backs at the head of the free lists.
 # (In the run of cf24e85 the copy was deleted right after cp, so cp always wrote into the pages freed
 # longest ago: 5.9 s against 2.5 s for cp + sync.)
-# Each type converts twice per round: as a user converts one source to several types (the source's
-# SHA-256 remembered from an earlier conversion of the same unchanged file, in the benchmark's own
-# DITKIT_CACHE) and with --rehash (the source read for its hash again: a file never seen before).
+# Each type converts three times per round: as a user converts one source to several types (the
+# source's SHA-256 remembered from an earlier conversion of the same unchanged file, in the benchmark's
+# own DITKIT_CACHE), with --rehash (the source read for its hash again: a file never seen before), and
+# remembered with --no-sync (moved into place without waiting for the disk, as cp and save_file are).
 copy, copy_synced = os.path.join(OUT, "copy.pt"), os.path.join(OUT, "copy-synced.pt")
 CONVERT_DTYPES = ("f32", "f16", "int8")
-convert_runs = {k: [] for k in ("cp", "cps") + CONVERT_DTYPES + tuple(d + "-rehash" for d in CONVERT_DTYPES)}
+CONVERT_VARIANTS = (("", []), ("-rehash", ["--rehash"]), ("-nosync", ["--no-sync"]))
+convert_runs = {k: [] for k in ("cp", "cps") + tuple(d + suffix for d in CONVERT_DTYPES for suffix, _ in CONVERT_VARIANTS)}
 commands = [("cp", ["cp", DIT, copy], copy), ("cps", ["sh", "-c", "cp \"$0\" \"$1\" && sync \"$1\"", DIT, copy_synced], copy_synced)] + [
-    (d + suffix, [DITKIT, "convert", DIT, "-o", os.path.join(OUT, "xl-%s.ditkit" % d), "--dtype", d] + flags, os.path.join(OUT, "xl-%s.ditkit" % d))
-    for d in CONVERT_DTYPES for suffix, flags in (("", []), ("-rehash", ["--rehash"]))]
+    (d + suffix, [DITKIT, "convert", DIT, "-o", os.path.join(OUT, "xl-%s%s.ditkit" % (d, suffix)), "--dtype", d] + flags,
+     os.path.join(OUT, "xl-%s%s.ditkit" % (d, suffix)))
+    for d in CONVERT_DTYPES for suffix, flags in CONVERT_VARIANTS]
 shutil.rmtree(os.path.join(OUT, "cache"), ignore_errors=True)
 os.environ["DITKIT_CACHE"] = os.path.join(OUT, "cache")
 run([DITKIT, "convert", DIT, "-o", os.path.join(OUT, "xl-f16.ditkit"), "--dtype", "f16", "--force"])   # remembers the source's SHA-256
@@ -184,8 +189,8 @@ for r in range(int(os.environ.get("CONVERT_RUNS", "5"))):
     for step in range(len(commands)):
         key, cmd, out = commands[(r + step) % len(commands)]
         convert_runs[key].append(timed(cmd, runs=1, before=same_start))
-for _, cmd, out in commands:
-    if out in (copy, copy_synced):
+for key, cmd, out in commands:
+    if out in (copy, copy_synced) or key.endswith(("-rehash", "-nosync")):
         drop(out)()
     elif not os.path.exists(out):
         run(cmd)   # the bundles the next sections read
@@ -197,7 +202,8 @@ for d in ("f32", "f16"):
     torch_convert[d] = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "convert", DIT, st, d], env=env)[0])
 for d in CONVERT_DTYPES:
     base = "f16" if d == "f16" else "f32"
-    for key, task in ((d + "-rehash", "convert --dtype %s --rehash" % d), (d, "convert --dtype %s, SHA-256 remembered" % d)):
+    for key, task in ((d + "-rehash", "convert --dtype %s --rehash" % d), (d, "convert --dtype %s, SHA-256 remembered" % d),
+                      (d + "-nosync", "convert --dtype %s --no-sync, SHA-256 remembered" % d)):
         t = merged(convert_runs[key])
         row(task, t, "cp of the source, same rounds", cp, "<= 1.5", rss_target_mb=256, paired=paired_ratios(convert_runs[key], cp_runs))
         row(task, t, "cp + sync of the copy (durable), same rounds", cps, paired=paired_ratios(convert_runs[key], cps_runs))
@@ -205,145 +211,149 @@ for d in CONVERT_DTYPES:
             row(task, t, "SHA-256 of the source alone (openssl dgst)", sha_floor)
         row(task, t, "torch.load + %ssave_file (%s)" % (".half() + " if d == "f16" else "", base), torch_convert[base], "<= 0.2")
 
-# 4. open a bundle and read one tensor, against safetensors safe_open + get_tensor
-name = "blocks.13.mlp.fc1.weight"
-o = inner(json_lines([BENCH, "open", os.path.join(OUT, "xl-f32.ditkit"), name], env=env)[0])
-s = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "get-tensor", os.path.join(OUT, "torch-f32.safetensors"), name], env=env)[0])
-row("open bundle + read one tensor (18 MB)", o, "safe_open + get_tensor", s, "<= 20 ms")
+# BENCH_ONLY=convert stops here: the inspections and the conversions against cp and PyTorch (about
+# 15 minutes instead of 70), for a change that touches nothing else.
+packs, quant_rows = [], []
+if os.environ.get("BENCH_ONLY", "") != "convert":
+    # 4. open a bundle and read one tensor, against safetensors safe_open + get_tensor
+    name = "blocks.13.mlp.fc1.weight"
+    o = inner(json_lines([BENCH, "open", os.path.join(OUT, "xl-f32.ditkit"), name], env=env)[0])
+    s = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "get-tensor", os.path.join(OUT, "torch-f32.safetensors"), name], env=env)[0])
+    row("open bundle + read one tensor (18 MB)", o, "safe_open + get_tensor", s, "<= 20 ms")
 
-# 5. forward passes against PyTorch CPU with the same thread count; quantized against float32.
-for q in ("q8_0", "q4_k"):
-    run([BENCH, "requantize", os.path.join(OUT, "xl-f32.ditkit"), os.path.join(OUT, "xl-%s.ditkit" % q), q])
-# The f32 forward against PyTorch: at least 5 rounds, each of one DiTKit process and one PyTorch
-# process (each a warm-up and one timed forward), paired round by round, which of the two goes first
-# alternating, as the FLUX blocks below (one process of each, a minute apart, put the VM's drift into
-# the ratio: 0.75x, 0.86x and 1.01x in three runs on one host).
-fwd_ours, fwd_theirs = [], []
-for i in range(max(RUNS, 5)):
-    for step in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
-        if step == "ours":
-            fwd_ours.append(inner(json_lines([BENCH, "dit-forward", os.path.join(OUT, "xl-f32.ditkit")], env=dict(env, RUNS="1"))[0]))
-        else:
-            fwd_theirs.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=dict(env, RUNS="1"))[0]))
-row("DiT-XL/2 forward, batch 1, 256 px, f32", merged(fwd_ours), "PyTorch CPU forward, same rounds", merged(fwd_theirs), "<= 1.0",
-    paired=paired_ratios(fwd_ours, fwd_theirs))
-# The five bundles run in one process in interleaved rounds (FWD_RUNS, default 7): each quantized
-# forward is paired with the f32 forward of the same round, so a slow minute of the VM slows both.
-FWD_DTYPES = ("f32", "f16", "int8", "q8_0", "q4_k")
-fwd_env = dict(env, RUNS=os.environ.get("FWD_RUNS", "7"))
-fwd_json = json_lines([BENCH, "dit-forwards", "1"] + [os.path.join(OUT, "xl-%s.ditkit" % d) for d in FWD_DTYPES], env=fwd_env)
-fwd = {d: inner(j) for d, j in zip(FWD_DTYPES, fwd_json)}
-
-
-def rounds(j):
-    """The single runs of a dit-forwards measurement."""
-    return [M(w, c) for w, c in zip(j["runs"], j["cpu_runs"])]
-
-
-for d, j in zip(FWD_DTYPES[1:], fwd_json[1:]):
-    row("DiT-XL/2 forward, batch 1, 256 px, %s" % d, fwd[d], "DiTKit f32 forward, same rounds", fwd["f32"], "<= 1.2",
-        paired=paired_ratios(rounds(j), rounds(fwd_json[0])))
-vb = os.path.join(OUT, "vae-f32.ditkit")
-run([DITKIT, "convert", VAE, "-o", vb, "--force"])
-f = inner(json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0])
-p = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decode", VAE_DIR, "256"], env=env)[0])
-row("SD-VAE decode, batch 1, 256 px", f, "PyTorch CPU decode", p, "<= 1.5")
-
-# 6. verify --against, end to end (about 15 s each), against PyTorch running the same forwards: the
-# bundle's and the source's, batch 4 each. At least 5 interleaved rounds, each of one PyTorch forward
-# (after its warm-up, in its own process) and one verify per dtype, PyTorch first in every other
-# round; the ratios are paired round by round.
-VERIFY_DTYPES = ("int8", "f16")
-torch_b4, verify_runs = [], {d: [] for d in VERIFY_DTYPES}
+    # 5. forward passes against PyTorch CPU with the same thread count; quantized against float32.
+    for q in ("q8_0", "q4_k"):
+        run([BENCH, "requantize", os.path.join(OUT, "xl-f32.ditkit"), os.path.join(OUT, "xl-%s.ditkit" % q), q])
+    # The f32 forward against PyTorch: at least 5 rounds, each of one DiTKit process and one PyTorch
+    # process (each a warm-up and one timed forward), paired round by round, which of the two goes first
+    # alternating, as the FLUX blocks below (one process of each, a minute apart, put the VM's drift into
+    # the ratio: 0.75x, 0.86x and 1.01x in three runs on one host).
+    fwd_ours, fwd_theirs = [], []
+    for i in range(max(RUNS, 5)):
+        for step in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+            if step == "ours":
+                fwd_ours.append(inner(json_lines([BENCH, "dit-forward", os.path.join(OUT, "xl-f32.ditkit")], env=dict(env, RUNS="1"))[0]))
+            else:
+                fwd_theirs.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT], env=dict(env, RUNS="1"))[0]))
+    row("DiT-XL/2 forward, batch 1, 256 px, f32", merged(fwd_ours), "PyTorch CPU forward, same rounds", merged(fwd_theirs), "<= 1.0",
+        paired=paired_ratios(fwd_ours, fwd_theirs))
+    # The five bundles run in one process in interleaved rounds (FWD_RUNS, default 7): each quantized
+    # forward is paired with the f32 forward of the same round, so a slow minute of the VM slows both.
+    FWD_DTYPES = ("f32", "f16", "int8", "q8_0", "q4_k")
+    fwd_env = dict(env, RUNS=os.environ.get("FWD_RUNS", "7"))
+    fwd_json = json_lines([BENCH, "dit-forwards", "1"] + [os.path.join(OUT, "xl-%s.ditkit" % d) for d in FWD_DTYPES], env=fwd_env)
+    fwd = {d: inner(j) for d, j in zip(FWD_DTYPES, fwd_json)}
 
 
-def verify_torch_once():
-    torch_b4.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=dict(env, RUNS="1"))[0]))
+    def rounds(j):
+        """The single runs of a dit-forwards measurement."""
+        return [M(w, c) for w, c in zip(j["runs"], j["cpu_runs"])]
 
 
-def verify_ours_once():
+    for d, j in zip(FWD_DTYPES[1:], fwd_json[1:]):
+        row("DiT-XL/2 forward, batch 1, 256 px, %s" % d, fwd[d], "DiTKit f32 forward, same rounds", fwd["f32"], "<= 1.2",
+            paired=paired_ratios(rounds(j), rounds(fwd_json[0])))
+    vb = os.path.join(OUT, "vae-f32.ditkit")
+    run([DITKIT, "convert", VAE, "-o", vb, "--force"])
+    f = inner(json_lines([BENCH, "vae-decode", vb, "256"], env=env)[0])
+    p = inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "vae-decode", VAE_DIR, "256"], env=env)[0])
+    row("SD-VAE decode, batch 1, 256 px", f, "PyTorch CPU decode", p, "<= 1.5")
+
+    # 6. verify --against, end to end (about 15 s each), against PyTorch running the same forwards: the
+    # bundle's and the source's, batch 4 each. At least 5 interleaved rounds, each of one PyTorch forward
+    # (after its warm-up, in its own process) and one verify per dtype, PyTorch first in every other
+    # round; the ratios are paired round by round.
+    VERIFY_DTYPES = ("int8", "f16")
+    torch_b4, verify_runs = [], {d: [] for d in VERIFY_DTYPES}
+
+
+    def verify_torch_once():
+        torch_b4.append(inner(json_lines([PY, os.path.join(HERE, "pytorch_baselines.py"), "dit-forward", DIT, "4"], env=dict(env, RUNS="1"))[0]))
+
+
+    def verify_ours_once():
+        for d in VERIFY_DTYPES:
+            verify_runs[d].append(timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1))
+
+
+    for i in range(max(RUNS, 5)):
+        for step in (verify_torch_once, verify_ours_once) if i % 2 == 0 else (verify_ours_once, verify_torch_once):
+            step()
+    torch_two = M(2 * statistics.median(t.wall for t in torch_b4), 2 * statistics.median(t.cpu for t in torch_b4))
     for d in VERIFY_DTYPES:
-        verify_runs[d].append(timed([DITKIT, "verify", os.path.join(OUT, "xl-%s.ditkit" % d), "--against", DIT], runs=1))
+        row("verify %s --against .pt (2 forwards, batch 4)" % d, merged(verify_runs[d]), "PyTorch: the same 2 forwards, same rounds",
+            torch_two, "<= 1.0" if d == "int8" else None, paired=paired_ratios(verify_runs[d], torch_b4, factor=2))
+
+    # 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
+    fb = os.path.join(OUT, "flux-blocks.ditkit")
+    run([DITKIT, "convert", FLUX_BLOCKS, "-o", fb, "--force"])
+    # At least 5 rounds, each of one DiTKit process and one diffusers process (each a warm-up and one
+    # timed forward), paired round by round; which of the two goes first alternates, so a drift of the
+    # VM's speed within a round (10-30 % from one minute to the next) does not always favour the same one.
+    FLUX_ROUNDS = max(RUNS, 5)
+    flux_ours, flux_theirs = [], []
 
 
-for i in range(max(RUNS, 5)):
-    for step in (verify_torch_once, verify_ours_once) if i % 2 == 0 else (verify_ours_once, verify_torch_once):
-        step()
-torch_two = M(2 * statistics.median(t.wall for t in torch_b4), 2 * statistics.median(t.cpu for t in torch_b4))
-for d in VERIFY_DTYPES:
-    row("verify %s --against .pt (2 forwards, batch 4)" % d, merged(verify_runs[d]), "PyTorch: the same 2 forwards, same rounds",
-        torch_two, "<= 1.0" if d == "int8" else None, paired=paired_ratios(verify_runs[d], torch_b4, factor=2))
-
-# 7. FLUX.1 blocks at 1024 px (4096 image + 512 text tokens), FLUX.1-dev's width, against diffusers.
-fb = os.path.join(OUT, "flux-blocks.ditkit")
-run([DITKIT, "convert", FLUX_BLOCKS, "-o", fb, "--force"])
-# At least 5 rounds, each of one DiTKit process and one diffusers process (each a warm-up and one
-# timed forward), paired round by round; which of the two goes first alternates, so a drift of the
-# VM's speed within a round (10-30 % from one minute to the next) does not always favour the same one.
-FLUX_ROUNDS = max(RUNS, 5)
-flux_ours, flux_theirs = [], []
+    def flux_ours_once():
+        flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
 
 
-def flux_ours_once():
-    flux_ours.append({j["measure"]: inner(j) for j in json_lines([BENCH, "flux-blocks", fb, "1024", "512"], env=dict(env, RUNS="1"))})
+    def flux_theirs_once():
+        flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
+            [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
 
 
-def flux_theirs_once():
-    flux_theirs.append({j["measure"]: inner(j) for j in json_lines(
-        [PY, os.path.join(HERE, "pytorch_baselines.py"), "flux-blocks", FLUX_BLOCKS, "1024", "512"], env=dict(env, RUNS="1"))})
+    for i in range(FLUX_ROUNDS):
+        for step in ((flux_ours_once, flux_theirs_once) if i % 2 == 0 else (flux_theirs_once, flux_ours_once)):
+            step()
+        print("  FLUX round %d (%s first): DiTKit %s; diffusers %s" % (
+            i + 1, "DiTKit" if i % 2 == 0 else "diffusers",
+            ", ".join("%s %.2f s" % (k, v.wall) for k, v in sorted(flux_ours[-1].items())),
+            ", ".join("%s %.2f s" % (k, v.wall) for k, v in sorted(flux_theirs[-1].items()))), flush=True)
+    for task, ours_key, theirs_name, theirs_key, target in (
+            ("FLUX double-stream block, 4096+512 tokens", "flux-double-block", "diffusers FluxTransformerBlock", "torch-flux-double-block", "<= 1.0"),
+            ("FLUX single-stream block, 4096+512 tokens", "flux-single-block", "diffusers FluxSingleTransformerBlock", "torch-flux-single-block", "<= 1.0"),
+            ("FLUX 1+1-block forward, 1024 px", "flux-forward", "diffusers forward", "torch-flux-forward", None)):
+        a, b = [m[ours_key] for m in flux_ours], [m[theirs_key] for m in flux_theirs]
+        wall, cpu = paired_ratios(a, b)
+        row(task, M(statistics.median(x.wall for x in a), statistics.median(x.cpu for x in a) if cpu else None), theirs_name + ", same rounds",
+            M(statistics.median(x.wall for x in b), statistics.median(x.cpu for x in b) if cpu else None), target, paired=(wall, cpu))
+    shutil.rmtree(fb, ignore_errors=True)
+    # The FLUX blocks' attention alone (4608 tokens, 24 heads of 128), rounds of alternating order in one process:
+    # the bands of all heads on workers side by side, one thread per product (what a forward runs for sequences
+    # this long), against one head at a time with each product on OpenBLAS's threads.
+    att = {j["measure"]: inner(j) for j in json_lines([BENCH, "attention", "4608", "24", "128"], env=dict(env, RUNS=str(max(RUNS, 5))))}
+    row("attention, 4608 tokens, 24 heads of 128", att["attention-heads-in-parallel"], "the same, one head at a time",
+        att["attention-one-head-at-a-time"])
 
+    # Packs: compression ratio and speed per dtype (zstd level 3, all cores, long-distance matching).
+    packs = []
+    for d in ("f32", "f16", "int8"):
+        b = os.path.join(OUT, "xl-%s.ditkit" % d)
+        z = os.path.join(OUT, "xl-%s.ditkit.zst" % d)
+        t = timed([DITKIT, "pack", b, "-o", z], runs=1, before=drop(z))
+        u = timed([DITKIT, "unpack", z, "-o", os.path.join(OUT, "unpacked")], runs=1, before=drop(os.path.join(OUT, "unpacked")))
+        size_in = os.path.getsize(os.path.join(b, "weights.bin"))
+        size_out = os.path.getsize(z)
+        packs.append((d, size_in, size_out, t.wall, u.wall))
+        print("pack %-4s %8.1f MB -> %8.1f MB  ratio %.3f  pack %.1f MB/s  unpack+verify %.1f MB/s" % (
+            d, size_in / 1e6, size_out / 1e6, size_in / size_out, size_in / t.wall / 1e6, size_in / u.wall / 1e6), flush=True)
+        os.remove(z)
+    shutil.rmtree(os.path.join(OUT, "unpacked"), ignore_errors=True)
 
-for i in range(FLUX_ROUNDS):
-    for step in ((flux_ours_once, flux_theirs_once) if i % 2 == 0 else (flux_theirs_once, flux_ours_once)):
-        step()
-    print("  FLUX round %d (%s first): DiTKit %s; diffusers %s" % (
-        i + 1, "DiTKit" if i % 2 == 0 else "diffusers",
-        ", ".join("%s %.2f s" % (k, v.wall) for k, v in sorted(flux_ours[-1].items())),
-        ", ".join("%s %.2f s" % (k, v.wall) for k, v in sorted(flux_theirs[-1].items()))), flush=True)
-for task, ours_key, theirs_name, theirs_key, target in (
-        ("FLUX double-stream block, 4096+512 tokens", "flux-double-block", "diffusers FluxTransformerBlock", "torch-flux-double-block", "<= 1.0"),
-        ("FLUX single-stream block, 4096+512 tokens", "flux-single-block", "diffusers FluxSingleTransformerBlock", "torch-flux-single-block", "<= 1.0"),
-        ("FLUX 1+1-block forward, 1024 px", "flux-forward", "diffusers forward", "torch-flux-forward", None)):
-    a, b = [m[ours_key] for m in flux_ours], [m[theirs_key] for m in flux_theirs]
-    wall, cpu = paired_ratios(a, b)
-    row(task, M(statistics.median(x.wall for x in a), statistics.median(x.cpu for x in a) if cpu else None), theirs_name + ", same rounds",
-        M(statistics.median(x.wall for x in b), statistics.median(x.cpu for x in b) if cpu else None), target, paired=(wall, cpu))
-shutil.rmtree(fb, ignore_errors=True)
-# The FLUX blocks' attention alone (4608 tokens, 24 heads of 128), rounds of alternating order in one process:
-# the bands of all heads on workers side by side, one thread per product (what a forward runs for sequences
-# this long), against one head at a time with each product on OpenBLAS's threads.
-att = {j["measure"]: inner(j) for j in json_lines([BENCH, "attention", "4608", "24", "128"], env=dict(env, RUNS=str(max(RUNS, 5))))}
-row("attention, 4608 tokens, 24 heads of 128", att["attention-heads-in-parallel"], "the same, one head at a time",
-    att["attention-one-head-at-a-time"])
+    # Block types: quantize and dequantize speed per type (MB/s of float32 data), one thread and all cores.
+    quant_rows = json_lines([BENCH, "quants", "16"], env=env)
 
-# Packs: compression ratio and speed per dtype (zstd level 3, all cores, long-distance matching).
-packs = []
-for d in ("f32", "f16", "int8"):
-    b = os.path.join(OUT, "xl-%s.ditkit" % d)
-    z = os.path.join(OUT, "xl-%s.ditkit.zst" % d)
-    t = timed([DITKIT, "pack", b, "-o", z], runs=1, before=drop(z))
-    u = timed([DITKIT, "unpack", z, "-o", os.path.join(OUT, "unpacked")], runs=1, before=drop(os.path.join(OUT, "unpacked")))
-    size_in = os.path.getsize(os.path.join(b, "weights.bin"))
-    size_out = os.path.getsize(z)
-    packs.append((d, size_in, size_out, t.wall, u.wall))
-    print("pack %-4s %8.1f MB -> %8.1f MB  ratio %.3f  pack %.1f MB/s  unpack+verify %.1f MB/s" % (
-        d, size_in / 1e6, size_out / 1e6, size_in / size_out, size_in / t.wall / 1e6, size_in / u.wall / 1e6), flush=True)
-    os.remove(z)
-shutil.rmtree(os.path.join(OUT, "unpacked"), ignore_errors=True)
-
-# Block types: quantize and dequantize speed per type (MB/s of float32 data), one thread and all cores.
-quant_rows = json_lines([BENCH, "quants", "16"], env=env)
-
-# Scale: several conversions with bounded parallelism.
-jobs_in = [DIT, VAE]
-both = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
-for f in ("a", "b"):
-    os.remove(os.path.join(OUT, f))
-for jobs in (1, 2):
-    many = os.path.join(OUT, "many")
-    t = timed([DITKIT, "convert", *jobs_in, "-o", many, "--dtype", "f16", "--jobs", str(jobs)], runs=1, before=drop(many))
-    row("convert DiT-XL/2 + SD-VAE f16 --jobs %d" % jobs, t, "cp of both sources", both)
-shutil.rmtree(os.path.join(OUT, "many"), ignore_errors=True)
+    # Scale: several conversions with bounded parallelism.
+    jobs_in = [DIT, VAE]
+    both = timed(["sh", "-c", "cp \"$0\" \"$2/a\" && cp \"$1\" \"$2/b\"", DIT, VAE, OUT], runs=1)
+    for f in ("a", "b"):
+        os.remove(os.path.join(OUT, f))
+    for jobs in (1, 2):
+        many = os.path.join(OUT, "many")
+        t = timed([DITKIT, "convert", *jobs_in, "-o", many, "--dtype", "f16", "--jobs", str(jobs)], runs=1, before=drop(many))
+        row("convert DiT-XL/2 + SD-VAE f16 --jobs %d" % jobs, t, "cp of both sources", both)
+    shutil.rmtree(os.path.join(OUT, "many"), ignore_errors=True)
 
 # The outputs (8 GB) make room for the FLUX.1 stand-in's (Benchmarks/bench_flux.py).
 shutil.rmtree(OUT, ignore_errors=True)

@@ -3,7 +3,8 @@
 # writes full-size stand-ins with real torch.save, and runs Benchmarks/bench.py, then the FLUX.1-dev
 # stand-in (Benchmarks/bench_flux.py; BENCH_FLUX=0 skips it: it needs 24 GB of disk and 12 minutes to an hour;
 # FLUX_TYPES="q6_k q5_k q4_k+mod ..." adds block types to its fidelity table, about 4 minutes each;
-# +mod converts with --quantize-modulations).
+# +mod converts with --quantize-modulations; BENCH_ONLY=convert stops bench.py after the inspections and
+# the DiT-XL/2 conversions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_VENV="${BENCH_VENV:-$HOME/.cache/ditkit/bench-venv}"
