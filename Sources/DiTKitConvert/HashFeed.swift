@@ -31,7 +31,9 @@ final class HashFeed: @unchecked Sendable {
     /// The files the hash reads (by index); bytes of the others are not lent slots.
     private let files: Set<Int>
 
-    init(files: Set<Int>, slots count: Int = 6, slotBytes: Int = ConversionScratch.stepElements * 4) {
+    /// `count` nil: as many slots as hold 24 MiB (the hash may trail the converters by that much).
+    init(files: Set<Int>, slots count: Int? = nil, slotBytes: Int = ConversionScratch.stepElements * 4) {
+        let count = count ?? max(6, (24 << 20) / slotBytes)
         self.files = files
         self.slotBytes = slotBytes
         slots = (0..<count).map { _ in UnsafeMutableRawPointer.allocate(byteCount: slotBytes, alignment: 4096) }
