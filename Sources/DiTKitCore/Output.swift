@@ -131,6 +131,16 @@ public enum FileSystem {
         }
     }
 
+    /// Sees the path of every `fsync` DiTKit makes (tests: whether an output was made durable).
+    public static let syncObserver = Locked<(@Sendable (String) -> Void)?>(nil)
+
+    /// Flushes `fd` (the file or directory at `path`) to stable storage: `fsync`, told to
+    /// `syncObserver`. True on success.
+    public static func sync(_ fd: Int32, path: String) -> Bool {
+        syncObserver.withLock { $0 }?(path)
+        return fsync(fd) == 0
+    }
+
     /// Writes a whole small file (not atomically; use inside an `AtomicOutput` temp path), and
     /// flushes it to stable storage unless `sync` is false.
     public static func writeFile(_ path: String, _ bytes: [UInt8], sync: Bool = true) throws {
@@ -138,7 +148,7 @@ public enum FileSystem {
         guard fd >= 0 else { throw OutputError.system(SystemError("open", path: path)) }
         defer { close(fd) }
         try bytes.withUnsafeBytes { try writeAll(fd: fd, $0, path: path) }
-        guard !sync || fsync(fd) == 0 else { throw OutputError.system(SystemError("fsync", path: path)) }
+        guard !sync || FileSystem.sync(fd, path: path) else { throw OutputError.system(SystemError("fsync", path: path)) }
     }
 
     /// Reads a whole small file. Throws `SystemError`.
@@ -354,8 +364,9 @@ public final class AtomicOutput {
         TemporaryPaths.unregister(temporaryPath)
         releaseLock()
         guard sync else { return }
-        let dfd = open(FileSystem.parentDirectory(finalPath), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        let parent = FileSystem.parentDirectory(finalPath)
+        let dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = FileSystem.sync(dfd, path: parent); close(dfd) }
     }
 
     /// Removes the temporary (no effect after `commit()`).
@@ -429,7 +440,7 @@ public final class OutputFile {
     /// Flushes to stable storage and closes.
     public func close() throws {
         closed = true
-        guard fsync(fd) == 0 else {
+        guard FileSystem.sync(fd, path: path) else {
             let e = SystemError("fsync", path: path)
             _ = closeDescriptor(fd)
             throw OutputError.system(e)

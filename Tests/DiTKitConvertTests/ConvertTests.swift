@@ -21,6 +21,28 @@ import DiTKitModels
         return (try NativeBundle(path: out), s, dir)
     }
 
+    // A durable conversion syncs the weights, the manifest, its checksum and the directory it moves
+    // the bundle into; `durable` false (convert --no-sync) syncs none of them.
+    @Test func onlyADurableConversionSyncs() throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let synced = Locked<[String]>([])
+        FileSystem.syncObserver.withLock { $0 = { path in if path.hasPrefix(dir) { synced.withLock { $0.append(path) } } } }
+        defer { FileSystem.syncObserver.withLock { $0 = nil } }
+        for (name, durable) in [("a", true), ("b", false)] {
+            var o = ConversionOptions()
+            o.dtype = .f16
+            o.durable = durable
+            _ = try Converter.convert(source: Fixtures.path("verify/dit_verify.pt"), output: dir + "/\(name).ditkit", options: o)
+        }
+        let paths = synced.withLock { $0 }
+        let names = Set(paths.map { FileSystem.baseName($0) })
+        #expect(names == ["weights.bin", "manifest.json", "manifest.json.sha256", FileSystem.baseName(dir)], "\(paths)")
+        #expect(paths.filter { $0 == dir }.count == 1, "\(paths)")
+        #expect(!paths.contains { $0.contains(".b.ditkit") }, "\(paths)")
+        #expect(paths.allSatisfy { $0 == dir || $0.contains(".a.ditkit.partial-") }, "\(paths)")
+    }
+
     // The source's SHA-256, made beside the conversion from the bytes it reads (HashFeed) when
     // there are two threads or more, is the file's, and the bundle does not depend on the threads.
     @Test func theSourceDigestAndBundleDoNotDependOnTheThreads() throws {

@@ -77,7 +77,7 @@ public final class BundleWriter: @unchecked Sendable {
         guard ftruncate(fd, off_t(manifest.weightsBytes)) == 0 else {
             throw OutputError.system(SystemError("ftruncate", path: weightsPath))
         }
-        guard !durable || fsync(fd) == 0 else { throw OutputError.system(SystemError("fsync", path: weightsPath)) }
+        guard !durable || FileSystem.sync(fd, path: weightsPath) else { throw OutputError.system(SystemError("fsync", path: weightsPath)) }
         closed = true
         guard close(fd) == 0 else { throw OutputError.system(SystemError("close", path: weightsPath)) }
         let text = JSONWriter.bytes(manifest.json)
