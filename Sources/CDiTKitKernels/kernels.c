@@ -73,12 +73,12 @@ static inline uint16_t f32_to_bf16_scalar(float f) {
 
 #define BLOCK 1024
 
-typedef struct { float err[8], src[8], maxabs[8]; uint64_t overflow, flushed; } lanes;
+typedef struct { float err[8], src[8], maxabs[8]; uint64_t overflow, flushed, nonfinite; } lanes;
 
 static inline void lanes_clear(lanes *l) { memset(l, 0, sizeof *l); }
 
 static inline void lanes_add(lanes *l, int lane, float s, float t) {
-    if (!isfinite(s)) return;                       // counted by ditkit_count_nonfinite_*
+    if (!isfinite(s)) { l->nonfinite++; return; }
     if (isinf(t)) { l->overflow++; return; }
     if (s != 0.0f && t == 0.0f) l->flushed++;
     float d = t - s;
@@ -96,6 +96,7 @@ static inline void lanes_fold(lanes *l, ditkit_error_stats *st) {
     }
     st->overflow += l->overflow;
     st->flushed += l->flushed;
+    st->nonfinite += l->nonfinite;
     lanes_clear(l);
 }
 
@@ -117,15 +118,18 @@ static void stats_portable(const float *src, const float *back, size_t n, size_t
 // value overflowed, adds +0 to its sums and compares 0 with its maximum: exactly what skipping it
 // does (the sums start at +0 and only grow by squares, the maxima are >= 0, and a kept lane's
 // difference is finite), so both paths give the same bits.
-typedef struct { __m256 err, src, maxabs; uint64_t overflow, flushed; } vlanes;
+// The overflow and flush counts are kept per lane too (a lane's mask, all ones, subtracted from its
+// count adds one), folded with the sums every BLOCK elements (at most BLOCK / 8 a lane).
+typedef struct { __m256 err, src, maxabs; __m256i overflow, flushed, nonfinite; } vlanes;
 
 __attribute__((target("avx2,f16c")))
 static inline void vlanes_clear(vlanes *l) {
     l->err = _mm256_setzero_ps();
     l->src = _mm256_setzero_ps();
     l->maxabs = _mm256_setzero_ps();
-    l->overflow = 0;
-    l->flushed = 0;
+    l->overflow = _mm256_setzero_si256();
+    l->flushed = _mm256_setzero_si256();
+    l->nonfinite = _mm256_setzero_si256();
 }
 
 __attribute__((target("avx2,f16c")))
@@ -141,9 +145,9 @@ static inline void lanes_add8(vlanes *l, __m256 s, __m256 t) {
     __m256 zero = _mm256_setzero_ps();
     __m256 flushed = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_NEQ_UQ), _mm256_cmp_ps(t, zero, _CMP_EQ_OQ));
     flushed = _mm256_and_ps(keep, flushed);
-    int om = _mm256_movemask_ps(over), fm = _mm256_movemask_ps(flushed);
-    if (om) l->overflow += (uint64_t)__builtin_popcount(om);
-    if (fm) l->flushed += (uint64_t)__builtin_popcount(fm);
+    l->overflow = _mm256_sub_epi32(l->overflow, _mm256_castps_si256(over));
+    l->flushed = _mm256_sub_epi32(l->flushed, _mm256_castps_si256(flushed));
+    l->nonfinite = _mm256_sub_epi32(l->nonfinite, _mm256_castps_si256(_mm256_cmp_ps(as, inf, _CMP_NLT_UQ)));
     __m256 d = _mm256_sub_ps(t, s);
     l->err = _mm256_add_ps(l->err, _mm256_and_ps(_mm256_mul_ps(d, d), keep));
     l->src = _mm256_add_ps(l->src, _mm256_and_ps(_mm256_mul_ps(s, s), keep));
@@ -156,8 +160,14 @@ static inline void vlanes_spill(const vlanes *v, lanes *l) {
     _mm256_storeu_ps(l->err, v->err);
     _mm256_storeu_ps(l->src, v->src);
     _mm256_storeu_ps(l->maxabs, v->maxabs);
-    l->overflow = v->overflow;
-    l->flushed = v->flushed;
+    uint32_t over[8], flushed[8], nonfinite[8];
+    _mm256_storeu_si256((__m256i *)over, v->overflow);
+    _mm256_storeu_si256((__m256i *)flushed, v->flushed);
+    _mm256_storeu_si256((__m256i *)nonfinite, v->nonfinite);
+    l->overflow = 0;
+    l->flushed = 0;
+    l->nonfinite = 0;
+    for (int k = 0; k < 8; k++) { l->overflow += over[k]; l->flushed += flushed[k]; l->nonfinite += nonfinite[k]; }
 }
 
 __attribute__((target("avx2,f16c")))
@@ -168,19 +178,63 @@ static inline void vlanes_fold(vlanes *v, ditkit_error_stats *st) {
     vlanes_clear(v);
 }
 
+// Whether every source of a block is plain: finite, stored without overflow, and 0 or stored as
+// non-zero, so that every lane keeps its place in the figures and no count grows. True when every
+// |x| (as bits) is below `above` and every non-zero |x| at least `least`. The bounds are a little
+// inside the exact ones (a block that is not plain only takes the longer path).
+__attribute__((target("avx2,f16c")))
+static inline int block_plain(const float *src, size_t n, uint32_t least, uint32_t above) {
+    const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF), one = _mm256_set1_epi32(1);
+    __m256i hi = _mm256_setzero_si256(), lo = _mm256_set1_epi32(-1);
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(src + i)), absmask);
+        hi = _mm256_max_epu32(hi, a);
+        lo = _mm256_min_epu32(lo, _mm256_sub_epi32(a, one));   // 0 wraps to the largest value
+    }
+    uint32_t h[8], l[8];
+    _mm256_storeu_si256((__m256i *)h, hi);
+    _mm256_storeu_si256((__m256i *)l, lo);
+    for (int k = 0; k < 8; k++) if (h[k] >= above || l[k] < least - 1) return 0;
+    return 1;
+}
+
+// lanes_add8 for a plain block: every lane kept, nothing counted (the same sums, in the same order).
+__attribute__((target("avx2,f16c")))
+static inline void lanes_add8_plain(vlanes *l, __m256 s, __m256 t) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 d = _mm256_sub_ps(t, s);
+    l->err = _mm256_add_ps(l->err, _mm256_mul_ps(d, d));
+    l->src = _mm256_add_ps(l->src, _mm256_mul_ps(s, s));
+    l->maxabs = _mm256_max_ps(l->maxabs, _mm256_and_ps(d, absmask));
+}
+
+// The narrowings go a block (BLOCK values, folded as one) at a time: a plain block (block_plain)
+// takes the short loop, any other the full one. Real weights are nearly all plain.
+#define NARROW_BLOCKS(least, above, ...)                                                            \
+    vlanes v;                                                                                       \
+    vlanes_clear(&v);                                                                               \
+    size_t i = 0, whole = n / 8 * 8;                                                                \
+    while (i < whole) {                                                                             \
+        size_t end = (i / BLOCK + 1) * BLOCK;                                                      \
+        if (end > whole) end = whole;                                                               \
+        if (block_plain(src + i, end - i, least, above)) {                                          \
+            for (; i < end; i += 8) { __VA_ARGS__; lanes_add8_plain(&v, x, t); }                     \
+        } else {                                                                                    \
+            for (; i < end; i += 8) { __VA_ARGS__; lanes_add8(&v, x, t); }                        \
+        }                                                                                           \
+        if (i % BLOCK == 0) vlanes_fold(&v, st);                                                    \
+    }
+
 __attribute__((target("avx2,f16c")))
 static void f16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
-    vlanes v;
-    vlanes_clear(&v);
-    lanes l;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    // Plain: |x| < 65504 (65520 and above overflow) and non-zero |x| >= 2^-24 (2^-25 and below
+    // are stored as 0).
+    NARROW_BLOCKS(0x33800000u, 0x477FE000u,
         __m256 x = _mm256_loadu_ps(src + i);
         __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm_storeu_si128((__m128i *)(dst + i), h);
-        lanes_add8(&v, x, _mm256_cvtph_ps(h));
-        if (((i + 8) % BLOCK) == 0) vlanes_fold(&v, st);
-    }
+        __m256 t = _mm256_cvtph_ps(h))
+    lanes l;
     vlanes_spill(&v, &l);
     for (; i < n; i++) {
         dst[i] = f32_to_f16_scalar(src[i]);
@@ -191,25 +245,23 @@ static void f16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_s
 
 __attribute__((target("avx2,f16c")))
 static void bf16_vector(const float *src, uint16_t *dst, size_t n, ditkit_error_stats *st) {
-    vlanes vl;
-    vlanes_clear(&vl);
-    lanes l;
     const __m256i bias = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1), expmask = _mm256_set1_epi32(0x7F800000);
     const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF), qnan = _mm256_set1_epi32(0x7FC00000);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(src + i);
-        __m256i u = _mm256_castps_si256(v);
+    const __m256i himask = _mm256_set1_epi32((int)0xFFFF0000u);
+    // Plain: |x| bits below 0x7F7F0000 (0x7F7F8000 and above round to inf) and non-zero |x| bits
+    // at least 0x10000 (0x8000 and below are stored as 0).
+    NARROW_BLOCKS(0x00010000u, 0x7F7F0000u,
+        __m256 x = _mm256_loadu_ps(src + i);
+        __m256i u = _mm256_castps_si256(x);
         __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
         __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), expmask);
-        __m256i hi = _mm256_blendv_epi8(_mm256_and_si256(r, _mm256_set1_epi32((int)0xFFFF0000u)), qnan, isnan);
+        __m256i hi = _mm256_blendv_epi8(_mm256_and_si256(r, himask), qnan, isnan);
         __m256i packed = _mm256_srli_epi32(hi, 16);
         __m128i lo128 = _mm256_castsi256_si128(packed), hi128 = _mm256_extracti128_si256(packed, 1);
         _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo128, hi128));
-        lanes_add8(&vl, v, _mm256_castsi256_ps(hi));
-        if (((i + 8) % BLOCK) == 0) vlanes_fold(&vl, st);
-    }
-    vlanes_spill(&vl, &l);
+        __m256 t = _mm256_castsi256_ps(hi))
+    lanes l;
+    vlanes_spill(&v, &l);
     for (; i < n; i++) {
         dst[i] = f32_to_bf16_scalar(src[i]);
         lanes_add(&l, (int)(i & 7), src[i], u2f((uint32_t)dst[i] << 16));
@@ -334,11 +386,10 @@ void ditkit_i8_rows_to_f32(const int8_t *q, const float *scale, size_t rows, siz
 }
 
 // ---------------------------------------------------------------------------------------------
-// Non-finite counts: an element is NaN or +-inf when every exponent bit is set. Loads go through
-// memcpy, so any alignment is fine (and the loops vectorise).
+// Non-finite counts: an element is NaN or +-inf when every exponent bit is set. Unaligned loads
+// (memcpy in the portable loops), so any alignment is fine.
 
-size_t ditkit_count_nonfinite_f32(const void *src, size_t n) {
-    const unsigned char *p = src;
+static size_t count_nonfinite_f32_scalar(const unsigned char *p, size_t n) {
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
@@ -346,6 +397,67 @@ size_t ditkit_count_nonfinite_f32(const void *src, size_t n) {
         count += (u & 0x7F800000u) == 0x7F800000u;
     }
     return count;
+}
+
+static size_t count_nonfinite_16_scalar(const unsigned char *p, size_t n, uint16_t exponent_mask) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t u;
+        memcpy(&u, p + 2 * i, 2);
+        count += (u & exponent_mask) == exponent_mask;
+    }
+    return count;
+}
+
+// Per-lane counts (a matching lane's all-ones mask subtracted), summed every CHUNK vectors so no
+// lane's count can wrap.
+#define COUNT_CHUNK (1u << 20)
+
+__attribute__((target("avx2,f16c")))
+static size_t count_lanes32(__m256i c) {
+    uint32_t k[8];
+    _mm256_storeu_si256((__m256i *)k, c);
+    size_t s = 0;
+    for (int j = 0; j < 8; j++) s += k[j];
+    return s;
+}
+
+__attribute__((target("avx2,f16c")))
+static size_t count_nonfinite_f32_vector(const unsigned char *p, size_t n) {
+    const __m256i e = _mm256_set1_epi32(0x7F800000);
+    size_t count = 0, i = 0;
+    while (i + 8 <= n) {
+        size_t end = n - i > 8 * (size_t)COUNT_CHUNK ? i + 8 * (size_t)COUNT_CHUNK : n;
+        __m256i c = _mm256_setzero_si256();
+        for (; i + 8 <= end; i += 8) {
+            __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 4 * i)), e);
+            c = _mm256_sub_epi32(c, _mm256_cmpeq_epi32(a, e));
+        }
+        count += count_lanes32(c);
+    }
+    return count + count_nonfinite_f32_scalar(p + 4 * i, n - i);
+}
+
+__attribute__((target("avx2,f16c")))
+static size_t count_nonfinite_16_vector(const unsigned char *p, size_t n, uint16_t exponent_mask) {
+    const __m256i e = _mm256_set1_epi16((short)exponent_mask);
+    size_t count = 0, i = 0;
+    while (i + 16 <= n) {
+        // 16-bit lanes, widened into 32-bit ones every 2^14 vectors (before a lane can wrap).
+        size_t end = n - i > 16 * (size_t)(1u << 14) ? i + 16 * (size_t)(1u << 14) : n;
+        __m256i c = _mm256_setzero_si256();
+        for (; i + 16 <= end; i += 16) {
+            __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 2 * i)), e);
+            c = _mm256_sub_epi16(c, _mm256_cmpeq_epi16(a, e));
+        }
+        count += count_lanes32(_mm256_madd_epi16(c, _mm256_set1_epi16(1)));
+    }
+    return count + count_nonfinite_16_scalar(p + 2 * i, n - i, exponent_mask);
+}
+
+size_t ditkit_count_nonfinite_f32(const void *src, size_t n) {
+    if (ditkit_kernels_vectorised()) return count_nonfinite_f32_vector(src, n);
+    return count_nonfinite_f32_scalar(src, n);
 }
 
 size_t ditkit_count_nonfinite_f64(const void *src, size_t n) {
@@ -360,14 +472,8 @@ size_t ditkit_count_nonfinite_f64(const void *src, size_t n) {
 }
 
 size_t ditkit_count_nonfinite_16(const void *src, size_t n, uint16_t exponent_mask) {
-    const unsigned char *p = src;
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t u;
-        memcpy(&u, p + 2 * i, 2);
-        count += (u & exponent_mask) == exponent_mask;
-    }
-    return count;
+    if (ditkit_kernels_vectorised()) return count_nonfinite_16_vector(src, n, exponent_mask);
+    return count_nonfinite_16_scalar(src, n, exponent_mask);
 }
 
 // ---------------------------------------------------------------------------------------------

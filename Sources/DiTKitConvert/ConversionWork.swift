@@ -391,6 +391,11 @@ final class ConversionWork: @unchecked Sendable {
         // Single float32 source: widened values are the source itself, as read (from a file into the
         // step buffer, or an aligned mapped view).
         let inPlace = !passThrough && segments.count == 1 && sourceDType == .f32 && (segments[0].file != nil || segments[0].bytes.isAligned(to: 4))
+        // Narrowed to F16 or BF16 from float32, float16 or bfloat16 (whose widened values are NaN
+        // or infinite exactly where the source is): the narrowing counts NaN and infinities as it
+        // goes, without a pass of its own over the source.
+        let countedByNarrowing = (target == .f16 || target == .bf16) && !passThrough
+            && segments.allSatisfy { [.f32, .f16, .bf16].contains($0.dtype) }
 
         // Steps of whole rows: an outer row for int8 (its scale), whole blocks for block types.
         let unit = max(1, t.shape.count >= 2 ? t.shape.dropFirst().reduce(1, *) : n)
@@ -445,7 +450,7 @@ final class ConversionWork: @unchecked Sendable {
                 if first == nil { first = piece.baseAddress }
                 try withExtendedLifetime(s.bytes) {
                     guard let base = piece.baseAddress else { return }
-                    nonFinite += NonFinite.count(base, dtype: s.dtype, count: take)
+                    if !countedByNarrowing { nonFinite += NonFinite.count(base, dtype: s.dtype, count: take) }
                     s.hasher?.update(piece)
                     if passThrough {
                         storedHasher?.update(piece)
@@ -490,6 +495,7 @@ final class ConversionWork: @unchecked Sendable {
                     storeError.merge(a)
                     if let rt = a.rows { rowFigures.merge(rt, firstRow: done / unit) }
                     overflow += a.overflow
+                    if countedByNarrowing { nonFinite += a.nonFinite }
                     bytes = UnsafeRawBufferPointer(start: scratch.out, count: count * 2)
                     at = offset + done * 2
                 case .i8:

@@ -53,6 +53,8 @@ struct ErrorAccumulator {
     var maxAbs = 0.0
     var overflow = 0
     var flushed = 0
+    /// NaN and infinite sources (left out of the figures).
+    var nonFinite = 0
     /// Per-row figures, for tensors narrowed row by row.
     var rows: RowTracker?
 
@@ -62,11 +64,12 @@ struct ErrorAccumulator {
         maxAbs = max(maxAbs, Double(s.max_abs))
         overflow += Int(s.overflow)
         flushed += Int(s.flushed)
+        nonFinite += Int(s.nonfinite)
     }
 
     @inline(__always)
     mutating func add(source s: Float, stored t: Float) {
-        if !s.isFinite { return }
+        if !s.isFinite { nonFinite += 1; return }
         if !t.isFinite { overflow += 1; return }
         if s != 0 && t == 0 { flushed += 1 }
         let e = Double(t) - Double(s)
@@ -81,6 +84,7 @@ struct ErrorAccumulator {
         maxAbs = max(maxAbs, o.maxAbs)
         overflow += o.overflow
         flushed += o.flushed
+        nonFinite += o.nonFinite
     }
 
     var figures: ConversionError {

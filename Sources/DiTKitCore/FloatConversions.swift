@@ -40,7 +40,7 @@ public typealias NarrowingStats = ditkit_error_stats
 
 extension NarrowingStats {
     /// Empty statistics.
-    public static var zero: NarrowingStats { NarrowingStats(sum_sq_err: 0, sum_sq_src: 0, max_abs: 0, overflow: 0, flushed: 0) }
+    public static var zero: NarrowingStats { NarrowingStats(sum_sq_err: 0, sum_sq_src: 0, max_abs: 0, overflow: 0, flushed: 0, nonfinite: 0) }
 
     /// Adds another set of statistics (used to merge the rows of a tensor).
     public mutating func merge(_ o: NarrowingStats) {
@@ -49,6 +49,7 @@ extension NarrowingStats {
         if o.max_abs > max_abs || o.max_abs.isNaN { max_abs = o.max_abs }
         overflow += o.overflow
         flushed += o.flushed
+        nonfinite += o.nonfinite
     }
 }
 
