@@ -125,7 +125,7 @@ public final class XXH3Hasher {
 
     /// Feeds `bytes`.
     public func update(_ bytes: UnsafeRawBufferPointer) {
-        if let b = bytes.baseAddress, bytes.count > 0 { XXH3_128bits_update(state, b, bytes.count) }
+        if let b = bytes.baseAddress, bytes.count > 0 { ditkit_xxh3_128_update(state, b, bytes.count) }
     }
 
     /// The digest of everything fed so far (the state can keep going).
@@ -133,7 +133,7 @@ public final class XXH3Hasher {
 
     /// XXH3-128 of `bytes`, hex (one call, no state).
     public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
-        canonicalHex(XXH3_128bits(bytes.baseAddress, bytes.count))
+        canonicalHex(ditkit_xxh3_128(bytes.baseAddress, bytes.count))
     }
 
     /// XXH3-128 of `bytes`, hex.
