@@ -208,6 +208,16 @@ static inline void lanes_add8_plain(vlanes *l, __m256 s, __m256 t) {
     l->maxabs = _mm256_max_ps(l->maxabs, _mm256_and_ps(d, absmask));
 }
 
+// lanes_add8 for finite sources whose stored values cannot overflow (int8 of a row whose largest
+// magnitude is well inside float32): every lane kept, only the flushes counted.
+__attribute__((target("avx2,f16c")))
+static inline void lanes_add8_finite(vlanes *l, __m256 s, __m256 t) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 flushed = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_NEQ_UQ), _mm256_cmp_ps(t, zero, _CMP_EQ_OQ));
+    l->flushed = _mm256_sub_epi32(l->flushed, _mm256_castps_si256(flushed));
+    lanes_add8_plain(l, s, t);
+}
+
 // The narrowings go a block (BLOCK values, folded as one) at a time: a plain block (block_plain)
 // takes the short loop, any other the full one. Real weights are nearly all plain.
 #define NARROW_BLOCKS(least, above, ...)                                                            \
@@ -273,14 +283,23 @@ __attribute__((target("avx2,f16c")))
 static float i8_vector(const float *src, int8_t *dst, size_t n, ditkit_error_stats *st) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     __m256 m = _mm256_setzero_ps();
+    __m256i bits = _mm256_setzero_si256();   // the largest |x| as bits, NaN above infinity
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(src + i), absmask));
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(src + i), absmask);
+        m = _mm256_max_ps(m, a);
+        bits = _mm256_max_epu32(bits, _mm256_castps_si256(a));
+    }
     float mm[8];
+    uint32_t mb[8], most = 0;
     _mm256_storeu_ps(mm, m);
+    _mm256_storeu_si256((__m256i *)mb, bits);
     float amax = 0;
-    for (int k = 0; k < 8; k++) if (mm[k] > amax) amax = mm[k];
-    for (; i < n; i++) { float a = fabsf(src[i]); if (a > amax) amax = a; }
+    for (int k = 0; k < 8; k++) { if (mm[k] > amax) amax = mm[k]; if (mb[k] > most) most = mb[k]; }
+    for (; i < n; i++) { float a = fabsf(src[i]); if (a > amax) amax = a; if (f2u(a) > most) most = f2u(a); }
     float scale = amax / 127.0f;
+    // Every |x| below 2^126: finite, and q * scale (at most about 127/127 of |x|) cannot overflow.
+    int finite = most < 0x7E800000u;
     vlanes vl;
     vlanes_clear(&vl);
     lanes l;
@@ -293,7 +312,8 @@ static float i8_vector(const float *src, int8_t *dst, size_t n, ditkit_error_sta
         __m256i qi = _mm256_cvtps_epi32(q);
         __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
         _mm_storel_epi64((__m128i *)(dst + i), _mm_packs_epi16(q16, q16));
-        lanes_add8(&vl, v, _mm256_mul_ps(q, vs));
+        if (finite) lanes_add8_finite(&vl, v, _mm256_mul_ps(q, vs));
+        else lanes_add8(&vl, v, _mm256_mul_ps(q, vs));
         if (((i + 8) % BLOCK) == 0) vlanes_fold(&vl, st);
     }
     vlanes_spill(&vl, &l);
