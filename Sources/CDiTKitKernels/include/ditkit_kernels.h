@@ -7,15 +7,15 @@
 #include <stdint.h>
 
 /// Error figures of narrowed values against their float32 sources. Sources that are NaN or
-/// +-inf are left out of every figure; the F16 and BF16 narrowings count them (`nonfinite`), as
-/// ditkit_count_nonfinite_f32 would, so a conversion need not read its values once more for that.
+/// +-inf are left out of every figure and counted (`nonfinite`), as ditkit_count_nonfinite_f32
+/// would count them, so a conversion to F16 or BF16 need not read its values once more for that.
 typedef struct {
     double sum_sq_err;    ///< sum of (stored - source)^2 over finite sources that did not overflow
     double sum_sq_src;    ///< sum of source^2 over the same elements
     float max_abs;        ///< max |stored - source| over the same elements
     uint64_t overflow;    ///< finite sources stored as +-inf
     uint64_t flushed;     ///< non-zero finite sources stored as 0
-    uint64_t nonfinite;   ///< sources that are NaN or +-inf (the F16 and BF16 narrowings count them)
+    uint64_t nonfinite;   ///< sources that are NaN or +-inf
 } ditkit_error_stats;
 
 /// 1 when the vector path (AVX2 + F16C) is used on this CPU.
