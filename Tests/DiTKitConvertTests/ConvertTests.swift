@@ -134,6 +134,41 @@ import DiTKitModels
         #expect(FileSystem.listDirectory(dir).sorted() == ["cache", "dit.pt"] || FileSystem.listDirectory(dir).sorted() == ["dit.pt"])
     }
 
+    // A source cut short while it is converted (truncated to its first 4 KiB as soon as the conversion
+    // reports progress) is refused with FileChangedWhileReading and leaves nothing, whether the
+    // whole-file hash runs beside the conversion (fed by it) or not (SHA-256 remembered, with two
+    // threads or one).
+    @Test(arguments: [(false, 2), (true, 2), (true, 1)])
+    func aSourceCutShortDuringTheConversionIsRefused(_ remembered: Bool, _ threads: Int) throws {
+        let dir = try temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let source = dir + "/dit.pt"
+        try FileSystem.writeFile(source, try FileSystem.readFile(Fixtures.path("verify/dit_verify.pt")))
+        var o = ConversionOptions()
+        o.dtype = .f16
+        o.threads = threads
+        o.digests = FileDigests(cache: dir + "/cache")
+        if remembered, let id = FileIdentity(path: source) {
+            #expect(o.digests?.remember(try SHA256Hasher.hex(file: source), before: id, after: id, started: id.changed + FileDigests.settle, path: source) == true)
+        }
+        final class Cutter: ProgressReporter, @unchecked Sendable {
+            let path: String
+            let done = Locked(false)
+            init(_ path: String) { self.path = path }
+            func begin(_ label: String, total: Int, unit: ProgressUnit) {}
+            func finish() {}
+            func advance(_ units: Int) {
+                guard done.withLock({ d in defer { d = true }; return !d }) else { return }
+                _ = truncate(path, 4096)
+            }
+        }
+        #expect(throws: FileChangedWhileReading.self) {
+            _ = try Converter.convert(source: source, output: dir + "/out.ditkit", options: o, progress: Cutter(source))
+        }
+        #expect(!FileSystem.exists(dir + "/out.ditkit"))
+        #expect(FileSystem.listDirectory(dir).sorted() == ["cache", "dit.pt"] || FileSystem.listDirectory(dir).sorted() == ["dit.pt"])
+    }
+
     @Test(arguments: [StorageType.f32, .f16, .bf16])
     func floatStorageIsBitIdenticalToTorch(_ dtype: StorageType) throws {
         let (b, _, dir) = try convert("readers/dit_tiny.pt", dtype)
