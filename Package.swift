@@ -48,7 +48,7 @@ let package = Package(
             swiftSettings: common),
         .target(
             name: "DiTKitNumerics",
-            dependencies: ["COpenBLAS", "CDiTKitKernels"],
+            dependencies: ["COpenBLAS", "CDiTKitKernels", "CDiTKitSupport"],
             swiftSettings: common),
         .target(
             name: "DiTKitModels",
@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "ditkit",
             dependencies: [
-                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitConvert", "DiTKitExport", "DiTKitVerify", "DiTKitZoo",
+                "DiTKitCore", "DiTKitFormats", "DiTKitModels", "DiTKitNumerics", "DiTKitConvert", "DiTKitExport", "DiTKitVerify", "DiTKitZoo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common),

@@ -113,6 +113,10 @@ guard args.count >= 3 || args.count == 2 && args[1] == "quants" else {
     fputs("usage: ditkit-bench open BUNDLE TENSOR | dit-forward MODEL [BATCH] | dit-forwards BATCH MODEL... | vae-decode MODEL SIZE | quants [MVALUES] | ops | flux-forward MODEL SIZE TOKENS | flux-blocks MODEL SIZE TOKENS | attention TOKENS HEADS HEADDIM | requantize BUNDLE OUT TYPE\n", stderr)
     exit(64)
 }
+// The forwards keep freed buffers for reuse, as `ditkit verify` and `sample` do.
+if ["dit-forward", "dit-forwards", "vae-decode", "flux-forward", "flux-blocks", "attention"].contains(args[1]) {
+    ForwardMemory.keepFreedBuffers()
+}
 do {
     let clock = ContinuousClock()
     switch args[1] {

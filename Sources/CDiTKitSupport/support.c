@@ -6,6 +6,9 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -57,4 +60,21 @@ int ditkit_is_locked(const char *path) {
 
 int ditkit_write_behind(int fd, int64_t off, int64_t len) {
     return sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+int ditkit_malloc_keep_freed(int keep) {
+#ifdef __GLIBC__
+    return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, keep) == 1;
+#else
+    (void)keep;
+    return 0;
+#endif
+}
+
+size_t ditkit_malloc_mapped_bytes(void) {
+#ifdef __GLIBC__
+    return mallinfo2().hblkhd;
+#else
+    return 0;
+#endif
 }

@@ -3,6 +3,7 @@ import ArgumentParser
 import DiTKitCore
 import DiTKitFormats
 import DiTKitModels
+import DiTKitNumerics
 import DiTKitVerify
 
 struct Sample: ParsableCommand {
@@ -50,6 +51,7 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
+        ForwardMemory.keepFreedBuffers()
         try reportingErrors {
             let dit = try LoadedModel.open(model)
             let conditioning = try conditioning()

@@ -2,6 +2,7 @@
 import ArgumentParser
 import DiTKitCore
 import DiTKitModels
+import DiTKitNumerics
 import DiTKitVerify
 import DiTKitFormats
 
@@ -116,6 +117,7 @@ struct Verify: ParsableCommand {
     }
 
     func run() throws {
+        ForwardMemory.keepFreedBuffers()
         try reportingErrors {
             var hints = DetectionHints()
             hints.numHeads = heads

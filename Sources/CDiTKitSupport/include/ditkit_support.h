@@ -51,4 +51,12 @@ uint64_t ditkit_mapping_faults(int slot);
 /// Pages of every guarded mapping replaced with zeros since the process started.
 uint64_t ditkit_mapping_total_faults(void);
 
+/// glibc's allocator serves every allocation from its heap (no mapping per large buffer) and keeps
+/// up to `keep` freed bytes at the heap's top instead of returning them (`mallopt` M_MMAP_MAX 0,
+/// M_TRIM_THRESHOLD). Returns 1 when both were set, 0 otherwise (or where the C library is not glibc).
+int ditkit_malloc_keep_freed(int keep);
+
+/// Bytes glibc's allocator holds in mappings of their own (`mallinfo2().hblkhd`; 0 elsewhere).
+size_t ditkit_malloc_mapped_bytes(void);
+
 #endif
