@@ -6,6 +6,18 @@ import DiTKitFormats
 import DiTKitModels
 @testable import DiTKitConvert
 
+/// A progress reporter that runs `action` once, at the first step reported.
+private final class OnFirstStep: ProgressReporter, @unchecked Sendable {
+    let action: @Sendable () -> Void
+    let done = Locked(false)
+    init(_ action: @escaping @Sendable () -> Void) { self.action = action }
+    func begin(_ label: String, total: Int, unit: ProgressUnit) {}
+    func finish() {}
+    func advance(_ units: Int) {
+        if done.withLock({ d in defer { d = true }; return !d }) { action() }
+    }
+}
+
 @Suite struct ConvertTests {
     let expected: JSONValue
     init() throws { expected = try Fixtures.json("convert/expected.json") }
@@ -98,48 +110,11 @@ import DiTKitModels
         #expect(!s4.sourceHashRemembered && sha4 == truth && o.digests?.sha256(identity) == truth)
     }
 
-    // A source written while it is converted (here: one byte rewritten in place, same size and
-    // contents, as soon as the conversion reports progress) is refused and leaves nothing, whether
-    // its SHA-256 is hashed now or remembered from before.
-    @Test(arguments: [false, true])
-    func aSourceWrittenDuringTheConversionIsRefused(_ remembered: Bool) throws {
-        let dir = try temporaryDirectory()
-        defer { FileSystem.removeTree(dir) }
-        let source = dir + "/dit.pt"
-        try FileSystem.writeFile(source, try FileSystem.readFile(Fixtures.path("verify/dit_verify.pt")))
-        var o = ConversionOptions()
-        o.dtype = .f16
-        o.digests = FileDigests(cache: dir + "/cache")
-        if remembered, let id = FileIdentity(path: source) {
-            #expect(o.digests?.remember(try SHA256Hasher.hex(file: source), before: id, after: id, started: id.changed + FileDigests.settle, path: source) == true)
-        }
-        final class Writer: ProgressReporter, @unchecked Sendable {
-            let path: String
-            let done = Locked(false)
-            init(_ path: String) { self.path = path }
-            func begin(_ label: String, total: Int, unit: ProgressUnit) {}
-            func finish() {}
-            func advance(_ units: Int) {
-                guard done.withLock({ d in defer { d = true }; return !d }), let h = FileHandle(forUpdatingAtPath: path) else { return }
-                let first = h.readData(ofLength: 1)
-                h.seek(toFileOffset: 0)
-                h.write(first)
-                try? h.close()
-            }
-        }
-        #expect(throws: FileWrittenWhileReading.self) {
-            _ = try Converter.convert(source: source, output: dir + "/out.ditkit", options: o, progress: Writer(source))
-        }
-        #expect(!FileSystem.exists(dir + "/out.ditkit"))
-        #expect(FileSystem.listDirectory(dir).sorted() == ["cache", "dit.pt"] || FileSystem.listDirectory(dir).sorted() == ["dit.pt"])
-    }
-
-    // A source cut short while it is converted (truncated to its first 4 KiB as soon as the conversion
-    // reports progress) is refused with FileChangedWhileReading and leaves nothing, whether the
-    // whole-file hash runs beside the conversion (fed by it) or not (SHA-256 remembered, with two
-    // threads or one).
-    @Test(arguments: [(false, 2), (true, 2), (true, 1)])
-    func aSourceCutShortDuringTheConversionIsRefused(_ remembered: Bool, _ threads: Int) throws {
+    /// Converts a copy of the verify fixture to f16 while `change` alters it (called with its path once,
+    /// at the conversion's first progress report), with its SHA-256 hashed now or remembered from before;
+    /// expects `E` thrown and nothing left behind.
+    private func expectRefused<E: Error>(_: E.Type, remembered: Bool, threads: Int = ProcessInfoLite.activeProcessorCount,
+                                         change: @escaping @Sendable (String) -> Void) throws {
         let dir = try temporaryDirectory()
         defer { FileSystem.removeTree(dir) }
         let source = dir + "/dit.pt"
@@ -151,22 +126,36 @@ import DiTKitModels
         if remembered, let id = FileIdentity(path: source) {
             #expect(o.digests?.remember(try SHA256Hasher.hex(file: source), before: id, after: id, started: id.changed + FileDigests.settle, path: source) == true)
         }
-        final class Cutter: ProgressReporter, @unchecked Sendable {
-            let path: String
-            let done = Locked(false)
-            init(_ path: String) { self.path = path }
-            func begin(_ label: String, total: Int, unit: ProgressUnit) {}
-            func finish() {}
-            func advance(_ units: Int) {
-                guard done.withLock({ d in defer { d = true }; return !d }) else { return }
-                _ = truncate(path, 4096)
-            }
-        }
-        #expect(throws: FileChangedWhileReading.self) {
-            _ = try Converter.convert(source: source, output: dir + "/out.ditkit", options: o, progress: Cutter(source))
+        #expect(throws: E.self) {
+            _ = try Converter.convert(source: source, output: dir + "/out.ditkit", options: o, progress: OnFirstStep { change(source) })
         }
         #expect(!FileSystem.exists(dir + "/out.ditkit"))
         #expect(FileSystem.listDirectory(dir).sorted() == ["cache", "dit.pt"] || FileSystem.listDirectory(dir).sorted() == ["dit.pt"])
+    }
+
+    // A source written while it is converted (here: one byte rewritten in place, same size and
+    // contents, as soon as the conversion reports progress) is refused and leaves nothing, whether
+    // its SHA-256 is hashed now or remembered from before.
+    @Test(arguments: [false, true])
+    func aSourceWrittenDuringTheConversionIsRefused(_ remembered: Bool) throws {
+        try expectRefused(FileWrittenWhileReading.self, remembered: remembered) { path in
+            guard let h = FileHandle(forUpdatingAtPath: path) else { return }
+            let first = h.readData(ofLength: 1)
+            h.seek(toFileOffset: 0)
+            h.write(first)
+            try? h.close()
+        }
+    }
+
+    // A source cut short while it is converted (truncated to its first 4 KiB as soon as the conversion
+    // reports progress) is refused with FileChangedWhileReading and leaves nothing, whether the
+    // whole-file hash runs beside the conversion (fed by it) or not (SHA-256 remembered, with two
+    // threads or one).
+    @Test(arguments: [(false, 2), (true, 2), (true, 1)])
+    func aSourceCutShortDuringTheConversionIsRefused(_ remembered: Bool, _ threads: Int) throws {
+        try expectRefused(FileChangedWhileReading.self, remembered: remembered, threads: threads) { path in
+            _ = truncate(path, 4096)
+        }
     }
 
     @Test(arguments: [StorageType.f32, .f16, .bf16])
