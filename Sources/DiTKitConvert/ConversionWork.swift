@@ -438,7 +438,7 @@ final class ConversionWork: @unchecked Sendable {
             behind.add(held.at..<(held.at + held.count))
             held.count = 0
         }
-        let stepOut = target == .f32 || passThrough ? 0 : target.storedBytes(step)
+        let stepOut = target.storedBytes(step)   // the most one step can add
         while done < n {
             let count = min(step, n - done)
             if let feed, segment < segments.count, let f = segments[segment].file, count <= segments[segment].elements - within,
